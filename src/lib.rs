@@ -1,0 +1,38 @@
+//! geogate: a geo-blocking reverse proxy.
+//!
+//! For each request geogate works out the real client IP from trusted hops only, looks it up in
+//! an immutable in-memory prefix table compiled from GeoIP databases and CIDR lists, and by
+//! per-route rules blocks the request, tags it with headers for the upstream, or lets it through.
+//!
+//! # Layout
+//! Dependencies point down this list; a module may use only those below it.
+//!
+//! | module | responsibility |
+//! |---|---|
+//! | [`app`] | start-up wiring: first snapshot, listeners, admin, reloader, shutdown drain |
+//! | [`proxy`] | accept loop, per-request flow, forwarding, synthetic responses |
+//! | [`admin`] | admin listener: metrics, health, reload, explain |
+//! | [`reload`] | reload triggers, compile off the request path, compare, store |
+//! | [`cli`] | the `lookup`, `check` and `explain` commands (text and JSON output) |
+//! | [`snapshot`] | `Snapshot` and `compile(&Config) -> Snapshot` |
+//! | [`policy`] | rules to verdict; pure |
+//! | [`client_ip`] | peer + forwarding headers + trusted CIDRs to a canonical client IP; pure |
+//! | [`source`] | mmdb and CIDR-list readers producing `(network, GeoRecord)` data |
+//! | [`table`] | the immutable IPv4/IPv6 longest-prefix table; no I/O, no async |
+//! | [`config`] | `geogate.toml -> FileConfig -> Config`, every error with key and position |
+//! | [`metrics`] | the process's own Prometheus registry and typed handles |
+//! | [`geo`] | plain data types: country codes, geo records, list sets, answers |
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod client_ip;
+pub mod config;
+pub mod geo;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod reload;
+pub mod snapshot;
+pub mod source;
+pub mod table;
