@@ -1,1 +1,3 @@
 //! (to be written)
+mod model;
+pub use model::*;

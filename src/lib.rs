@@ -16,6 +16,7 @@
 //! | [`cli`] | the `lookup`, `check` and `explain` commands (text and JSON output) |
 //! | [`snapshot`] | `Snapshot` and `compile(&Config) -> Snapshot` |
 //! | [`policy`] | rules to verdict; pure |
+//! | [`proxy_protocol`] | PROXY protocol v1/v2 header reader; pure parser plus a bounded async read |
 //! | [`client_ip`] | peer + forwarding headers + trusted CIDRs to a canonical client IP; pure |
 //! | [`source`] | mmdb and CIDR-list readers producing `(network, GeoRecord)` data |
 //! | [`table`] | the immutable IPv4/IPv6 longest-prefix table; no I/O, no async |
@@ -31,6 +32,7 @@ pub mod config;
 pub mod geo;
 pub mod metrics;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod proxy;
 pub mod reload;
 pub mod snapshot;

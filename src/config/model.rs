@@ -1,0 +1,291 @@
+//! The checked configuration: what `FileConfig` becomes once every value has been validated.
+//!
+//! Everything here is already correct by construction (parsed addresses, durations, non-zero
+//! limits, names that resolve), so the modules above `config` never re-validate.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, Method, StatusCode, Uri};
+use ipnet::IpNet;
+
+use crate::geo::{CountryCode, GeoRecord};
+
+/// A whole, checked geogate configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where the file was read from (`None` for built-in defaults / command-line only).
+    pub origin: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: AdminConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+    /// Index into `upstreams` used when no route matches.
+    pub default_upstream: usize,
+    /// Databases and lists, in precedence order: a later source overrides an earlier one.
+    pub sources: Vec<SourceConfig>,
+    pub policy: PolicyConfig,
+    pub limits: Limits,
+    pub reload: ReloadConfig,
+    pub access_log: AccessLogConfig,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    /// Tokio worker threads; `None` = one per CPU.
+    pub worker_threads: Option<NonZeroUsize>,
+    /// How long SIGTERM/SIGINT waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub address: SocketAddr,
+    pub client_ip: ClientIpConfig,
+}
+
+/// How a listener determines the client IP.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientIpConfig {
+    pub source: ClientIpSource,
+    /// Peers (and forwarding hops) whose word is believed. Empty = nobody.
+    pub trusted: Vec<IpNet>,
+    pub on_unresolved: OnUnresolved,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientIpSource {
+    /// The TCP peer address.
+    Peer,
+    /// `X-Forwarded-For`, walked right to left past trusted hops.
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=`, walked right to left past trusted hops.
+    Forwarded,
+    /// A single-address header such as `CF-Connecting-IP` or `X-Real-IP`.
+    Header(HeaderName),
+    /// PROXY protocol v1/v2 header, required on the listener, accepted from trusted peers only.
+    ProxyProtocol,
+}
+
+/// What to do when no client IP can be determined (malformed header, `unknown`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnUnresolved {
+    /// Block the request (default: the safe choice).
+    Block,
+    /// Decide as if the TCP peer were the client.
+    UsePeer,
+    /// Let the request through untagged, counted as unresolved.
+    Allow,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdminConfig {
+    /// `None` = no admin listener.
+    pub address: Option<SocketAddr>,
+    /// Bearer token required for `POST /-/reload`, if set.
+    pub reload_token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `http://host:port` (no path); the authority is what geogate connects to.
+    pub url: Uri,
+}
+
+/// Chooses an upstream by host and path prefix; first match wins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteConfig {
+    /// Exact host (lower-case, no port) or `*.suffix`; `None` = any host.
+    pub host: Option<String>,
+    /// Path prefix; `None` = any path.
+    pub path_prefix: Option<String>,
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceKind {
+    /// A MaxMind DB file.
+    Mmdb { location: Location, schema: MmdbSchema },
+    /// A named CIDR list; `set` optionally overrides the geo data of its addresses.
+    List { location: ListLocation, set: Option<GeoRecord> },
+}
+
+/// Where a file comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Location {
+    Path(PathBuf),
+    /// Polled over HTTP; the last good copy is kept in `cache` so a restart works offline.
+    Remote(RemoteSource),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListLocation {
+    File(Location),
+    /// Entries written in the config itself.
+    Inline(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteSource {
+    pub url: Uri,
+    pub cache: PathBuf,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    pub max_bytes: u64,
+}
+
+/// Which fields of an mmdb record mean what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MmdbSchema {
+    /// GeoIP2/GeoLite2/DB-IP fields or a flat `country_code`, whichever the records carry.
+    Auto,
+    GeoIp2,
+    Flat,
+    /// Dotted paths, e.g. `location.cc` or `subdivisions.-1.iso_code`.
+    Custom(FieldPaths),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldPaths {
+    pub country: Option<String>,
+    pub registered_country: Option<String>,
+    pub represented_country: Option<String>,
+    pub subdivision: Option<String>,
+    pub anonymous_proxy: Option<String>,
+    pub satellite_provider: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// Ordered rules; the first enforced match decides.
+    pub rules: Vec<RuleConfig>,
+    /// What happens when no rule matches.
+    pub default_action: ActionConfig,
+    pub tag_headers: TagHeaders,
+    /// The block response used by rules that do not override it.
+    pub block: BlockResponse,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RuleConfig {
+    pub name: String,
+    pub action: ActionConfig,
+    /// Evaluated, logged and counted as a would-be verdict, never enforced.
+    pub dry_run: bool,
+    pub matcher: RuleMatch,
+    /// Overrides `PolicyConfig::block` for this rule (block rules only).
+    pub block: Option<BlockResponse>,
+}
+
+/// A rule matches when the client matches ANY of the geo criteria (or there are none) AND the
+/// request matches EVERY request criterion that is present.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleMatch {
+    pub countries: Vec<CountryCode>,
+    /// Full ISO 3166-2 codes, upper-case, e.g. `UA-43`.
+    pub subdivisions: Vec<String>,
+    pub registered_countries: Vec<CountryCode>,
+    /// List names (resolved against the list sources at compile time).
+    pub lists: Vec<String>,
+    pub anonymous_proxy: bool,
+    pub satellite_provider: bool,
+    /// Addresses with no geo data at all.
+    pub unknown: bool,
+    /// Exact hosts (lower-case) or `*.suffix`.
+    pub hosts: Vec<String>,
+    /// Path patterns: a prefix, or a glob when it contains `*`.
+    pub paths: Vec<String>,
+    pub methods: Vec<Method>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActionConfig {
+    Allow,
+    Block,
+    /// Tag with the listed headers (a subset of the configured tag headers).
+    Tag(Vec<TagKind>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TagKind {
+    Country,
+    Subdivision,
+    Restricted,
+    Rule,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TagHeaders {
+    pub country: HeaderName,
+    pub subdivision: HeaderName,
+    pub restricted: HeaderName,
+    pub rule: HeaderName,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockResponse {
+    pub status: StatusCode,
+    /// Body for clients that accept `application/json` (and the default for non-browsers).
+    pub json_body: String,
+    /// Body for clients that accept `text/html`.
+    pub html_body: String,
+    /// If set, browsers (Accept: text/html) are redirected here with 302 instead.
+    pub redirect: Option<Uri>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: NonZeroUsize,
+    pub max_headers: NonZeroUsize,
+    pub max_connections: NonZeroUsize,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_response_timeout: Duration,
+    pub proxy_protocol_timeout: Duration,
+    pub max_h2_streams: NonZeroU16,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReloadConfig {
+    /// Watch the config, lists and databases for changes.
+    pub watch: bool,
+    pub debounce: Duration,
+    /// Re-read databases this often even without a change event (`None` = never).
+    pub check_interval: Option<Duration>,
+    /// Refuse a database whose network count fell by more than this percentage.
+    pub max_network_drop_percent: Option<f64>,
+    /// Refuse a database with fewer networks than this.
+    pub min_networks: usize,
+    pub on_no_data: OnNoData,
+}
+
+/// What to do at start-up when no source can be loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnNoData {
+    /// Refuse to start (default).
+    Refuse,
+    /// Serve with an empty table: every address is unknown, rules decide.
+    FailOpen,
+    /// Serve, blocking every request until data loads.
+    FailClosed,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessLogConfig {
+    pub enabled: bool,
+    /// Fraction of allowed requests logged, 0.0..=1.0; blocks are always logged.
+    pub sample: f64,
+}
