@@ -1,1 +1,233 @@
-//! (to be written)
+//! The immutable IPv4/IPv6 prefix table: "what do the sources say about this address".
+//!
+//! Built once per reload by [`TableBuilder`] from databases and lists in precedence order,
+//! then only read. No I/O, no async, no locks; a lookup never allocates.
+//!
+//! # Memory layout
+//! - One [`Answer`] per distinct (geo record, list set, source) combination, interned: ranges
+//!   refer to answers by `u32` index. A country database has a few hundred answers.
+//! - Per family a multibit trie (see `trie`): a 2^16-slot root array (256 KiB), 256-slot
+//!   internal nodes (1 KiB each) only where a region holds more than 16 ranges, and leaves of
+//!   at most 16 range starts (`u16` keys for IPv4, `u64` for IPv6) with their answer indices.
+//! - Per range: one leaf key and one `u32` answer index (6 bytes IPv4, 12 bytes IPv6).
+//!
+//! # Cost of each operation
+//! - `lookup`: one root load, 0-2 node loads in practice (at most 14 for IPv6), then a
+//!   linear scan of at most 16 leaf keys: O(1), no allocation, no branches on data size.
+//! - `find` (for `explain`): the same, plus the bounds of the stored range.
+//! - build: O(n log n) to sort each source's prefixes, O(n) per layer to merge, O(n) trie.
+//!
+//! # Address semantics
+//! IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is canonicalised to IPv4 before the lookup
+//! (`IpAddr::to_canonical`). Every other IPv6 address, including IPv4-compatible
+//! `::a.b.c.d`, 6to4, Teredo and NAT64 `64:ff9b::/96`, gets exactly what the IPv6 side of
+//! the sources says (for a MaxMind database, what `Reader::lookup` answers).
+
+mod builder;
+mod trie;
+
+pub use builder::{BuildError, TableBuilder};
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+use crate::geo::Answer;
+use trie::Trie;
+
+/// The compiled, immutable lookup table.
+#[derive(Debug)]
+pub struct GeoTable {
+    v4: Trie<u32>,
+    v6: Trie<u128>,
+    answers: Box<[Answer]>,
+    list_names: Box<[Box<str>]>,
+    stats: TableStats,
+}
+
+/// Sizes reported by `geogate check`, `/-/snapshot` and the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TableStats {
+    /// Ranges after merging neighbours with equal answers.
+    pub ranges_v4: usize,
+    pub ranges_v6: usize,
+    /// Distinct answers.
+    pub answers: usize,
+    /// Internal trie nodes per family.
+    pub nodes_v4: usize,
+    pub nodes_v6: usize,
+    /// Heap bytes held by the table (tries, answers and their strings).
+    pub heap_bytes: usize,
+}
+
+/// A lookup with the stored range around the address, for `explain`.
+#[derive(Clone, Copy, Debug)]
+pub struct Located<'a> {
+    pub answer: &'a Answer,
+    /// The range of addresses around the looked-up one that the table stores as one entry.
+    pub first: IpAddr,
+    pub last: IpAddr,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FamilyStats {
+    pub ranges: usize,
+}
+
+// === impl GeoTable ===
+
+impl GeoTable {
+    /// A table that knows nothing: every address maps to the empty answer.
+    pub fn empty() -> Self {
+        Self::from_parts(
+            Trie::uniform(0),
+            Trie::uniform(0),
+            vec![Answer::default()],
+            Box::new([]),
+            FamilyStats { ranges: 1 },
+            FamilyStats { ranges: 1 },
+        )
+    }
+
+    pub(crate) fn from_parts(
+        v4: Trie<u32>,
+        v6: Trie<u128>,
+        answers: Vec<Answer>,
+        list_names: Box<[Box<str>]>,
+        f4: FamilyStats,
+        f6: FamilyStats,
+    ) -> Self {
+        let answers = answers.into_boxed_slice();
+        let answer_heap: usize = answers
+            .iter()
+            .map(|a| std::mem::size_of::<Answer>() + a.geo.subdivision.as_ref().map_or(0, |s| s.len()))
+            .sum();
+        let names_heap: usize = list_names.iter().map(|n| n.len() + 16).sum();
+        let stats = TableStats {
+            ranges_v4: f4.ranges,
+            ranges_v6: f6.ranges,
+            answers: answers.len(),
+            nodes_v4: v4.node_count(),
+            nodes_v6: v6.node_count(),
+            heap_bytes: v4.heap_bytes() + v6.heap_bytes() + answer_heap + names_heap,
+        };
+        debug_assert!(v4.leaf_entries() <= f4.ranges + (1 << 16) * 16);
+        Self { v4, v6, answers, list_names, stats }
+    }
+
+    /// What the sources say about `ip` (canonicalised first).
+    #[inline]
+    pub fn lookup(&self, ip: IpAddr) -> &Answer {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => self.lookup_v4(v4),
+            IpAddr::V6(v6) => self.lookup_v6(v6),
+        }
+    }
+
+    #[inline]
+    pub fn lookup_v4(&self, ip: Ipv4Addr) -> &Answer {
+        &self.answers[self.v4.lookup(u32::from(ip)) as usize]
+    }
+
+    /// Looks up an IPv6 address as is (no canonicalisation; see [`lookup`](Self::lookup)).
+    #[inline]
+    pub fn lookup_v6(&self, ip: Ipv6Addr) -> &Answer {
+        &self.answers[self.v6.lookup(u128::from(ip)) as usize]
+    }
+
+    /// Like [`lookup`](Self::lookup), with the stored range around the address.
+    pub fn locate(&self, ip: IpAddr) -> Located<'_> {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                let f = self.v4.find(u32::from(v4));
+                Located {
+                    answer: &self.answers[f.answer as usize],
+                    first: IpAddr::V4(f.first.into()),
+                    last: IpAddr::V4(f.last.into()),
+                }
+            }
+            IpAddr::V6(v6) => {
+                let f = self.v6.find(u128::from(v6));
+                Located {
+                    answer: &self.answers[f.answer as usize],
+                    first: IpAddr::V6(f.first.into()),
+                    last: IpAddr::V6(f.last.into()),
+                }
+            }
+        }
+    }
+
+    /// The name of list `id` (its bit in [`crate::geo::ListSet`]).
+    pub fn list_name(&self, id: usize) -> Option<&str> {
+        self.list_names.get(id).map(|n| &**n)
+    }
+
+    /// List names in id order.
+    pub fn list_names(&self) -> impl Iterator<Item = &str> {
+        self.list_names.iter().map(|n| &**n)
+    }
+
+    /// Names of the lists in `answer`, comma-joined, or `None` when there are none.
+    pub fn list_label(&self, answer: &Answer) -> Option<String> {
+        if answer.lists.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = answer.lists.ids().filter_map(|i| self.list_name(i)).collect();
+        Some(names.join(","))
+    }
+
+    pub fn stats(&self) -> TableStats {
+        self.stats
+    }
+
+    /// Every distinct answer the table can give.
+    pub fn answers(&self) -> &[Answer] {
+        &self.answers
+    }
+}
+
+impl Located<'_> {
+    /// The largest CIDR that contains the looked-up address and lies inside the stored range.
+    pub fn prefix(&self, ip: IpAddr) -> IpNet {
+        match (ip.to_canonical(), self.first, self.last) {
+            (IpAddr::V4(a), IpAddr::V4(f), IpAddr::V4(l)) => {
+                let (a, f, l) = (u32::from(a), u32::from(f), u32::from(l));
+                let mut len = 32u8;
+                while len > 0 {
+                    let mask = u32::MAX.checked_shl(33 - u32::from(len)).unwrap_or(0);
+                    let net = a & mask;
+                    if net < f || (net | !mask) > l {
+                        break;
+                    }
+                    len -= 1;
+                }
+                IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a), len).map_or_else(|_| host4(a), |n| n.trunc()))
+            }
+            (IpAddr::V6(a), IpAddr::V6(f), IpAddr::V6(l)) => {
+                let (a, f, l) = (u128::from(a), u128::from(f), u128::from(l));
+                let mut len = 128u8;
+                while len > 0 {
+                    let mask = u128::MAX.checked_shl(129 - u32::from(len)).unwrap_or(0);
+                    let net = a & mask;
+                    if net < f || (net | !mask) > l {
+                        break;
+                    }
+                    len -= 1;
+                }
+                IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), len).map_or_else(|_| host6(a), |n| n.trunc()))
+            }
+            (ip, _, _) => IpNet::from(ip),
+        }
+    }
+}
+
+fn host4(a: u32) -> Ipv4Net {
+    Ipv4Net::from(Ipv4Addr::from(a))
+}
+
+fn host6(a: u128) -> Ipv6Net {
+    Ipv6Net::from(Ipv6Addr::from(a))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,321 @@
+//! Compiles layers of sources into the partitions the tries are built from.
+//!
+//! Each family is kept as a partition of its whole address space into ranges, each with a
+//! [`Cell`] (geo record id, list bits, source). Sources are applied in precedence order as
+//! layers: a layer's prefixes are first made disjoint (the longest prefix wins inside the
+//! layer), then merged over the partition in one linear pass. A database layer replaces the
+//! geo data of what it covers; a list layer adds its bit and, if it has a `set` record,
+//! replaces the geo data too. Adjacent ranges with equal cells are merged at the end and the
+//! distinct cells are interned as [`Answer`]s.
+
+use std::collections::HashMap;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+
+use super::trie::{Trie, TrieError};
+use super::{FamilyStats, GeoTable};
+use crate::geo::{Answer, GeoRecord, ListSet, MAX_LISTS};
+
+/// Collects sources in precedence order and builds a [`GeoTable`].
+#[derive(Debug, Default)]
+pub struct TableBuilder {
+    list_names: Vec<Box<str>>,
+    geos: Vec<GeoRecord>,
+    geo_ids: HashMap<GeoRecord, u32>,
+    v4: Partition,
+    v6: Partition,
+}
+
+/// Why a table cannot be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("more than {MAX_LISTS} CIDR lists; merge some lists or drop unused ones")]
+    TooManyLists,
+    #[error("two lists are named {0:?}; list names must be unique")]
+    DuplicateList(String),
+    #[error("a database refers to record {index} but has only {len} records")]
+    BadRecordIndex { index: u32, len: usize },
+    #[error("the table is too large for its slot encoding ({0} ranges)")]
+    TooLarge(usize),
+}
+
+/// What the table stores for one range before interning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Cell {
+    /// Index into `geos`; 0 is the empty record.
+    geo: u32,
+    lists: u64,
+    /// Source index + 1; 0 = no source gave geo data.
+    source: u16,
+}
+
+/// A partition of one family's space; `ends` are implicit (next start - 1, or the max).
+#[derive(Debug)]
+struct Partition {
+    starts: Vec<u128>,
+    cells: Vec<Cell>,
+    max: u128,
+}
+
+/// A change one layer makes to the cells it covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Paint {
+    Geo { geo: u32, source: u16 },
+    List { bit: u64, set: Option<(u32, u16)> },
+}
+
+// === impl TableBuilder ===
+
+impl TableBuilder {
+    pub fn new() -> Self {
+        let mut b = Self {
+            list_names: Vec::new(),
+            geos: Vec::new(),
+            geo_ids: HashMap::new(),
+            v4: Partition::new(u128::from(u32::MAX)),
+            v6: Partition::new(u128::MAX),
+        };
+        b.intern(&GeoRecord::default());
+        b
+    }
+
+    /// Adds a database layer. `source` is its index in configuration order; `v4`/`v6` map
+    /// networks to indices into `records`. Nested networks are allowed: the longest wins.
+    pub fn add_database(
+        &mut self,
+        source: u16,
+        records: &[GeoRecord],
+        v4: &[(Ipv4Net, u32)],
+        v6: &[(Ipv6Net, u32)],
+    ) -> Result<(), BuildError> {
+        let ids: Vec<u32> = records.iter().map(|r| self.intern(r)).collect();
+        let paint = |index: u32| -> Result<Paint, BuildError> {
+            let geo = *ids.get(index as usize).ok_or(BuildError::BadRecordIndex {
+                index,
+                len: ids.len(),
+            })?;
+            Ok(Paint::Geo { geo, source: source.saturating_add(1) })
+        };
+        let mut l4 = Vec::with_capacity(v4.len());
+        for (net, i) in v4 {
+            l4.push(piece4(net, paint(*i)?));
+        }
+        let mut l6 = Vec::with_capacity(v6.len());
+        for (net, i) in v6 {
+            l6.push(piece6(net, paint(*i)?));
+        }
+        self.v4.overlay(disjoint(l4));
+        self.v6.overlay(disjoint(l6));
+        Ok(())
+    }
+
+    /// Adds a named list layer; `set` replaces the geo data of its addresses when given.
+    /// Returns the list's id (its bit in [`ListSet`]).
+    pub fn add_list(
+        &mut self,
+        source: u16,
+        name: &str,
+        set: Option<&GeoRecord>,
+        v4: &[Ipv4Net],
+        v6: &[Ipv6Net],
+    ) -> Result<usize, BuildError> {
+        if self.list_names.iter().any(|n| &**n == name) {
+            return Err(BuildError::DuplicateList(name.to_owned()));
+        }
+        let id = self.list_names.len();
+        if id >= MAX_LISTS {
+            return Err(BuildError::TooManyLists);
+        }
+        self.list_names.push(name.into());
+        let set = set.map(|r| (self.intern(r), source.saturating_add(1)));
+        let paint = Paint::List { bit: 1u64 << id, set };
+        self.v4.overlay(disjoint(v4.iter().map(|n| piece4(n, paint)).collect()));
+        self.v6.overlay(disjoint(v6.iter().map(|n| piece6(n, paint)).collect()));
+        Ok(id)
+    }
+
+    /// Merges equal neighbours, interns answers and builds both tries.
+    pub fn build(self) -> Result<GeoTable, BuildError> {
+        let mut answer_ids: HashMap<Cell, u32> = HashMap::new();
+        let mut cells: Vec<Cell> = Vec::new();
+        let (s4, a4, n4) = self.v4.finish(&mut answer_ids, &mut cells);
+        let (s6, a6, n6) = self.v6.finish(&mut answer_ids, &mut cells);
+        let starts4: Vec<u32> = s4.iter().map(|&s| s as u32).collect();
+        let too_large = |_: TrieError| BuildError::TooLarge(n4 + n6);
+        let v4 = Trie::<u32>::build(&starts4, &a4).map_err(too_large)?;
+        drop(starts4);
+        let v6 = Trie::<u128>::build(&s6, &a6).map_err(too_large)?;
+        let answers = cells
+            .iter()
+            .map(|c| Answer {
+                geo: self.geos[c.geo as usize].clone(),
+                lists: ListSet(c.lists),
+                source: c.source.checked_sub(1),
+            })
+            .collect();
+        Ok(GeoTable::from_parts(
+            v4,
+            v6,
+            answers,
+            self.list_names.into_boxed_slice(),
+            FamilyStats { ranges: n4 },
+            FamilyStats { ranges: n6 },
+        ))
+    }
+
+    fn intern(&mut self, record: &GeoRecord) -> u32 {
+        if let Some(&id) = self.geo_ids.get(record) {
+            return id;
+        }
+        let id = self.geos.len() as u32;
+        self.geos.push(record.clone());
+        self.geo_ids.insert(record.clone(), id);
+        id
+    }
+}
+
+fn piece4(net: &Ipv4Net, paint: Paint) -> (u128, u128, u8, Paint) {
+    let first = u128::from(u32::from(net.network()));
+    let last = u128::from(u32::from(net.broadcast()));
+    (first, last, net.prefix_len(), paint)
+}
+
+fn piece6(net: &Ipv6Net, paint: Paint) -> (u128, u128, u8, Paint) {
+    let first = u128::from(net.network());
+    let last = u128::from(net.broadcast());
+    (first, last, net.prefix_len(), paint)
+}
+
+/// Turns possibly nested prefixes into sorted disjoint pieces, the longest prefix winning.
+/// Prefixes never partly overlap: two are either disjoint or one contains the other.
+fn disjoint(mut pieces: Vec<(u128, u128, u8, Paint)>) -> Vec<(u128, u128, Paint)> {
+    pieces.sort_unstable_by_key(|&(first, _, len, _)| (first, len));
+    let mut out: Vec<(u128, u128, Paint)> = Vec::with_capacity(pieces.len());
+    // Enclosing prefixes still open, outermost first.
+    let mut open: Vec<(u128, Paint)> = Vec::new();
+    // Next address not yet emitted (None once past the end of the space).
+    let mut cursor: Option<u128> = Some(0);
+
+    fn emit(out: &mut Vec<(u128, u128, Paint)>, cursor: &mut Option<u128>, last: u128, p: Paint) {
+        if let Some(c) = *cursor {
+            if c <= last {
+                out.push((c, last, p));
+            }
+        }
+        *cursor = last.checked_add(1);
+    }
+
+    for (first, last, _, paint) in pieces {
+        // Close enclosing prefixes that end before this one starts.
+        while let Some(&(end, p)) = open.last() {
+            if end >= first {
+                break;
+            }
+            emit(&mut out, &mut cursor, end, p);
+            open.pop();
+        }
+        if let Some(&(_, p)) = open.last() {
+            if first > 0 {
+                emit(&mut out, &mut cursor, first - 1, p);
+            }
+        }
+        cursor = Some(cursor.map_or(first, |c| c.max(first)));
+        // An open prefix ending where this one ends has nothing left after it: either a
+        // duplicate (the later entry wins) or an enclosing prefix whose tail this one covers.
+        if open.last().is_some_and(|&(end, _)| end == last) {
+            open.pop();
+        }
+        open.push((last, paint));
+    }
+    while let Some((end, p)) = open.pop() {
+        emit(&mut out, &mut cursor, end, p);
+    }
+    out
+}
+
+// === impl Partition ===
+
+impl Default for Partition {
+    fn default() -> Self {
+        Self::new(u128::MAX)
+    }
+}
+
+impl Partition {
+    fn new(max: u128) -> Self {
+        Self {
+            starts: vec![0],
+            cells: vec![Cell { geo: 0, lists: 0, source: 0 }],
+            max,
+        }
+    }
+
+    fn last_of(&self, i: usize) -> u128 {
+        self.starts.get(i + 1).map_or(self.max, |s| s - 1)
+    }
+
+    /// Applies sorted, disjoint `pieces` over the partition in one pass.
+    fn overlay(&mut self, pieces: Vec<(u128, u128, Paint)>) {
+        if pieces.is_empty() {
+            return;
+        }
+        let mut starts = Vec::with_capacity(self.starts.len() + 2 * pieces.len());
+        let mut cells = Vec::with_capacity(starts.capacity());
+        let mut j = 0;
+        for i in 0..self.starts.len() {
+            let (mut pos, last) = (self.starts[i], self.last_of(i));
+            let cell = self.cells[i];
+            loop {
+                while j < pieces.len() && pieces[j].1 < pos {
+                    j += 1;
+                }
+                let (end, c) = match pieces.get(j) {
+                    Some(&(first, plast, paint)) if first <= pos => (plast.min(last), paint.apply(cell)),
+                    Some(&(first, _, _)) if first <= last => (first - 1, cell),
+                    _ => (last, cell),
+                };
+                starts.push(pos);
+                cells.push(c);
+                match end.checked_add(1) {
+                    Some(next) if next <= last => pos = next,
+                    _ => break,
+                }
+            }
+        }
+        self.starts = starts;
+        self.cells = cells;
+    }
+
+    /// Merges equal neighbours and interns cells; returns starts, answer ids, range count.
+    fn finish(self, ids: &mut HashMap<Cell, u32>, cells: &mut Vec<Cell>) -> (Vec<u128>, Vec<u32>, usize) {
+        let mut starts = Vec::with_capacity(self.starts.len());
+        let mut answers = Vec::with_capacity(self.starts.len());
+        let mut prev: Option<Cell> = None;
+        for (s, c) in self.starts.into_iter().zip(self.cells) {
+            if prev == Some(c) {
+                continue;
+            }
+            prev = Some(c);
+            let id = *ids.entry(c).or_insert_with(|| {
+                cells.push(c);
+                (cells.len() - 1) as u32
+            });
+            starts.push(s);
+            answers.push(id);
+        }
+        let n = starts.len();
+        (starts, answers, n)
+    }
+}
+
+// === impl Paint ===
+
+impl Paint {
+    fn apply(self, cell: Cell) -> Cell {
+        match self {
+            Paint::Geo { geo, source } => Cell { geo, source, ..cell },
+            Paint::List { bit, set: None } => Cell { lists: cell.lists | bit, ..cell },
+            Paint::List { bit, set: Some((geo, source)) } => Cell { geo, source, lists: cell.lists | bit },
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The table against a naive model: a linear scan over every source's prefixes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use proptest::prelude::*;
+
+use super::*;
+use crate::geo::{CountryCode, GeoRecord, ListSet};
+
+/// One source as the model sees it.
+#[derive(Clone, Debug)]
+enum Layer {
+    Db { v4: Vec<(Ipv4Net, u32)>, v6: Vec<(Ipv6Net, u32)> },
+    List { v4: Vec<Ipv4Net>, v6: Vec<Ipv6Net>, set: Option<u32> },
+}
+
+fn record(i: u32) -> GeoRecord {
+    let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let a = letters[(i as usize) % 26] as char;
+    let b = letters[(i as usize / 26) % 26] as char;
+    GeoRecord {
+        country: CountryCode::parse(&format!("{a}{b}")),
+        subdivision: (i % 3 == 0).then(|| format!("{a}{b}-{i}").into()),
+        anonymous_proxy: i % 5 == 0,
+        ..GeoRecord::default()
+    }
+}
+
+fn records() -> Vec<GeoRecord> {
+    (0..8).map(record).collect()
+}
+
+fn build(layers: &[Layer]) -> GeoTable {
+    let recs = records();
+    let mut b = TableBuilder::new();
+    let mut lists = 0;
+    for (i, layer) in layers.iter().enumerate() {
+        match layer {
+            Layer::Db { v4, v6 } => b.add_database(i as u16, &recs, v4, v6).unwrap(),
+            Layer::List { v4, v6, set } => {
+                let set = set.map(|s| recs[s as usize].clone());
+                b.add_list(i as u16, &format!("l{lists}"), set.as_ref(), v4, v6).unwrap();
+                lists += 1;
+            }
+        }
+    }
+    b.build().unwrap()
+}
+
+/// The model: walk layers in order; a database gives its longest matching prefix's record,
+/// a list adds its bit and maybe its record.
+fn model(layers: &[Layer], ip: IpAddr) -> Answer {
+    let recs = records();
+    let mut ans = Answer::default();
+    let mut list_id = 0;
+    for (i, layer) in layers.iter().enumerate() {
+        match layer {
+            Layer::Db { v4, v6 } => {
+                let best = match ip {
+                    IpAddr::V4(a) => v4.iter().filter(|(n, _)| n.contains(&a)).max_by_key(|(n, _)| n.prefix_len()).map(|x| x.1),
+                    IpAddr::V6(a) => v6.iter().filter(|(n, _)| n.contains(&a)).max_by_key(|(n, _)| n.prefix_len()).map(|x| x.1),
+                };
+                if let Some(r) = best {
+                    ans.geo = recs[r as usize].clone();
+                    ans.source = Some(i as u16);
+                }
+            }
+            Layer::List { v4, v6, set } => {
+                let hit = match ip {
+                    IpAddr::V4(a) => v4.iter().any(|n| n.contains(&a)),
+                    IpAddr::V6(a) => v6.iter().any(|n| n.contains(&a)),
+                };
+                if hit {
+                    ans.lists = ans.lists.with(list_id);
+                    if let Some(s) = set {
+                        ans.geo = recs[*s as usize].clone();
+                        ans.source = Some(i as u16);
+                    }
+                }
+                list_id += 1;
+            }
+        }
+    }
+    ans
+}
+
+/// Addresses worth probing: the first and last of every prefix and their neighbours,
+/// the ends of the space, plus the given random ones.
+fn probes(layers: &[Layer], random: &[IpAddr]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = random.to_vec();
+    let mut push4 = |v: u32| {
+        for d in [-1i64, 0, 1] {
+            if let Ok(x) = u32::try_from(i64::from(v) + d) {
+                out.push(IpAddr::V4(Ipv4Addr::from(x)));
+            }
+        }
+    };
+    push4(0);
+    push4(u32::MAX);
+    for l in layers {
+        let nets: Vec<Ipv4Net> = match l {
+            Layer::Db { v4, .. } => v4.iter().map(|x| x.0).collect(),
+            Layer::List { v4, .. } => v4.clone(),
+        };
+        for n in nets {
+            push4(n.network().into());
+            push4(n.broadcast().into());
+        }
+    }
+    let mut push6 = |v: u128| {
+        for x in [v.checked_sub(1), Some(v), v.checked_add(1)].into_iter().flatten() {
+            out.push(IpAddr::V6(Ipv6Addr::from(x)));
+        }
+    };
+    push6(0);
+    push6(u128::MAX);
+    for l in layers {
+        let nets: Vec<Ipv6Net> = match l {
+            Layer::Db { v6, .. } => v6.iter().map(|x| x.0).collect(),
+            Layer::List { v6, .. } => v6.clone(),
+        };
+        for n in nets {
+            push6(n.network().into());
+            push6(n.broadcast().into());
+        }
+    }
+    out
+}
+
+fn check(layers: &[Layer], random: &[IpAddr]) {
+    let table = build(layers);
+    for ip in probes(layers, random) {
+        // The table canonicalises; the model is fed what the table looks up.
+        let key = ip.to_canonical();
+        let want = model(layers, key);
+        assert_eq!(table.lookup(ip), &want, "ip {ip} layers {layers:?}");
+        let loc = table.locate(ip);
+        assert_eq!(loc.answer, &want);
+        assert!(loc.first <= key && key <= loc.last, "{ip} not in {}..{}", loc.first, loc.last);
+        // Both ends of the stored range answer the same.
+        assert_eq!(table.lookup(loc.first), &want);
+        assert_eq!(table.lookup(loc.last), &want);
+        assert!(loc.prefix(key).contains(&key));
+    }
+}
+
+/// Prefixes clustered in a few regions so that they nest and crowd leaves.
+fn v4_net() -> impl Strategy<Value = Ipv4Net> {
+    (prop_oneof![Just(0u32), Just(0x0a00_0000), Just(0xc0a8_0000), Just(0xffff_ff00), any::<u32>()], any::<u32>(), 0u8..=32)
+        .prop_map(|(base, noise, len)| {
+            let noise = if len < 8 { noise } else { noise >> 12 };
+            Ipv4Net::new(Ipv4Addr::from(base ^ noise), len).unwrap().trunc()
+        })
+}
+
+fn v6_net() -> impl Strategy<Value = Ipv6Net> {
+    (
+        prop_oneof![Just(0u128), Just(0x2001_0db8u128 << 96), Just(0x2a00u128 << 112), Just(u128::MAX << 8), any::<u128>()],
+        any::<u128>(),
+        prop_oneof![0u8..=128, 16u8..=64, 120u8..=128],
+    )
+        .prop_map(|(base, noise, len)| {
+            let noise = if len < 16 { noise } else { noise >> 70 };
+            Ipv6Net::new(Ipv6Addr::from(base ^ noise), len).unwrap().trunc()
+        })
+}
+
+fn layer() -> impl Strategy<Value = Layer> {
+    prop_oneof![
+        (prop::collection::vec((v4_net(), 0u32..8), 0..40), prop::collection::vec((v6_net(), 0u32..8), 0..40))
+            .prop_map(|(v4, v6)| Layer::Db { v4: dedup(v4), v6: dedup(v6) }),
+        (prop::collection::vec(v4_net(), 0..20), prop::collection::vec(v6_net(), 0..20), prop::option::of(0u32..8))
+            .prop_map(|(v4, v6, set)| Layer::List { v4, v6, set }),
+    ]
+}
+
+/// A database holds each prefix once; keep the first.
+fn dedup<N: PartialEq + Copy>(v: Vec<(N, u32)>) -> Vec<(N, u32)> {
+    let mut out: Vec<(N, u32)> = Vec::new();
+    for (n, r) in v {
+        if !out.iter().any(|(m, _)| *m == n) {
+            out.push((n, r));
+        }
+    }
+    out
+}
+
+fn random_ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<u32>().prop_map(|v| IpAddr::V4(v.into())),
+        any::<u128>().prop_map(|v| IpAddr::V6(v.into())),
+        // IPv4-mapped: must answer as the IPv4 address.
+        any::<u32>().prop_map(|v| IpAddr::V6(Ipv4Addr::from(v).to_ipv6_mapped())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn table_matches_linear_model(layers in prop::collection::vec(layer(), 1..5), random in prop::collection::vec(random_ip(), 0..50)) {
+        check(&layers, &random);
+    }
+}
+
+#[test]
+fn empty_table_knows_nothing() {
+    let t = GeoTable::empty();
+    for ip in ["0.0.0.0", "255.255.255.255", "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::ffff:1.2.3.4"] {
+        assert_eq!(t.lookup(ip.parse().unwrap()), &Answer::default());
+    }
+    assert_eq!(t.stats().ranges_v4, 1);
+}
+
+#[test]
+fn whole_space_and_host_routes() {
+    let layers = vec![
+        Layer::Db {
+            v4: vec![("0.0.0.0/0".parse().unwrap(), 1), ("255.255.255.255/32".parse().unwrap(), 2), ("0.0.0.0/32".parse().unwrap(), 3)],
+            v6: vec![("::/0".parse().unwrap(), 4), ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128".parse().unwrap(), 5), ("::/128".parse().unwrap(), 6)],
+        },
+        Layer::List { v4: vec!["10.0.0.0/8".parse().unwrap(), "10.1.2.3/32".parse().unwrap()], v6: vec!["2001:db8::/32".parse().unwrap()], set: Some(7) },
+    ];
+    check(&layers, &[]);
+}
+
+#[test]
+fn nested_prefixes_longest_wins_and_later_source_overrides() {
+    let db = Layer::Db {
+        v4: vec![("10.0.0.0/8".parse().unwrap(), 1), ("10.128.0.0/9".parse().unwrap(), 2), ("10.128.0.0/24".parse().unwrap(), 3)],
+        v6: vec![],
+    };
+    let vpn = Layer::List { v4: vec!["10.128.0.128/25".parse().unwrap()], v6: vec![], set: Some(4) };
+    let t = build(&[db.clone(), vpn.clone()]);
+    let at = |s: &str| t.lookup(s.parse().unwrap()).geo.clone();
+    assert_eq!(at("10.0.0.1"), record(1));
+    assert_eq!(at("10.255.255.255"), record(2));
+    assert_eq!(at("10.128.0.1"), record(3));
+    assert_eq!(at("10.128.0.200"), record(4));
+    assert_eq!(t.lookup("10.128.0.200".parse().unwrap()).lists, ListSet(1));
+    assert_eq!(t.lookup("::ffff:10.128.0.1".parse().unwrap()).geo, record(3));
+    check(&[db, vpn], &[]);
+}
+
+#[test]
+fn dense_region_builds_internal_nodes() {
+    // 4096 alternating /32s inside one /16 force nodes below the root.
+    let v4: Vec<(Ipv4Net, u32)> = (0..4096u32).map(|i| (Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i * 3), 32).unwrap(), i % 8)).collect();
+    let v6: Vec<(Ipv6Net, u32)> = (0..4096u128).map(|i| (Ipv6Net::new(Ipv6Addr::from((0x2001u128 << 112) + (i << 70)), 60).unwrap(), (i % 8) as u32)).collect();
+    let layers = vec![Layer::Db { v4, v6 }];
+    let t = build(&layers);
+    assert!(t.stats().nodes_v4 > 0 && t.stats().nodes_v6 > 0);
+    check(&layers, &[]);
+}
+
+#[test]
+fn too_many_lists_is_an_error() {
+    let mut b = TableBuilder::new();
+    for i in 0..64 {
+        b.add_list(0, &format!("l{i}"), None, &[], &[]).unwrap();
+    }
+    assert_eq!(b.add_list(0, "one-more", None, &[], &[]), Err(BuildError::TooManyLists));
+    assert_eq!(b.add_list(0, "l3", None, &[], &[]), Err(BuildError::DuplicateList("l3".into())));
+}
+
+#[test]
+fn bad_record_index_is_an_error() {
+    let mut b = TableBuilder::new();
+    let err = b.add_database(0, &records(), &[("1.0.0.0/8".parse().unwrap(), 99)], &[]).unwrap_err();
+    assert_eq!(err, BuildError::BadRecordIndex { index: 99, len: 8 });
+}
