@@ -138,9 +138,14 @@ fn check(layers: &[Layer], random: &[IpAddr]) {
         let loc = table.locate(ip);
         assert_eq!(loc.answer, &want);
         assert!(loc.first <= key && key <= loc.last, "{ip} not in {}..{}", loc.first, loc.last);
-        // Both ends of the stored range answer the same.
-        assert_eq!(table.lookup(loc.first), &want);
-        assert_eq!(table.lookup(loc.last), &want);
+        // Both ends of the stored range answer the same. Looked up without canonicalising:
+        // an IPv6 range may span ::ffff:0:0/96, whose addresses `lookup` maps to IPv4.
+        let raw = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => table.lookup_v4(a),
+            IpAddr::V6(a) => table.lookup_v6(a),
+        };
+        assert_eq!(raw(loc.first), &want);
+        assert_eq!(raw(loc.last), &want);
         assert!(loc.prefix(key).contains(&key));
     }
 }
@@ -196,7 +201,7 @@ fn random_ip() -> impl Strategy<Value = IpAddr> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
 
     #[test]
     fn table_matches_linear_model(layers in prop::collection::vec(layer(), 1..5), random in prop::collection::vec(random_ip(), 0..50)) {
@@ -269,4 +274,11 @@ fn bad_record_index_is_an_error() {
     let mut b = TableBuilder::new();
     let err = b.add_database(0, &records(), &[("1.0.0.0/8".parse().unwrap(), 99)], &[]).unwrap_err();
     assert_eq!(err, BuildError::BadRecordIndex { index: 99, len: 8 });
+}
+
+#[test]
+fn regression_v6_fine_range_near_zero() {
+    // Shrunk by proptest: a /120 deep inside the first root region.
+    let layers = vec![Layer::Db { v4: vec![("0.0.0.0/0".parse().unwrap(), 0)], v6: vec![("::1:0:0:0/120".parse().unwrap(), 0)] }];
+    check(&layers, &[]);
 }

@@ -9,9 +9,15 @@
 //!  31 30 29 ............................................. 0
 //! [ tag ][ payload                                         ]
 //!  00     answer index (region is uniform)
-//!  01     internal node: index of its first slot in `nodes` (256 slots follow)
+//!  01     internal node: index into `nodes`
 //!  10     leaf: bits 5..30 = offset into `keys`/`vals`, bits 0..5 = length - 1
 //! ```
+//!
+//! Internal nodes are compressed as in Poptrie: neighbouring children that are equal (the same
+//! uniform answer, typically) are stored once. A node is a 256-bit map with a bit set where a
+//! child differs from its left neighbour, the rank of each 64-bit word, and the offset of its
+//! distinct children in `children`; child `i` is `children[offset + rank(i) - 1]`, found
+//! with one popcount. A node costs 40 bytes plus 4 per distinct child instead of 1 KiB.
 //!
 //! A lookup reads the root slot, then at most one slot per 8 further bits (in practice 0-2),
 //! then one leaf (`LEAF_MAX` keys fit in one or two cache lines), and never allocates.
@@ -52,9 +58,21 @@ pub(crate) trait Key: Copy + Ord + Debug + Send + Sync + 'static {
 #[derive(Debug)]
 pub(crate) struct Trie<K: Key> {
     root: Box<[u32]>,
-    nodes: Box<[u32]>,
+    nodes: Box<[Node]>,
+    children: Box<[u32]>,
     keys: Box<[K::Leaf]>,
     vals: Box<[u32]>,
+}
+
+/// A compressed 256-way internal node.
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    /// Bit `i` set: child `i` differs from child `i - 1` (bit 0 always set).
+    runs: [u64; 4],
+    /// Number of set bits in the words before each word, one byte each.
+    ranks: u32,
+    /// Offset of the first distinct child in `children`.
+    offset: u32,
 }
 
 /// Where a lookup ended: the answer and the bounds of the stored range around the key.
@@ -106,7 +124,7 @@ impl Key for u32 {
 
 impl Key for u128 {
     const BITS: u32 = 128;
-    type Leaf = u64;
+    type Leaf = u32;
 
     fn to_u128(self) -> u128 {
         self
@@ -118,19 +136,20 @@ impl Key for u128 {
     fn chunk(self, depth: u32, bits: u32) -> usize {
         ((self << depth) >> (128 - bits)) as usize
     }
-    fn leaf_key(rel: u128, depth: u32) -> Option<u64> {
-        // A region at `depth` spans 2^(128-depth) keys; keep the top 64 of those bits and
-        // require the rest to be zero, so comparing truncated probes stays exact.
-        let shift = (128 - depth).saturating_sub(64);
+    fn leaf_key(rel: u128, depth: u32) -> Option<u32> {
+        // A region at `depth` spans 2^(128-depth) keys; keep the top 32 of those bits and
+        // require the rest to be zero, so comparing truncated probes stays exact. Real IPv6
+        // allocations are /64 or shorter, so this holds almost everywhere; where it does not
+        // the region is split further instead.
+        let shift = v6_shift(depth);
         let low = if shift == 0 { 0 } else { rel & ((1u128 << shift) - 1) };
-        (low == 0).then_some((rel >> shift) as u64)
+        (low == 0).then_some((rel >> shift) as u32)
     }
     #[inline(always)]
-    fn leaf_probe(self, depth: u32) -> u64 {
-        let shift = (128 - depth).saturating_sub(64);
-        (((self << depth) >> depth) >> shift) as u64
+    fn leaf_probe(self, depth: u32) -> u32 {
+        (((self << depth) >> depth) >> v6_shift(depth)) as u32
     }
-    fn leaf_value(leaf: u64) -> u128 {
+    fn leaf_value(leaf: u32) -> u128 {
         u128::from(leaf)
     }
 }
@@ -150,6 +169,7 @@ impl<K: Key> Trie<K> {
             starts,
             answers,
             nodes: Vec::new(),
+            children: Vec::new(),
             keys: Vec::new(),
             vals: Vec::new(),
         };
@@ -165,6 +185,7 @@ impl<K: Key> Trie<K> {
         Ok(Self {
             root: root.into_boxed_slice(),
             nodes: b.nodes.into_boxed_slice(),
+            children: b.children.into_boxed_slice(),
             keys: b.keys.into_boxed_slice(),
             vals: b.vals.into_boxed_slice(),
         })
@@ -175,6 +196,7 @@ impl<K: Key> Trie<K> {
         Self {
             root: vec![(TAG_ANSWER << TAG_SHIFT) | (answer & PAYLOAD); 1 << ROOT_BITS].into_boxed_slice(),
             nodes: Box::new([]),
+            children: Box::new([]),
             keys: Box::new([]),
             vals: Box::new([]),
         }
@@ -189,8 +211,7 @@ impl<K: Key> Trie<K> {
             match slot >> TAG_SHIFT {
                 TAG_ANSWER => return slot,
                 TAG_NODE => {
-                    let i = (slot & PAYLOAD) as usize + key.chunk(depth, STRIDE);
-                    slot = self.nodes[i];
+                    slot = self.child(slot, key.chunk(depth, STRIDE));
                     depth += STRIDE;
                 }
                 _ => return self.vals[self.leaf_index(slot, key, depth)],
@@ -220,7 +241,7 @@ impl<K: Key> Trie<K> {
                     };
                 }
                 TAG_NODE => {
-                    slot = self.nodes[(slot & PAYLOAD) as usize + key.chunk(depth, STRIDE)];
+                    slot = self.child(slot, key.chunk(depth, STRIDE));
                     depth += STRIDE;
                 }
                 _ => {
@@ -242,6 +263,16 @@ impl<K: Key> Trie<K> {
     }
 
     #[inline(always)]
+    fn child(&self, slot: u32, i: usize) -> u32 {
+        let node = &self.nodes[(slot & PAYLOAD) as usize];
+        let word = i >> 6;
+        let before = (node.ranks >> (word * 8)) & 0xff;
+        // Set bits in this word up to and including bit `i % 64`.
+        let upto = (node.runs[word] << (63 - (i & 63))).count_ones();
+        self.children[node.offset as usize + (before + upto) as usize - 1]
+    }
+
+    #[inline(always)]
     fn leaf_index(&self, slot: u32, key: K, depth: u32) -> usize {
         let (off, len) = leaf_parts(slot);
         let probe = key.leaf_probe(depth);
@@ -257,13 +288,14 @@ impl<K: Key> Trie<K> {
     /// Heap bytes owned by this trie.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.root.len() * 4
-            + self.nodes.len() * 4
+            + self.nodes.len() * std::mem::size_of::<Node>()
+            + self.children.len() * 4
             + self.keys.len() * std::mem::size_of::<K::Leaf>()
             + self.vals.len() * 4
     }
 
     pub(crate) fn node_count(&self) -> usize {
-        self.nodes.len() >> STRIDE
+        self.nodes.len()
     }
 
     pub(crate) fn leaf_entries(&self) -> usize {
@@ -279,10 +311,15 @@ fn leaf_parts(slot: u32) -> (usize, usize) {
 
 fn rel_shift<K: Key>(depth: u32) -> u32 {
     if K::BITS == 128 {
-        (128 - depth).saturating_sub(64)
+        v6_shift(depth)
     } else {
         0
     }
+}
+
+#[inline(always)]
+fn v6_shift(depth: u32) -> u32 {
+    (128 - depth).saturating_sub(32)
 }
 
 fn leaf_rel<K: Key>(leaf: K::Leaf, shift: u32) -> u128 {
@@ -292,7 +329,8 @@ fn leaf_rel<K: Key>(leaf: K::Leaf, shift: u32) -> u128 {
 struct Builder<'a, K: Key> {
     starts: &'a [K],
     answers: &'a [u32],
-    nodes: Vec<u32>,
+    nodes: Vec<Node>,
+    children: Vec<u32>,
     keys: Vec<K::Leaf>,
     vals: Vec<u32>,
 }
@@ -330,18 +368,31 @@ impl<K: Key> Builder<'_, K> {
             }
         }
         // Too many ranges (or starts too fine for a leaf's keys): split 8 more bits.
-        let index = self.nodes.len();
-        if index + (1 << STRIDE) > PAYLOAD as usize {
-            return Err(TrieError::TooLarge);
-        }
-        self.nodes.resize(index + (1 << STRIDE), 0);
         let child_depth = depth + STRIDE;
         let span = 1u128 << (K::BITS - child_depth);
-        for c in 0..(1u128 << STRIDE) {
-            let child_base = base + c * span;
-            let slot = self.region(child_base, child_base + (span - 1), child_depth, lo)?;
-            self.nodes[index + c as usize] = slot;
+        let mut slots = [0u32; 1 << STRIDE];
+        for (c, slot) in slots.iter_mut().enumerate() {
+            let child_base = base + c as u128 * span;
+            *slot = self.region(child_base, child_base + (span - 1), child_depth, lo)?;
         }
+        let index = self.nodes.len();
+        let offset = self.children.len();
+        if index > PAYLOAD as usize || offset > u32::MAX as usize - (1 << STRIDE) {
+            return Err(TrieError::TooLarge);
+        }
+        let mut node = Node { runs: [0; 4], ranks: 0, offset: offset as u32 };
+        for (c, &slot) in slots.iter().enumerate() {
+            if c == 0 || slots[c - 1] != slot {
+                node.runs[c >> 6] |= 1u64 << (c & 63);
+                self.children.push(slot);
+            }
+        }
+        let mut total = 0u32;
+        for w in 0..4 {
+            node.ranks |= total << (w * 8);
+            total += node.runs[w].count_ones();
+        }
+        self.nodes.push(node);
         Ok((TAG_NODE << TAG_SHIFT) | index as u32)
     }
 }
