@@ -1,1 +1,198 @@
-fn main() {}
+//! The `geogate` binary: parse the command line, set up tracing, call into the library,
+//! turn failures into exit codes (64 bad configuration or usage, 1 start-up or runtime
+//! failure, 1 for `lookup` when any input line was bad).
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use geogate::cli::{self, Format};
+use geogate::config::{self, Config};
+use geogate::snapshot;
+
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(name = "geogate", version, about = "Geo-blocking reverse proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve. Without --config, runs on the built-in defaults and the shipped database.
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen address for the one public listener (overrides the config).
+        #[arg(long)]
+        listen: Option<String>,
+        /// The one upstream every request goes to (overrides the config's upstreams).
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+    /// Load and compile everything, print a summary; non-zero exit with every error.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Look up addresses from the arguments, or one per line on stdin.
+    Lookup {
+        #[arg(long, short, conflicts_with_all = ["db", "list"])]
+        config: Option<PathBuf>,
+        /// A MaxMind DB file (repeatable; later overrides earlier).
+        #[arg(long)]
+        db: Vec<PathBuf>,
+        /// A named CIDR list, NAME=FILE (repeatable).
+        #[arg(long)]
+        list: Vec<String>,
+        /// One JSON object per line instead of tab-separated text.
+        #[arg(long)]
+        json: bool,
+        ips: Vec<String>,
+    },
+    /// Which data matches an address and which rule decides, and why.
+    Explain {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        ip: String,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    geogate::app::init_tracing();
+    match cli.command {
+        Command::Run { config, listen, upstream } => run(config, listen, upstream),
+        Command::Check { config } => check(config),
+        Command::Lookup { config, db, list, json, ips } => lookup(config, db, list, json, ips),
+        Command::Explain { config, ip, host, path, method, json } => explain(config, ip, host, path, method, json),
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
+    match path {
+        Some(p) => config::load(&p).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_CONFIG)
+        }),
+        None => Ok(config::defaults()),
+    }
+}
+
+fn compile(config: Config) -> Result<snapshot::Snapshot, ExitCode> {
+    snapshot::compile(Arc::new(config), 1).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn run(config: Option<PathBuf>, listen: Option<String>, upstream: Option<String>) -> ExitCode {
+    let mut cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = cfg.apply_overrides(listen.as_deref(), upstream.as_deref()) {
+        eprintln!("{e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match geogate::app::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("geogate: {e:#}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn check(path: PathBuf) -> ExitCode {
+    let cfg = match load_config(Some(path)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match compile(cfg) {
+        Ok(s) => {
+            print!("{}", cli::check_summary(&s));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn lookup(config: Option<PathBuf>, db: Vec<PathBuf>, list: Vec<String>, json: bool, ips: Vec<String>) -> ExitCode {
+    let cfg = if config.is_none() && (!db.is_empty() || !list.is_empty()) {
+        match Config::from_sources(&db, &list) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    } else {
+        match load_config(config) {
+            Ok(c) => c,
+            Err(code) => return code,
+        }
+    };
+    let snapshot = match compile(cfg) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let format = if json { Format::Json } else { Format::Text };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let stderr = io::stderr();
+    let mut err = stderr.lock();
+    let result = if ips.is_empty() {
+        cli::lookup_lines(&snapshot, io::stdin().lock(), &mut out, &mut err, format)
+    } else {
+        cli::lookup_args(&snapshot, &ips, &mut out, &mut err, format)
+    }
+    .and_then(|s| out.flush().map(|()| s));
+    match result {
+        Ok(s) if s.bad > 0 => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("geogate lookup: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn explain(config: PathBuf, ip: String, host: Option<String>, path: String, method: String, json: bool) -> ExitCode {
+    let cfg = match load_config(Some(config)) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let snapshot = match compile(cfg) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let report = cli::explain(&snapshot, &ip, host.as_deref(), &path, &method).context("explain");
+    match report {
+        Ok(r) => {
+            let text = if json { r.to_json().to_string() } else { r.to_text() };
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("geogate explain: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}

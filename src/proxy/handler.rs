@@ -1,0 +1,325 @@
+//! The per-request flow: client IP → one snapshot load → lookup → verdict → block, or
+//! rewrite headers and forward.
+//!
+//! The snapshot guard is held only while the verdict is computed; what forwarding needs is
+//! copied out into a [`Plan`] before the first `.await`, so a reload never waits on a slow
+//! request and no request sees half an update.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::headers;
+use super::respond::{self, Body, Failure};
+use super::routing;
+use super::ProxyContext;
+use crate::client_ip::{self, Decision};
+use crate::config::{ClientIpConfig, ClientIpSource, TagKind};
+use crate::geo::Answer;
+use crate::policy::{Action, RequestFacts};
+use crate::snapshot::Snapshot;
+
+/// What one connection knows about its client side.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub tcp_peer: IpAddr,
+    /// The peer for client-IP purposes: the TCP peer, or the PROXY header's source.
+    pub peer: IpAddr,
+    /// Index of the listener in the configuration.
+    pub listener: usize,
+}
+
+/// What to do with a request, decided under the snapshot guard.
+enum Plan {
+    Respond(Response<Body>),
+    Forward(Forward),
+}
+
+struct Forward {
+    base: Uri,
+    upstream: Arc<str>,
+    tags: Vec<(HeaderName, HeaderValue)>,
+    strip: [HeaderName; 4],
+    response_timeout: Duration,
+    peer_trusted: bool,
+}
+
+/// Fields for the access log line, gathered while deciding.
+#[derive(Default)]
+struct LogLine {
+    client: Option<IpAddr>,
+    country: Option<String>,
+    subdivision: Option<String>,
+    rule: Option<String>,
+    action: &'static str,
+    dry_run: bool,
+    upstream: Option<Arc<str>>,
+    sample: f64,
+    enabled: bool,
+}
+
+/// Serves one request. Never fails: every error becomes a response.
+pub async fn handle(
+    ctx: Arc<ProxyContext>,
+    conn: Arc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let mut log = LogLine::default();
+    if let Some(reason) = smuggling_shape(&req) {
+        ctx.metrics.rejected.with_label_values(&[reason]).inc();
+        log.action = "bad_request";
+        return Ok(finish(&ctx, &log, started, respond::failure(Failure::BadRequest)));
+    }
+    let plan = {
+        let snapshot = ctx.current.load();
+        decide(&ctx, &snapshot, &conn, &req, &mut log)
+    };
+    let fwd = match plan {
+        Plan::Respond(resp) => return Ok(finish(&ctx, &log, started, resp)),
+        Plan::Forward(f) => f,
+    };
+
+    // Rewrite headers: strip first, then add geogate's own, so nothing the client sent can
+    // remove or impersonate them.
+    let host = routing::request_host(&req);
+    let upgrade = is_upgrade(&req).then(|| req.headers().get(header::UPGRADE).cloned()).flatten();
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let h = req.headers_mut();
+    headers::strip_hop_by_hop(h, upgrade.clone());
+    let strip: Vec<&HeaderName> = fwd.strip.iter().collect();
+    headers::strip_tag_lookalikes(h, &strip);
+    headers::add_forwarding(h, conn.peer, host.as_deref(), fwd.peer_trusted);
+    if !h.contains_key(header::HOST) {
+        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
+        if let Some(v) = host.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            h.insert(header::HOST, v);
+        }
+    }
+    for (n, v) in fwd.tags {
+        h.insert(n, v);
+    }
+
+    let sent = Instant::now();
+    let result = ctx.upstreams.send(&fwd.base, req, fwd.response_timeout).await;
+    ctx.metrics.upstream_duration.with_label_values(&[&fwd.upstream]).observe(sent.elapsed().as_secs_f64());
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.metrics.upstream_errors.with_label_values(&[&fwd.upstream, e.as_str()]).inc();
+            tracing::warn!(upstream = %fwd.upstream, kind = e.as_str(), "upstream request failed");
+            return Ok(finish(&ctx, &log, started, respond::failure(e.failure())));
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
+                }
+            });
+            let resp = resp.map(|b| b.boxed());
+            return Ok(finish(&ctx, &log, started, resp));
+        }
+    }
+    headers::strip_hop_by_hop(resp.headers_mut(), None);
+    Ok(finish(&ctx, &log, started, resp.map(|b| b.boxed())))
+}
+
+fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incoming>, log: &mut LogLine) -> Plan {
+    let cfg = &s.config;
+    log.enabled = cfg.access_log.enabled;
+    log.sample = cfg.access_log.sample;
+    let default_ip_cfg;
+    let ip_cfg = match cfg.listeners.get(conn.listener) {
+        Some(l) => &l.client_ip,
+        None => {
+            default_ip_cfg = ClientIpConfig {
+                source: ClientIpSource::Peer,
+                trusted: Vec::new(),
+                on_unresolved: crate::config::OnUnresolved::Block,
+            };
+            &default_ip_cfg
+        }
+    };
+    let res = client_ip::resolve(ip_cfg, conn.peer, req.headers());
+    ctx.metrics.client_ip.with_label_values(&[source_label(&ip_cfg.source), res.outcome.as_str()]).inc();
+    let host = routing::request_host(req);
+    let path = req.uri().path();
+    let tags_cfg = &cfg.policy.tag_headers;
+    let strip =
+        [tags_cfg.country.clone(), tags_cfg.subdivision.clone(), tags_cfg.restricted.clone(), tags_cfg.rule.clone()];
+    let answer: Option<&Answer> = match client_ip::effective_ip(&res, conn.peer, ip_cfg) {
+        Decision::Lookup(ip) => {
+            log.client = Some(ip);
+            Some(s.table.lookup(ip))
+        }
+        Decision::Block => {
+            log.action = "unresolved_block";
+            ctx.metrics.requests.with_label_values(&["unresolved_block", "", "unknown"]).inc();
+            return Plan::Respond(respond::failure(Failure::Unresolved));
+        }
+        Decision::Allow => None,
+    };
+    if let Some(a) = answer {
+        log.country = a.geo.country.map(|c| c.to_string());
+        log.subdivision = a.geo.subdivision.as_deref().map(str::to_owned);
+    }
+    let upstream_index = routing::choose(cfg, host.as_deref(), path);
+    let Some(upstream) = cfg.upstreams.get(upstream_index) else {
+        return Plan::Respond(respond::failure(Failure::Internal));
+    };
+    let forward = |tags| Forward {
+        base: upstream.url.clone(),
+        upstream: Arc::from(upstream.name.as_str()),
+        tags,
+        strip: strip.clone(),
+        response_timeout: cfg.limits.upstream_response_timeout,
+        peer_trusted: client_ip::is_trusted(ip_cfg, conn.peer),
+    };
+    let Some(answer) = answer else {
+        // Unresolved and allowed through: untagged, counted apart.
+        log.action = "unresolved_allow";
+        ctx.metrics.requests.with_label_values(&["unresolved_allow", "", "unknown"]).inc();
+        log.upstream = Some(Arc::from(upstream.name.as_str()));
+        return Plan::Forward(forward(Vec::new()));
+    };
+    let method = req.method();
+    let facts = RequestFacts { host: host.as_deref(), path, method };
+    let verdict = s.policy.decide(&facts, Some(answer));
+    for rule in verdict.dry_run_rules() {
+        let would = s.policy.rule_action_label(rule);
+        ctx.metrics.dry_run.with_label_values(&[s.policy.rule_name(rule), would]).inc();
+        log.dry_run = true;
+    }
+    let rule_name = verdict.rule.map(|r| s.policy.rule_name(r)).unwrap_or("");
+    log.rule = verdict.rule.map(|r| s.policy.rule_name(r).to_owned());
+    let bucket = s.policy.country_bucket(answer);
+    match &verdict.action {
+        Action::Block(block) => {
+            log.action = "block";
+            ctx.metrics.requests.with_label_values(&["block", rule_name, bucket]).inc();
+            let block = s.policy.block_response(*block);
+            Plan::Respond(respond::blocked(block, req.headers().get(header::ACCEPT), verdict.rule.map(|_| rule_name)))
+        }
+        Action::Allow => {
+            log.action = "allow";
+            ctx.metrics.requests.with_label_values(&["allow", rule_name, bucket]).inc();
+            log.upstream = Some(Arc::from(upstream.name.as_str()));
+            Plan::Forward(forward(Vec::new()))
+        }
+        Action::Tag(kinds) => {
+            log.action = "tag";
+            ctx.metrics.requests.with_label_values(&["tag", rule_name, bucket]).inc();
+            let mut tags = Vec::with_capacity(4);
+            for kind in kinds.iter() {
+                let (name, value) = match kind {
+                    TagKind::Country => (&tags_cfg.country, answer.geo.country.map(|c| c.to_string())),
+                    TagKind::Subdivision => (&tags_cfg.subdivision, answer.geo.subdivision.as_deref().map(str::to_owned)),
+                    TagKind::Restricted => (&tags_cfg.restricted, verdict.rule.map(|_| "true".to_owned())),
+                    TagKind::Rule => (&tags_cfg.rule, verdict.rule.map(|_| rule_name.to_owned())),
+                };
+                if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    tags.push((name.clone(), v));
+                }
+            }
+            log.upstream = Some(Arc::from(upstream.name.as_str()));
+            Plan::Forward(forward(tags))
+        }
+    }
+}
+
+/// Request-smuggling shapes refused before anything is forwarded (HTTP/1 only; HTTP/2
+/// forbids these headers and the h2 layer rejects them).
+fn smuggling_shape<B>(req: &Request<B>) -> Option<&'static str> {
+    let h = req.headers();
+    let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<&HeaderValue> = h.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !te.is_empty() {
+        if !cl.is_empty() {
+            return Some("smuggling_cl_te");
+        }
+        let only_chunked = te.len() == 1 && te[0].to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        if !only_chunked {
+            return Some("smuggling_te");
+        }
+    }
+    if cl.len() > 1 && cl.iter().any(|v| *v != cl[0]) {
+        return Some("smuggling_cl");
+    }
+    None
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+fn source_label(s: &ClientIpSource) -> &'static str {
+    match s {
+        ClientIpSource::Peer => "peer",
+        ClientIpSource::XForwardedFor => "x-forwarded-for",
+        ClientIpSource::Forwarded => "forwarded",
+        ClientIpSource::Header(_) => "header",
+        ClientIpSource::ProxyProtocol => "proxy-protocol",
+    }
+}
+
+/// Records duration and the access log line, and hands the response back.
+fn finish(ctx: &ProxyContext, log: &LogLine, started: Instant, resp: Response<Body>) -> Response<Body> {
+    let elapsed = started.elapsed();
+    let action = if log.action.is_empty() { "error" } else { log.action };
+    ctx.metrics.request_duration.with_label_values(&[action]).observe(elapsed.as_secs_f64());
+    let always = action != "allow" && action != "tag";
+    if log.enabled && (always || sampled(log.sample)) {
+        tracing::info!(
+            target: "geogate::access",
+            client_ip = log.client.map(|c| c.to_string()).as_deref().unwrap_or("-"),
+            country = log.country.as_deref().unwrap_or("-"),
+            subdivision = log.subdivision.as_deref().unwrap_or("-"),
+            rule = log.rule.as_deref().unwrap_or("-"),
+            action,
+            dry_run = log.dry_run,
+            status = resp.status().as_u16(),
+            upstream = log.upstream.as_deref().unwrap_or("-"),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+        );
+    }
+    resp
+}
+
+/// Cheap per-thread sampling without a random-number dependency.
+fn sampled(rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    if rate <= 0.0 {
+        return false;
+    }
+    thread_local!(static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0x853c_49e6_748f_ea9b) });
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64 <= rate
+    })
+}

@@ -1,0 +1,170 @@
+//! Header rewriting between client and upstream: hop-by-hop removal (RFC 9110 §7.6.1),
+//! forged geo-tag removal, and the forwarding headers geogate adds.
+//!
+//! Order matters and is fixed here: strip what the client sent (hop-by-hop, names listed in
+//! `Connection`, anything looking like a tag header), THEN add geogate's own headers, so no
+//! client header can remove or impersonate what geogate adds.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers: meaningful for one connection only, never forwarded.
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TE,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TRAILER,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Further hop-by-hop names without constants in `http`.
+const HOP_BY_HOP_EXTRA: &[&str] = &["keep-alive", "proxy-connection"];
+
+/// Headers a client may not remove by naming them in `Connection`: the forwarding chain,
+/// which geogate extends rather than replaces.
+const PROTECTED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"];
+
+/// Removes hop-by-hop headers and every header named in `Connection` (except protected
+/// ones). If `upgrade` is given, `Connection: upgrade` and that `Upgrade` value are put back
+/// so the upgrade reaches the upstream.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !PROTECTED.contains(&n.as_str()))
+        .collect();
+    for n in named {
+        headers.remove(&n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP_EXTRA {
+        headers.remove(*n);
+    }
+    if let Some(u) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u);
+    }
+}
+
+/// Removes every header that would read as one of `tags` to a lenient upstream: any letter
+/// case (already folded by `http`) and `_` in place of `-` (`X_Geo_Country`), which CGI-style
+/// frameworks map to the same variable.
+pub fn strip_tag_lookalikes(headers: &mut HeaderMap, tags: &[&HeaderName]) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str().as_bytes();
+            tags.iter().any(|t| same_ignoring_underscore(k, t.as_str().as_bytes()))
+        })
+        .cloned()
+        .collect();
+    for n in doomed {
+        headers.remove(&n);
+    }
+}
+
+fn same_ignoring_underscore(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| fold(*x) == fold(*y))
+}
+
+fn fold(c: u8) -> u8 {
+    if c == b'_' {
+        b'-'
+    } else {
+        c.to_ascii_lowercase()
+    }
+}
+
+/// Appends `peer` to `X-Forwarded-For` (one line: earlier lines joined in order), and sets
+/// `X-Forwarded-Host`. `X-Forwarded-Proto` is set to `http` unless a trusted peer sent one
+/// (a TLS-terminating balancer in front knows better).
+pub fn add_forwarding(headers: &mut HeaderMap, peer: std::net::IpAddr, host: Option<&str>, peer_trusted: bool) {
+    let mut xff = String::new();
+    for v in headers.get_all("x-forwarded-for") {
+        if let Ok(s) = v.to_str() {
+            let s = s.trim();
+            if !s.is_empty() {
+                xff.push_str(s);
+                xff.push_str(", ");
+            }
+        }
+    }
+    xff.push_str(&peer.to_canonical().to_string());
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !(peer_trusted && headers.contains_key("x-forwarded-proto")) {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if let Some(h) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert("x-forwarded-host", h);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn connection_named_headers_go_but_protected_stay() {
+        let mut h = map(&[
+            ("connection", "keep-alive, X-Secret, X-Forwarded-For, x-geo-country"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-keep", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h, None);
+        assert!(h.get("x-secret").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none());
+        assert!(h.get("connection").is_none() && h.get("transfer-encoding").is_none());
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4");
+        assert_eq!(h.get("x-keep").unwrap(), "yes");
+    }
+
+    #[test]
+    fn upgrade_is_put_back() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let up = h.get("upgrade").cloned();
+        strip_hop_by_hop(&mut h, up);
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+    }
+
+    #[test]
+    fn tag_lookalikes_removed() {
+        let mut h = map(&[("x-geo-country", "US"), ("x_geo_country", "US"), ("X_GEO_Country", "US"), ("x-geo-countryx", "k")]);
+        let tag = HeaderName::from_static("x-geo-country");
+        strip_tag_lookalikes(&mut h, &[&tag]);
+        assert_eq!(h.len(), 1);
+        assert!(h.get("x-geo-countryx").is_some());
+    }
+
+    #[test]
+    fn forwarding_appends_peer_and_joins_lines() {
+        let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-proto", "https")]);
+        add_forwarding(&mut h, "::ffff:10.0.0.1".parse().unwrap(), Some("example.com"), false);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "1.1.1.1, 2.2.2.2, 10.0.0.1");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "example.com");
+        let mut h = map(&[("x-forwarded-proto", "https")]);
+        add_forwarding(&mut h, "10.0.0.1".parse().unwrap(), None, true);
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+    }
+}

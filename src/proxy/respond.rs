@@ -1,0 +1,135 @@
+//! Every response geogate makes itself, in one place: block pages and error statuses.
+//!
+//! 451 (or the configured status) for a block, with a body negotiated by `Accept`; 400, 408,
+//! 431 for bad clients; 502/504 for upstream failures; 503 when no snapshot can decide;
+//! 500 for anything internal. Each carries a short, clear body and `Cache-Control: no-store`.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::config::BlockResponse;
+
+/// Body type of every response geogate sends.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+/// Why geogate answered instead of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Malformed or ambiguous request (e.g. request-smuggling shapes).
+    BadRequest,
+    /// The upstream could not be reached or broke the protocol.
+    BadGateway,
+    /// The upstream did not answer in time.
+    GatewayTimeout,
+    /// No client IP could be determined and the listener blocks in that case.
+    Unresolved,
+    Internal,
+}
+
+/// A fixed body wrapped as [`Body`].
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An empty [`Body`].
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// True when the client prefers HTML: `text/html` listed (with q > 0) and no JSON preference
+/// ahead of it. API clients (`*/*`, `application/json`, none) get JSON.
+pub fn wants_html(accept: Option<&HeaderValue>) -> bool {
+    let Some(accept) = accept.and_then(|a| a.to_str().ok()) else {
+        return false;
+    };
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q_zero = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+        });
+        if q_zero {
+            continue;
+        }
+        match media.as_str() {
+            "text/html" | "application/xhtml+xml" => return true,
+            "application/json" | "application/problem+json" => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The response for a blocked request.
+pub fn blocked(block: &BlockResponse, accept: Option<&HeaderValue>, rule: Option<&str>) -> Response<Body> {
+    let html = wants_html(accept);
+    let mut builder = Response::builder().header(header::CACHE_CONTROL, "no-store").header(header::VARY, "Accept");
+    if let Some(rule) = rule.and_then(|r| HeaderValue::from_str(r).ok()) {
+        builder = builder.header("x-geogate-rule", rule);
+    }
+    if html {
+        if let Some(to) = &block.redirect {
+            return builder
+                .status(StatusCode::FOUND)
+                .header(header::LOCATION, to.to_string())
+                .body(empty())
+                .unwrap_or_else(|_| internal());
+        }
+        return builder
+            .status(block.status)
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(full(block.html_body.clone()))
+            .unwrap_or_else(|_| internal());
+    }
+    builder
+        .status(block.status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(block.json_body.clone()))
+        .unwrap_or_else(|_| internal())
+}
+
+/// The response for a failure (the `rescue` of the request path).
+pub fn failure(f: Failure) -> Response<Body> {
+    let (status, code, message) = match f {
+        Failure::BadRequest => (StatusCode::BAD_REQUEST, "bad_request", "The request is malformed or ambiguous."),
+        Failure::BadGateway => (StatusCode::BAD_GATEWAY, "bad_gateway", "The upstream service could not be reached."),
+        Failure::GatewayTimeout => {
+            (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "The upstream service did not answer in time.")
+        }
+        Failure::Unresolved => {
+            (StatusCode::FORBIDDEN, "client_unresolved", "The client address could not be determined.")
+        }
+        Failure::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error."),
+    };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(full(format!("{{\"error\":\"{code}\",\"message\":\"{message}\"}}\n")))
+        .unwrap_or_else(|_| internal())
+}
+
+fn internal() -> Response<Body> {
+    let mut r = Response::new(full("internal error\n"));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_negotiation() {
+        let h = |s: &str| Some(HeaderValue::from_str(s).unwrap());
+        assert!(wants_html(h("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8").as_ref()));
+        assert!(!wants_html(h("application/json").as_ref()));
+        assert!(!wants_html(h("*/*").as_ref()));
+        assert!(!wants_html(None));
+        assert!(!wants_html(h("text/html;q=0, application/json").as_ref()));
+        assert!(!wants_html(h("application/json, text/html").as_ref()));
+    }
+}

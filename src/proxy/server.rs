@@ -1,0 +1,144 @@
+//! The accept loop and the per-connection task.
+//!
+//! The loop only accepts: it waits for a connection permit (the `max_connections` cap),
+//! accepts, and spawns. The connection task reads a PROXY header where the listener requires
+//! one (trusted peers only, bounded in size and time), then serves HTTP/1.1 and HTTP/2 (prior
+//! knowledge) with upgrades. Shutdown stops accepting, then lets hyper finish in-flight
+//! requests until the grace deadline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use super::handler::{self, ConnInfo};
+use super::ProxyContext;
+use crate::client_ip;
+use crate::config::{ClientIpSource, Limits, ListenerConfig};
+use crate::proxy_protocol;
+
+/// Largest PROXY v2 header accepted (address block plus TLVs).
+const PROXY_HEADER_MAX: usize = 4096;
+
+/// Serves one public listener until `shutdown` turns true, then drains for `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    index: usize,
+    config: ListenerConfig,
+    limits: Limits,
+    ctx: Arc<ProxyContext>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.get()));
+    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(http_builder(&limits));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let config = config.clone();
+        let pp_timeout = limits.proxy_protocol_timeout;
+        tokio::spawn(async move {
+            ctx.metrics.open_connections.inc();
+            serve_connection(stream, remote, index, &config, pp_timeout, ctx.clone(), &builder, watcher).await;
+            ctx.metrics.open_connections.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace_s = grace.as_secs_f64(), "shutdown grace expired with requests in flight");
+    }
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    {
+        let mut h1 = b.http1();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.get().max(8192))
+            .keep_alive(true);
+        if limits.max_headers.get() != 100 {
+            // hyper moves header storage to the heap when this is set; only pay that if asked.
+            h1.max_headers(limits.max_headers.get());
+        }
+    }
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(u32::from(limits.max_h2_streams.get()))
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(100))
+        .max_header_list_size(u32::try_from(limits.max_header_bytes.get()).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(limits.idle_timeout))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    index: usize,
+    config: &ListenerConfig,
+    pp_timeout: Duration,
+    ctx: Arc<ProxyContext>,
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let tcp_peer = remote.ip().to_canonical();
+    let mut peer = tcp_peer;
+    let io = if config.client_ip.source == ClientIpSource::ProxyProtocol {
+        if !client_ip::is_trusted(&config.client_ip, tcp_peer) {
+            ctx.metrics.rejected.with_label_values(&["proxy_protocol_untrusted"]).inc();
+            tracing::debug!(%tcp_peer, "PROXY header from an untrusted peer refused");
+            return;
+        }
+        let mut stream = stream;
+        match proxy_protocol::read_header(&mut stream, pp_timeout, PROXY_HEADER_MAX).await {
+            Ok((header, rest)) => {
+                if let Some(src) = header.source {
+                    peer = src.ip().to_canonical();
+                }
+                proxy_protocol::Rewind::new(stream, rest)
+            }
+            Err(e) => {
+                ctx.metrics.rejected.with_label_values(&[e.kind()]).inc();
+                tracing::debug!(%tcp_peer, error = %e, "bad PROXY header");
+                return;
+            }
+        }
+    } else {
+        proxy_protocol::Rewind::new(stream, bytes::Bytes::new())
+    };
+    let info = Arc::new(ConnInfo { tcp_peer, peer, listener: index });
+    let service = service_fn(move |req| handler::handle(ctx.clone(), info.clone(), req));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%tcp_peer, error = %e, "connection ended with an error");
+    }
+}
