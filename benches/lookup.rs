@@ -58,7 +58,12 @@ fn inputs() -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
         Err(e) => panic!("{e}"),
     };
     // Skip the IPv4 subtree and aliases: sample real IPv6 allocations.
-    let nets: Vec<_> = db.v6.iter().map(|(n, _)| *n).filter(|n| n.network().segments()[0] & 0xe000 == 0x2000 && n.network().segments()[0] != 0x2002).collect();
+    let nets: Vec<_> = db
+        .v6
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| n.network().segments()[0] & 0xe000 == 0x2000 && n.network().segments()[0] != 0x2002)
+        .collect();
     let v6 = (0..N)
         .map(|_| {
             let net = nets[(rng.next() as usize) % nets.len()];
@@ -100,11 +105,19 @@ fn lookups(c: &mut Criterion) {
     let mut g = c.benchmark_group("lookup");
     g.throughput(Throughput::Elements(N as u64));
     g.bench_function("geogate/v4", |b| {
-        b.iter(|| v4.iter().map(|&ip| usize::from(black_box(table.lookup_v4(black_box(ip))).geo.country.is_some())).sum::<usize>())
+        b.iter(|| {
+            v4.iter()
+                .map(|&ip| usize::from(black_box(table.lookup_v4(black_box(ip))).geo.country.is_some()))
+                .sum::<usize>()
+        })
     });
     g.bench_function("maxminddb/v4", |b| b.iter(|| v4.iter().map(|&ip| mm(black_box(IpAddr::V4(ip)))).sum::<usize>()));
     g.bench_function("geogate/v6", |b| {
-        b.iter(|| v6.iter().map(|&ip| usize::from(black_box(table.lookup_v6(black_box(ip))).geo.country.is_some())).sum::<usize>())
+        b.iter(|| {
+            v6.iter()
+                .map(|&ip| usize::from(black_box(table.lookup_v6(black_box(ip))).geo.country.is_some()))
+                .sum::<usize>()
+        })
     });
     g.bench_function("maxminddb/v6", |b| b.iter(|| v6.iter().map(|&ip| mm(black_box(IpAddr::V6(ip)))).sum::<usize>()));
     g.finish();

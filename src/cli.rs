@@ -219,11 +219,171 @@ mod tests {
 
     #[test]
     fn strict_addresses() {
-        for bad in ["010.0.0.1", "0x7f.1", "127.1", "2130706433", "1.2.3.4 x", " 1.2.3.4", "fe80::1%eth0", "", "1.2.3.4/32"] {
+        for bad in
+            ["010.0.0.1", "0x7f.1", "127.1", "2130706433", "1.2.3.4 x", " 1.2.3.4", "fe80::1%eth0", "", "1.2.3.4/32"]
+        {
             assert!(parse_ip(bad).is_err(), "{bad:?}");
         }
         for good in ["1.2.3.4", "::1", "::ffff:1.2.3.4", "2001:db8::1"] {
             assert!(parse_ip(good).is_ok(), "{good:?}");
         }
     }
+}
+
+/// A full explanation, rendered as text for the terminal or JSON for the admin API.
+#[derive(Debug, Clone)]
+pub struct ExplainReport {
+    pub value: serde_json::Value,
+}
+
+impl ExplainReport {
+    pub fn to_json(&self) -> &serde_json::Value {
+        &self.value
+    }
+
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let v = &self.value;
+        let s = |k: &str| v[k].as_str().map(str::to_owned).unwrap_or_else(|| v[k].to_string());
+        let mut o = String::new();
+        let _ = writeln!(o, "client ip:   {} ({})", s("client_ip"), s("resolution"));
+        let d = &v["data"];
+        let _ = writeln!(
+            o,
+            "data:        source={} prefix={} range={}..{}",
+            d["source"].as_str().unwrap_or("-"),
+            d["prefix"].as_str().unwrap_or("-"),
+            d["range_first"].as_str().unwrap_or("-"),
+            d["range_last"].as_str().unwrap_or("-")
+        );
+        let _ = writeln!(
+            o,
+            "             country={} subdivision={} registered_country={} lists={} anonymous_proxy={} satellite_provider={}",
+            d["country"].as_str().unwrap_or("-"),
+            d["subdivision"].as_str().unwrap_or("-"),
+            d["registered_country"].as_str().unwrap_or("-"),
+            d["lists"].as_array().map_or("-".to_owned(), |l| {
+                let names: Vec<&str> = l.iter().filter_map(|x| x.as_str()).collect();
+                if names.is_empty() { "-".to_owned() } else { names.join(",") }
+            }),
+            d["anonymous_proxy"],
+            d["satellite_provider"]
+        );
+        let _ = writeln!(
+            o,
+            "request:     {} {} host={} (path as matched: {})",
+            s("method"),
+            s("path"),
+            s("host"),
+            s("normalized_path")
+        );
+        if let Some(steps) = v["rules"].as_array() {
+            for st in steps {
+                let _ = writeln!(
+                    o,
+                    "  rule[{}] {:<20} {}",
+                    st["index"],
+                    st["name"].as_str().unwrap_or(""),
+                    st["outcome"].as_str().unwrap_or("")
+                );
+            }
+        }
+        let _ = writeln!(o, "verdict:     {} (action={}, dry_run_matches={})", s("summary"), s("action"), v["dry_run"]);
+        let _ = write!(o, "snapshot:    generation {}", v["generation"]);
+        o
+    }
+}
+
+/// `geogate explain`: which data matches `ip` and which rule decides, and why.
+pub fn explain(
+    snapshot: &Snapshot,
+    ip: &str,
+    host: Option<&str>,
+    path: &str,
+    method: &str,
+) -> Result<ExplainReport, String> {
+    explain_value(snapshot, ip, host, path, method, None, None).map(|value| ExplainReport { value })
+}
+
+/// The explanation as JSON. With `peer` (and optionally `forwarded`, the value of the first
+/// listener's client-IP header) the client IP is resolved as a request would be; otherwise
+/// `ip` is taken as the client.
+pub fn explain_value(
+    snapshot: &Snapshot,
+    ip: &str,
+    host: Option<&str>,
+    path: &str,
+    method: &str,
+    peer: Option<&str>,
+    forwarded: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    use crate::config::ClientIpSource;
+    use crate::policy::RequestFacts;
+    let method: http::Method = method.parse().map_err(|_| format!("{method:?} is not an HTTP method"))?;
+    let (client, resolution) = match (peer, snapshot.config.listeners.first()) {
+        (Some(peer), Some(listener)) => {
+            let peer = parse_ip(peer).map_err(|e| format!("peer {peer:?}: {e}"))?;
+            let mut headers = http::HeaderMap::new();
+            if let Some(v) = forwarded.and_then(|v| http::HeaderValue::from_str(v).ok()) {
+                let name = match &listener.client_ip.source {
+                    ClientIpSource::XForwardedFor => Some(http::HeaderName::from_static("x-forwarded-for")),
+                    ClientIpSource::Forwarded => Some(http::header::FORWARDED),
+                    ClientIpSource::Header(n) => Some(n.clone()),
+                    _ => None,
+                };
+                if let Some(n) = name {
+                    headers.insert(n, v);
+                }
+            }
+            let res = crate::client_ip::resolve(&listener.client_ip, peer, &headers);
+            let text = res.describe(&listener.client_ip);
+            match crate::client_ip::effective_ip(&res, peer, &listener.client_ip) {
+                crate::client_ip::Decision::Lookup(ip) => (ip, text),
+                other => {
+                    return Ok(
+                        json!({ "resolution": text, "decision": other.as_str(), "generation": snapshot.generation }),
+                    )
+                }
+            }
+        }
+        _ => (parse_ip(ip).map_err(|e| format!("ip {ip:?}: {e}"))?, "given directly".to_owned()),
+    };
+    let located = snapshot.table.locate(client);
+    let a = located.answer;
+    let facts = RequestFacts { host, path, method: &method };
+    let ex = snapshot.policy.explain(&facts, Some(a));
+    let rules: Vec<serde_json::Value> = ex
+        .steps
+        .iter()
+        .map(|st| json!({ "index": st.rule, "name": st.name, "outcome": format!("{:?}", st.outcome) }))
+        .collect();
+    let dry: Vec<&str> =
+        snapshot.policy.dry_run_matches(ex.verdict.dry_run).filter_map(|r| snapshot.policy.rule_name(r)).collect();
+    Ok(json!({
+        "client_ip": client.to_canonical().to_string(),
+        "resolution": resolution,
+        "data": {
+            "source": a.source.and_then(|s| snapshot.provenance.get(s as usize)).map(|p| p.name.clone()),
+            "prefix": located.prefix(client).to_string(),
+            "range_first": located.first.to_string(),
+            "range_last": located.last.to_string(),
+            "country": a.geo.country.map(|c| c.to_string()),
+            "subdivision": a.geo.subdivision.as_deref(),
+            "registered_country": a.geo.registered_country.map(|c| c.to_string()),
+            "represented_country": a.geo.represented_country.map(|c| c.to_string()),
+            "anonymous_proxy": a.geo.anonymous_proxy,
+            "satellite_provider": a.geo.satellite_provider,
+            "lists": a.lists.ids().filter_map(|i| snapshot.table.list_name(i)).collect::<Vec<_>>(),
+        },
+        "host": host,
+        "method": method.as_str(),
+        "path": path,
+        "normalized_path": ex.normalized_path,
+        "rules": rules,
+        "rule": ex.verdict.rule.and_then(|r| snapshot.policy.rule_name(r)),
+        "action": ex.verdict.action.name(),
+        "summary": ex.summary,
+        "dry_run": dry,
+        "generation": snapshot.generation,
+    }))
 }

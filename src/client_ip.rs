@@ -165,23 +165,15 @@ pub fn is_trusted(cfg: &ClientIpConfig, ip: IpAddr) -> bool {
         IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
         IpAddr::V6(_) => None,
     };
-    cfg.trusted
-        .iter()
-        .any(|net| net.contains(&ip) || mapped.is_some_and(|m| net.contains(&m)))
+    cfg.trusted.iter().any(|net| net.contains(&ip) || mapped.is_some_and(|m| net.contains(&m)))
 }
 
 fn resolved(ip: IpAddr, outcome: Outcome) -> Resolution {
-    Resolution {
-        client: Some(ip),
-        outcome,
-    }
+    Resolution { client: Some(ip), outcome }
 }
 
 fn unresolved(outcome: Outcome) -> Resolution {
-    Resolution {
-        client: None,
-        outcome,
-    }
+    Resolution { client: None, outcome }
 }
 
 /// Walks entries (rightmost first) past trusted hops to the first untrusted one.
@@ -268,10 +260,7 @@ fn parse_plain_entry(entry: &[u8]) -> Result<Node, Malformed> {
 /// `a.b.c.d`, `a.b.c.d:port`, bare IPv6, `[v6]`, `[v6]:port`; canonical result.
 fn parse_addr_port(s: &[u8]) -> Result<IpAddr, Malformed> {
     if let Some(rest) = s.strip_prefix(b"[") {
-        let close = rest
-            .iter()
-            .position(|&b| b == b']')
-            .ok_or(Malformed::BadAddress)?;
+        let close = rest.iter().position(|&b| b == b']').ok_or(Malformed::BadAddress)?;
         let (inner, after) = rest.split_at(close);
         let v6: Ipv6Addr = parse_ascii(inner)?;
         match &after[1..] {
@@ -294,10 +283,7 @@ fn parse_addr_port(s: &[u8]) -> Result<IpAddr, Malformed> {
 }
 
 fn parse_ascii<T: std::str::FromStr>(s: &[u8]) -> Result<T, Malformed> {
-    std::str::from_utf8(s)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(Malformed::BadAddress)
+    std::str::from_utf8(s).ok().and_then(|s| s.parse().ok()).ok_or(Malformed::BadAddress)
 }
 
 /// 1..=5 decimal digits, no leading zero (except `0` itself), at most 65535.
@@ -443,10 +429,7 @@ fn parse_forwarded_element(element: &[u8]) -> Result<Node, Malformed> {
 
 /// Reads a quoted-string body (after the opening quote), unescaping into `out` if given.
 /// Returns the unescaped length and what follows the closing quote.
-fn unquote<'a>(
-    s: &'a [u8],
-    mut out: Option<&mut [u8; MAX_NODE_LEN]>,
-) -> Result<(usize, &'a [u8]), Malformed> {
+fn unquote<'a>(s: &'a [u8], mut out: Option<&mut [u8; MAX_NODE_LEN]>) -> Result<(usize, &'a [u8]), Malformed> {
     let mut len = 0;
     let mut i = 0;
     loop {
@@ -478,10 +461,7 @@ fn parse_node(value: &[u8], quoted: bool) -> Result<Node, Malformed> {
         if !quoted {
             return Err(Malformed::Unquoted);
         }
-        let close = value
-            .iter()
-            .position(|&b| b == b']')
-            .ok_or(Malformed::BadAddress)?;
+        let close = value.iter().position(|&b| b == b']').ok_or(Malformed::BadAddress)?;
         let v6: Ipv6Addr = parse_ascii(&value[1..close])?;
         match &value[close + 1..] {
             [] => {}
@@ -520,10 +500,7 @@ fn check_node_port(s: &[u8]) -> Result<(), Malformed> {
 fn is_obfuscated(s: &[u8]) -> bool {
     match s {
         [b'_', rest @ ..] => {
-            !rest.is_empty()
-                && rest
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            !rest.is_empty() && rest.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         }
         _ => false,
     }
@@ -533,20 +510,7 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
         )
 }
 
@@ -606,10 +570,7 @@ impl Outcome {
 
     /// Whether this outcome leaves the client undetermined.
     pub fn is_unresolved(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Malformed { .. } | Outcome::UnknownToken { .. } | Outcome::Obfuscated { .. }
-        )
+        matches!(self, Outcome::Malformed { .. } | Outcome::UnknownToken { .. } | Outcome::Obfuscated { .. })
     }
 }
 
@@ -617,35 +578,26 @@ impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Outcome::Peer => f.write_str("the TCP peer (listener uses the peer address)"),
-            Outcome::ProxyProtocol => {
-                f.write_str("the source address of the PROXY protocol header")
+            Outcome::ProxyProtocol => f.write_str("the source address of the PROXY protocol header"),
+            Outcome::UntrustedPeer => {
+                f.write_str("the TCP peer; it is not trusted, so its forwarding headers were ignored")
             }
-            Outcome::UntrustedPeer => f.write_str(
-                "the TCP peer; it is not trusted, so its forwarding headers were ignored",
-            ),
-            Outcome::HeaderMissing => {
-                f.write_str("the TCP peer; it is trusted but sent no forwarding header")
+            Outcome::HeaderMissing => f.write_str("the TCP peer; it is trusted but sent no forwarding header"),
+            Outcome::Header { index } => {
+                write!(f, "header entry {index} from the right, the first not from a trusted hop")
             }
-            Outcome::Header { index } => write!(
-                f,
-                "header entry {index} from the right, the first not from a trusted hop"
-            ),
-            Outcome::AllTrusted { index } => write!(
-                f,
-                "every entry is a trusted hop; took the leftmost (entry {index} from the right)"
-            ),
-            Outcome::Malformed { index, reason } => write!(
-                f,
-                "entry {index} from the right is malformed ({reason}) and cannot be skipped"
-            ),
-            Outcome::UnknownToken { index } => write!(
-                f,
-                "entry {index} from the right is `unknown`; the hop before it cannot be placed"
-            ),
-            Outcome::Obfuscated { index } => write!(
-                f,
-                "entry {index} from the right is an obfuscated identifier, not an address"
-            ),
+            Outcome::AllTrusted { index } => {
+                write!(f, "every entry is a trusted hop; took the leftmost (entry {index} from the right)")
+            }
+            Outcome::Malformed { index, reason } => {
+                write!(f, "entry {index} from the right is malformed ({reason}) and cannot be skipped")
+            }
+            Outcome::UnknownToken { index } => {
+                write!(f, "entry {index} from the right is `unknown`; the hop before it cannot be placed")
+            }
+            Outcome::Obfuscated { index } => {
+                write!(f, "entry {index} from the right is an obfuscated identifier, not an address")
+            }
         }
     }
 }

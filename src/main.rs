@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use geogate::cli::{self, Format};
 use geogate::config::{self, Config};
+use geogate::reload::{self, ConfigSource};
 use geogate::snapshot;
 
 const EXIT_CONFIG: u8 = 64;
@@ -101,18 +102,20 @@ fn compile(config: Config) -> Result<snapshot::Snapshot, ExitCode> {
 }
 
 fn run(config: Option<PathBuf>, listen: Option<String>, upstream: Option<String>) -> ExitCode {
-    let mut cfg = match load_config(config) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let source = match config {
+        Some(path) => ConfigSource::File { path, listen, upstream },
+        None => match reload::apply_overrides(config::defaults(), listen.as_deref(), upstream.as_deref()) {
+            Ok(c) => ConfigSource::Fixed(Arc::new(c)),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
     };
-    if let Err(e) = cfg.apply_overrides(listen.as_deref(), upstream.as_deref()) {
-        eprintln!("{e}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    match geogate::app::run(cfg) {
+    match geogate::app::run(source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("geogate: {e:#}");
+            eprintln!("geogate: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -134,7 +137,17 @@ fn check(path: PathBuf) -> ExitCode {
 
 fn lookup(config: Option<PathBuf>, db: Vec<PathBuf>, list: Vec<String>, json: bool, ips: Vec<String>) -> ExitCode {
     let cfg = if config.is_none() && (!db.is_empty() || !list.is_empty()) {
-        match Config::from_sources(&db, &list) {
+        let mut lists = Vec::with_capacity(list.len());
+        for l in &list {
+            match config::parse_list_arg(l) {
+                Ok(pair) => lists.push(pair),
+                Err(e) => {
+                    eprintln!("--list {l:?}: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
+        match Config::from_sources(&db, &lists) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
@@ -183,7 +196,8 @@ fn explain(config: PathBuf, ip: String, host: Option<String>, path: String, meth
         Ok(s) => s,
         Err(code) => return code,
     };
-    let report = cli::explain(&snapshot, &ip, host.as_deref(), &path, &method).context("explain");
+    let report =
+        cli::explain(&snapshot, &ip, host.as_deref(), &path, &method).map_err(anyhow::Error::msg).context("explain");
     match report {
         Ok(r) => {
             let text = if json { r.to_json().to_string() } else { r.to_text() };

@@ -6,8 +6,7 @@
 //! IP, never a raw path.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// All metric handles, registered in one owned [`Registry`].
@@ -124,7 +123,11 @@ impl Metrics {
                 &["reason"],
             )?,
             open_connections: gauge("geogate_open_connections", "Connections open on the public listeners.")?,
-            reloads: counter("geogate_reloads_total", "Reload attempts by trigger and result.", &["trigger", "result"])?,
+            reloads: counter(
+                "geogate_reloads_total",
+                "Reload attempts by trigger and result.",
+                &["trigger", "result"],
+            )?,
             reload_duration,
             snapshot_generation: gauge("geogate_snapshot_generation", "Generation of the snapshot serving requests.")?,
             snapshot_loaded: gauge(
@@ -132,7 +135,11 @@ impl Metrics {
                 "Unix time the serving snapshot was compiled.",
             )?,
             networks: gauge_vec("geogate_table_networks", "Networks loaded from all sources, by family.", &["family"])?,
-            ranges: gauge_vec("geogate_table_ranges", "Ranges in the lookup table after merging, by family.", &["family"])?,
+            ranges: gauge_vec(
+                "geogate_table_ranges",
+                "Ranges in the lookup table after merging, by family.",
+                &["family"],
+            )?,
             table_bytes: gauge("geogate_table_bytes", "Heap bytes held by the lookup table.")?,
             database_build: gauge_vec(
                 "geogate_database_build_timestamp_seconds",

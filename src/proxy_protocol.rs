@@ -63,10 +63,7 @@ pub enum Parse {
     /// So far a valid prefix of a header; read more bytes.
     Incomplete,
     /// A full header occupying the first `consumed` bytes of the buffer.
-    Complete {
-        header: ProxyHeader,
-        consumed: usize,
-    },
+    Complete { header: ProxyHeader, consumed: usize },
 }
 
 /// Why a PROXY header was refused. `kind` is the bounded metric label.
@@ -149,10 +146,7 @@ where
     Ok((header, Rewind::new(leftover, io)))
 }
 
-async fn read_until_parsed<S>(
-    io: &mut S,
-    max_len: usize,
-) -> Result<(ProxyHeader, Bytes), ProxyProtocolError>
+async fn read_until_parsed<S>(io: &mut S, max_len: usize) -> Result<(ProxyHeader, Bytes), ProxyProtocolError>
 where
     S: AsyncRead + Unpin,
 {
@@ -182,16 +176,10 @@ fn parse_v1(buf: &[u8]) -> Result<Parse, ProxyProtocolError> {
     let window = &buf[..buf.len().min(V1_MAX_LEN)];
     // Fail fast on a byte that cannot be in the line, rather than waiting for 107 bytes.
     let Some(end) = window.iter().position(|&b| !(b' '..=b'~').contains(&b)) else {
-        return if buf.len() >= V1_MAX_LEN {
-            Err(V1TooLong)
-        } else {
-            Ok(Parse::Incomplete)
-        };
+        return if buf.len() >= V1_MAX_LEN { Err(V1TooLong) } else { Ok(Parse::Incomplete) };
     };
     if window[end] != b'\r' {
-        return Err(V1Malformed(
-            "line holds a byte that is not printable ASCII before CRLF",
-        ));
+        return Err(V1Malformed("line holds a byte that is not printable ASCII before CRLF"));
     }
     match buf.get(end + 1) {
         None if end + 2 > V1_MAX_LEN => return Err(V1TooLong),
@@ -201,20 +189,11 @@ fn parse_v1(buf: &[u8]) -> Result<Parse, ProxyProtocolError> {
         Some(_) => return Err(V1Malformed("CR not followed by LF")),
     }
     let consumed = end + 2;
-    let line = buf
-        .get(V1_PREFIX.len()..end)
-        .ok_or(V1Malformed("no protocol"))?;
+    let line = buf.get(V1_PREFIX.len()..end).ok_or(V1Malformed("no protocol"))?;
 
     if line == b"UNKNOWN" || line.starts_with(b"UNKNOWN ") {
         // The spec: the receiver must ignore anything presented before the CRLF.
-        return Ok(Parse::Complete {
-            header: ProxyHeader {
-                source: None,
-                destination: None,
-                version: 1,
-            },
-            consumed,
-        });
+        return Ok(Parse::Complete { header: ProxyHeader { source: None, destination: None, version: 1 }, consumed });
     }
 
     let mut fields = line.split(|&b| b == b' ');
@@ -223,9 +202,7 @@ fn parse_v1(buf: &[u8]) -> Result<Parse, ProxyProtocolError> {
     let (src, dst) = (next("no source address")?, next("no destination address")?);
     let (sport, dport) = (next("no source port")?, next("no destination port")?);
     if fields.next().is_some() {
-        return Err(V1Malformed(
-            "extra fields (or spaces) after the destination port",
-        ));
+        return Err(V1Malformed("extra fields (or spaces) after the destination port"));
     }
     let (src, dst) = match proto {
         b"TCP4" => (v1_addr::<Ipv4Addr>(src)?, v1_addr::<Ipv4Addr>(dst)?),
@@ -253,15 +230,12 @@ where
         .ok()
         .and_then(|s| s.parse::<A>().ok())
         .map(|a| a.into().to_canonical())
-        .ok_or(ProxyProtocolError::V1Malformed(
-            "address is not a strict address of the announced family",
-        ))
+        .ok_or(ProxyProtocolError::V1Malformed("address is not a strict address of the announced family"))
 }
 
 /// Decimal 0..=65535, no sign, no leading zeros.
 fn v1_port(field: &[u8]) -> Result<u16, ProxyProtocolError> {
-    let bad =
-        ProxyProtocolError::V1Malformed("port is not a decimal 0-65535 without leading zeros");
+    let bad = ProxyProtocolError::V1Malformed("port is not a decimal 0-65535 without leading zeros");
     if field.is_empty()
         || field.len() > 5
         || (field.len() > 1 && field[0] == b'0')
@@ -269,9 +243,7 @@ fn v1_port(field: &[u8]) -> Result<u16, ProxyProtocolError> {
     {
         return Err(bad);
     }
-    let value = field
-        .iter()
-        .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+    let value = field.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
     u16::try_from(value).map_err(|_| bad)
 }
 
@@ -312,10 +284,7 @@ fn parse_v2(buf: &[u8], max_len: usize) -> Result<Parse, ProxyProtocolError> {
     let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
     let total = V2_FIXED_LEN + len;
     if total > max_len {
-        return Err(V2TooLong {
-            len: total,
-            max: max_len,
-        });
+        return Err(V2TooLong { len: total, max: max_len });
     }
     if len < addr_len {
         return Err(V2Truncated { family, len });
@@ -325,19 +294,9 @@ fn parse_v2(buf: &[u8], max_len: usize) -> Result<Parse, ProxyProtocolError> {
     };
     let (source, destination) = match (local, family) {
         (false, 0x11) => {
-            let ip = |at: usize| {
-                IpAddr::V4(Ipv4Addr::new(
-                    block[at],
-                    block[at + 1],
-                    block[at + 2],
-                    block[at + 3],
-                ))
-            };
+            let ip = |at: usize| IpAddr::V4(Ipv4Addr::new(block[at], block[at + 1], block[at + 2], block[at + 3]));
             let port = |at: usize| u16::from_be_bytes([block[at], block[at + 1]]);
-            (
-                Some(SocketAddr::new(ip(0), port(8))),
-                Some(SocketAddr::new(ip(4), port(10))),
-            )
+            (Some(SocketAddr::new(ip(0), port(8))), Some(SocketAddr::new(ip(4), port(10))))
         }
         (false, 0x21) => {
             let ip = |at: usize| {
@@ -346,22 +305,12 @@ fn parse_v2(buf: &[u8], max_len: usize) -> Result<Parse, ProxyProtocolError> {
                 IpAddr::V6(Ipv6Addr::from(octets)).to_canonical()
             };
             let port = |at: usize| u16::from_be_bytes([block[at], block[at + 1]]);
-            (
-                Some(SocketAddr::new(ip(0), port(32))),
-                Some(SocketAddr::new(ip(16), port(34))),
-            )
+            (Some(SocketAddr::new(ip(0), port(32))), Some(SocketAddr::new(ip(16), port(34))))
         }
         // LOCAL, UNSPEC, AF_UNIX: no IP address to report; TLVs after the block are skipped.
         _ => (None, None),
     };
-    Ok(Parse::Complete {
-        header: ProxyHeader {
-            source,
-            destination,
-            version: 2,
-        },
-        consumed: total,
-    })
+    Ok(Parse::Complete { header: ProxyHeader { source, destination, version: 2 }, consumed: total })
 }
 
 // === impl ProxyProtocolError ===
@@ -372,9 +321,7 @@ impl ProxyProtocolError {
         match self {
             ProxyProtocolError::BadSignature => "bad_signature",
             ProxyProtocolError::V1TooLong | ProxyProtocolError::V2TooLong { .. } => "too_long",
-            ProxyProtocolError::V1Malformed(_) | ProxyProtocolError::V2Truncated { .. } => {
-                "malformed"
-            }
+            ProxyProtocolError::V1Malformed(_) | ProxyProtocolError::V2Truncated { .. } => "malformed",
             ProxyProtocolError::BadVersion(_) => "bad_version",
             ProxyProtocolError::BadCommand(_) => "bad_command",
             ProxyProtocolError::BadFamily(_) => "bad_family",
@@ -408,11 +355,7 @@ impl<S> Rewind<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
@@ -424,11 +367,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

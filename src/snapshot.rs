@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, ListLocation, Location, SourceKind};
+use crate::geo::{Answer, CountryCode};
 use crate::policy::Policy;
 use crate::source::{cidr, mmdb, Provenance, SourceError};
 use crate::table::{BuildError, GeoTable, TableBuilder};
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     /// How long compilation took.
     pub compile_time: Duration,
+    /// Countries the policy names: the bounded `country` label set of the request metrics.
+    pub metric_countries: Vec<CountryCode>,
 }
 
 /// Everything that went wrong while compiling, all at once.
@@ -53,6 +56,18 @@ impl Snapshot {
     /// A content fingerprint: equal fingerprints mean reloading would change nothing.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.config, &self.provenance)
+    }
+
+    /// The metric label for an answer's country: a country the policy names, `other`, or
+    /// `unknown` (never an unbounded value).
+    pub fn country_bucket(&self, answer: &Answer) -> &str {
+        match answer.geo.country {
+            None => "unknown",
+            Some(c) => match self.metric_countries.iter().find(|m| **m == c) {
+                Some(m) => m.as_str(),
+                None => "other",
+            },
+        }
     }
 
     /// Networks per family over all sources (for guards and metrics).
@@ -150,7 +165,16 @@ pub fn compile(config: Arc<Config>, generation: u64) -> Result<Snapshot, Compile
     let Some(policy) = policy else {
         return Err(CompileError { errors: vec![CompileProblem::Policy("policy did not compile".into())] });
     };
+    let mut metric_countries: Vec<CountryCode> = config
+        .policy
+        .rules
+        .iter()
+        .flat_map(|r| r.matcher.countries.iter().chain(&r.matcher.registered_countries).copied())
+        .collect();
+    metric_countries.sort_unstable();
+    metric_countries.dedup();
     Ok(Snapshot {
+        metric_countries,
         generation,
         table,
         policy,

@@ -16,26 +16,17 @@ fn ip(s: &str) -> IpAddr {
 fn cfg(source: ClientIpSource, trusted: &[&str]) -> ClientIpConfig {
     ClientIpConfig {
         source,
-        trusted: trusted
-            .iter()
-            .map(|n| n.parse::<IpNet>().unwrap())
-            .collect(),
+        trusted: trusted.iter().map(|n| n.parse::<IpNet>().unwrap()).collect(),
         on_unresolved: OnUnresolved::Block,
     }
 }
 
 fn xff_cfg() -> ClientIpConfig {
-    cfg(
-        ClientIpSource::XForwardedFor,
-        &["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"],
-    )
+    cfg(ClientIpSource::XForwardedFor, &["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"])
 }
 
 fn fwd_cfg() -> ClientIpConfig {
-    cfg(
-        ClientIpSource::Forwarded,
-        &["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"],
-    )
+    cfg(ClientIpSource::Forwarded, &["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"])
 }
 
 fn headers(name: &str, lines: &[&str]) -> HeaderMap {
@@ -58,17 +49,11 @@ fn fwd(lines: &[&str]) -> Resolution {
 }
 
 fn ok(client: &str, outcome: Outcome) -> Resolution {
-    Resolution {
-        client: Some(ip(client)),
-        outcome,
-    }
+    Resolution { client: Some(ip(client)), outcome }
 }
 
 fn bad(outcome: Outcome) -> Resolution {
-    Resolution {
-        client: None,
-        outcome,
-    }
+    Resolution { client: None, outcome }
 }
 
 fn malformed(index: usize, reason: Malformed) -> Resolution {
@@ -81,10 +66,7 @@ fn malformed(index: usize, reason: Malformed) -> Resolution {
 fn peer_source_ignores_headers_and_canonicalises() {
     let c = cfg(ClientIpSource::Peer, &["0.0.0.0/0"]);
     let h = headers("x-forwarded-for", &["1.2.3.4"]);
-    assert_eq!(
-        resolve(&c, ip("::ffff:192.0.2.7"), &h),
-        ok("192.0.2.7", Outcome::Peer)
-    );
+    assert_eq!(resolve(&c, ip("::ffff:192.0.2.7"), &h), ok("192.0.2.7", Outcome::Peer));
     assert_eq!(resolve(&c, ip("::1"), &h), ok("::1", Outcome::Peer));
 }
 
@@ -92,10 +74,7 @@ fn peer_source_ignores_headers_and_canonicalises() {
 fn proxy_protocol_source_returns_given_address() {
     let c = cfg(ClientIpSource::ProxyProtocol, &[]);
     let h = headers("x-forwarded-for", &["1.2.3.4"]);
-    assert_eq!(
-        resolve(&c, ip("::ffff:198.51.100.1"), &h),
-        ok("198.51.100.1", Outcome::ProxyProtocol)
-    );
+    assert_eq!(resolve(&c, ip("::ffff:198.51.100.1"), &h), ok("198.51.100.1", Outcome::ProxyProtocol));
 }
 
 // --- X-Forwarded-For ---
@@ -113,16 +92,10 @@ fn spoofed_xff_from_untrusted_peer_is_ignored() {
 #[test]
 fn ipv4_mapped_peer_matches_ipv4_trust() {
     let h = headers("x-forwarded-for", &["198.51.100.4"]);
-    assert_eq!(
-        resolve(&xff_cfg(), ip("::ffff:127.0.0.1"), &h),
-        ok("198.51.100.4", Outcome::Header { index: 0 })
-    );
+    assert_eq!(resolve(&xff_cfg(), ip("::ffff:127.0.0.1"), &h), ok("198.51.100.4", Outcome::Header { index: 0 }));
     // A trusted net spelled as IPv4-mapped IPv6 also matches the canonical IPv4 peer.
     let c = cfg(ClientIpSource::XForwardedFor, &["::ffff:10.0.0.0/104"]);
-    assert_eq!(
-        resolve(&c, ip("10.2.3.4"), &h),
-        ok("198.51.100.4", Outcome::Header { index: 0 })
-    );
+    assert_eq!(resolve(&c, ip("10.2.3.4"), &h), ok("198.51.100.4", Outcome::Header { index: 0 }));
     assert!(is_trusted(&c, ip("::ffff:10.9.9.9")));
     assert!(!is_trusted(&c, ip("11.0.0.1")));
 }
@@ -131,30 +104,12 @@ fn ipv4_mapped_peer_matches_ipv4_trust() {
 fn xff_walks_right_to_left_past_trusted_hops() {
     let cases: &[(&[&str], Resolution)] = &[
         (&["1.2.3.4"], ok("1.2.3.4", Outcome::Header { index: 0 })),
-        (
-            &["9.9.9.9, 1.2.3.4, 10.0.0.2, 10.0.0.3"],
-            ok("1.2.3.4", Outcome::Header { index: 2 }),
-        ),
-        (
-            &["9.9.9.9,1.2.3.4,10.0.0.2"],
-            ok("1.2.3.4", Outcome::Header { index: 1 }),
-        ),
-        (
-            &["  1.2.3.4 ,\t10.0.0.2  "],
-            ok("1.2.3.4", Outcome::Header { index: 1 }),
-        ),
-        (
-            &["1.2.3.4, ::ffff:10.0.0.2"],
-            ok("1.2.3.4", Outcome::Header { index: 1 }),
-        ),
-        (
-            &["2001:db8::1, fd00::1"],
-            ok("2001:db8::1", Outcome::Header { index: 1 }),
-        ),
-        (
-            &["::ffff:192.0.2.1"],
-            ok("192.0.2.1", Outcome::Header { index: 0 }),
-        ),
+        (&["9.9.9.9, 1.2.3.4, 10.0.0.2, 10.0.0.3"], ok("1.2.3.4", Outcome::Header { index: 2 })),
+        (&["9.9.9.9,1.2.3.4,10.0.0.2"], ok("1.2.3.4", Outcome::Header { index: 1 })),
+        (&["  1.2.3.4 ,\t10.0.0.2  "], ok("1.2.3.4", Outcome::Header { index: 1 })),
+        (&["1.2.3.4, ::ffff:10.0.0.2"], ok("1.2.3.4", Outcome::Header { index: 1 })),
+        (&["2001:db8::1, fd00::1"], ok("2001:db8::1", Outcome::Header { index: 1 })),
+        (&["::ffff:192.0.2.1"], ok("192.0.2.1", Outcome::Header { index: 0 })),
     ];
     for (lines, want) in cases {
         assert_eq!(&xff(lines), want, "{lines:?}");
@@ -164,40 +119,19 @@ fn xff_walks_right_to_left_past_trusted_hops() {
 #[test]
 fn xff_several_lines_are_joined_in_order() {
     // Line 1 entries come first, so line 2's last entry is the nearest hop.
-    assert_eq!(
-        xff(&["1.1.1.1, 2.2.2.2", "10.0.0.5"]),
-        ok("2.2.2.2", Outcome::Header { index: 1 })
-    );
-    assert_eq!(
-        xff(&["1.1.1.1", "10.0.0.4, 10.0.0.5", "10.0.0.6"]),
-        ok("1.1.1.1", Outcome::Header { index: 3 })
-    );
+    assert_eq!(xff(&["1.1.1.1, 2.2.2.2", "10.0.0.5"]), ok("2.2.2.2", Outcome::Header { index: 1 }));
+    assert_eq!(xff(&["1.1.1.1", "10.0.0.4, 10.0.0.5", "10.0.0.6"]), ok("1.1.1.1", Outcome::Header { index: 3 }));
     // An empty line contributes nothing.
-    assert_eq!(
-        xff(&["1.1.1.1", "", "10.0.0.6"]),
-        ok("1.1.1.1", Outcome::Header { index: 1 })
-    );
+    assert_eq!(xff(&["1.1.1.1", "", "10.0.0.6"]), ok("1.1.1.1", Outcome::Header { index: 1 }));
     // A malformed line is only fatal if the walk reaches it.
-    assert_eq!(
-        xff(&["garbage", "3.3.3.3"]),
-        ok("3.3.3.3", Outcome::Header { index: 0 })
-    );
-    assert_eq!(
-        xff(&["garbage", "10.0.0.3"]),
-        malformed(1, Malformed::BadAddress)
-    );
+    assert_eq!(xff(&["garbage", "3.3.3.3"]), ok("3.3.3.3", Outcome::Header { index: 0 }));
+    assert_eq!(xff(&["garbage", "10.0.0.3"]), malformed(1, Malformed::BadAddress));
 }
 
 #[test]
 fn xff_all_trusted_takes_leftmost() {
-    assert_eq!(
-        xff(&["10.0.0.1, 127.0.0.1, 10.0.0.3"]),
-        ok("10.0.0.1", Outcome::AllTrusted { index: 2 })
-    );
-    assert_eq!(
-        xff(&["fd00::7"]),
-        ok("fd00::7", Outcome::AllTrusted { index: 0 })
-    );
+    assert_eq!(xff(&["10.0.0.1, 127.0.0.1, 10.0.0.3"]), ok("10.0.0.1", Outcome::AllTrusted { index: 2 }));
+    assert_eq!(xff(&["fd00::7"]), ok("fd00::7", Outcome::AllTrusted { index: 0 }));
 }
 
 #[test]
@@ -211,14 +145,8 @@ fn xff_missing_or_empty_is_the_peer() {
 fn xff_malformed_entry_stops_the_walk() {
     let cases: &[(&[&str], Resolution)] = &[
         // Never skipped to reach the real-looking address on its left.
-        (
-            &["1.2.3.4, bogus, 10.0.0.1"],
-            malformed(1, Malformed::BadAddress),
-        ),
-        (
-            &["1.2.3.4,,10.0.0.1"],
-            malformed(1, Malformed::EmptyElement),
-        ),
+        (&["1.2.3.4, bogus, 10.0.0.1"], malformed(1, Malformed::BadAddress)),
+        (&["1.2.3.4,,10.0.0.1"], malformed(1, Malformed::EmptyElement)),
         (&["1.2.3.4,"], malformed(0, Malformed::EmptyElement)),
         (&[","], malformed(0, Malformed::EmptyElement)),
         (&["1.2.3.4, 010.0.0.1"], malformed(0, Malformed::BadAddress)),
@@ -240,10 +168,7 @@ fn xff_malformed_entry_stops_the_walk() {
         (&["_hidden"], malformed(0, Malformed::BadAddress)),
         (&["for=1.2.3.4"], malformed(0, Malformed::BadAddress)),
         (&["unknown"], bad(Outcome::UnknownToken { index: 0 })),
-        (
-            &["1.2.3.4, UNKNOWN, 10.0.0.2"],
-            bad(Outcome::UnknownToken { index: 1 }),
-        ),
+        (&["1.2.3.4, UNKNOWN, 10.0.0.2"], bad(Outcome::UnknownToken { index: 1 })),
     ];
     for (lines, want) in cases {
         assert_eq!(&xff(lines), want, "{lines:?}");
@@ -253,23 +178,11 @@ fn xff_malformed_entry_stops_the_walk() {
 #[test]
 fn xff_non_ascii_value_is_malformed() {
     let mut h = HeaderMap::new();
-    h.append(
-        X_FORWARDED_FOR,
-        HeaderValue::from_bytes(b"1.2.3.4\xff").unwrap(),
-    );
-    assert_eq!(
-        resolve(&xff_cfg(), ip(PEER), &h),
-        malformed(0, Malformed::BadAddress)
-    );
+    h.append(X_FORWARDED_FOR, HeaderValue::from_bytes(b"1.2.3.4\xff").unwrap());
+    assert_eq!(resolve(&xff_cfg(), ip(PEER), &h), malformed(0, Malformed::BadAddress));
     let mut h = HeaderMap::new();
-    h.append(
-        X_FORWARDED_FOR,
-        HeaderValue::from_bytes(b"1.2\xe9.3.4\t, 10.0.0.1").unwrap(),
-    );
-    assert_eq!(
-        resolve(&xff_cfg(), ip(PEER), &h),
-        malformed(1, Malformed::BadAddress)
-    );
+    h.append(X_FORWARDED_FOR, HeaderValue::from_bytes(b"1.2\xe9.3.4\t, 10.0.0.1").unwrap());
+    assert_eq!(resolve(&xff_cfg(), ip(PEER), &h), malformed(1, Malformed::BadAddress));
 }
 
 #[test]
@@ -286,17 +199,10 @@ fn xff_ports_and_brackets() {
     ];
     for (entry, want) in cases {
         let line = format!("{entry}, 10.0.0.1");
-        assert_eq!(
-            xff(&[&line]),
-            ok(want, Outcome::Header { index: 1 }),
-            "{entry}"
-        );
+        assert_eq!(xff(&[&line]), ok(want, Outcome::Header { index: 1 }), "{entry}");
     }
     // A trusted hop with a port is still trusted.
-    assert_eq!(
-        xff(&["1.2.3.4, 10.0.0.1:9999, [fd00::1]:1"]),
-        ok("1.2.3.4", Outcome::Header { index: 2 })
-    );
+    assert_eq!(xff(&["1.2.3.4, 10.0.0.1:9999, [fd00::1]:1"]), ok("1.2.3.4", Outcome::Header { index: 2 }));
 }
 
 // --- Forwarded ---
@@ -304,77 +210,29 @@ fn xff_ports_and_brackets() {
 #[test]
 fn forwarded_valid_forms() {
     let cases: &[(&[&str], Resolution)] = &[
-        (
-            &["for=192.0.2.60"],
-            ok("192.0.2.60", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["for=192.0.2.60;proto=http;by=203.0.113.43"],
-            ok("192.0.2.60", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["For=\"[2001:db8:cafe::17]:4711\""],
-            ok("2001:db8:cafe::17", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["FOR=\"[2001:db8:cafe::17]\""],
-            ok("2001:db8:cafe::17", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["for=\"192.0.2.60:8080\""],
-            ok("192.0.2.60", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["for=\"192.0.2.60\""],
-            ok("192.0.2.60", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["for=\"192.0.2.60:_port\""],
-            ok("192.0.2.60", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["for=\"1\\.2.3.4\""],
-            ok("1.2.3.4", Outcome::Header { index: 0 }),
-        ),
+        (&["for=192.0.2.60"], ok("192.0.2.60", Outcome::Header { index: 0 })),
+        (&["for=192.0.2.60;proto=http;by=203.0.113.43"], ok("192.0.2.60", Outcome::Header { index: 0 })),
+        (&["For=\"[2001:db8:cafe::17]:4711\""], ok("2001:db8:cafe::17", Outcome::Header { index: 0 })),
+        (&["FOR=\"[2001:db8:cafe::17]\""], ok("2001:db8:cafe::17", Outcome::Header { index: 0 })),
+        (&["for=\"192.0.2.60:8080\""], ok("192.0.2.60", Outcome::Header { index: 0 })),
+        (&["for=\"192.0.2.60\""], ok("192.0.2.60", Outcome::Header { index: 0 })),
+        (&["for=\"192.0.2.60:_port\""], ok("192.0.2.60", Outcome::Header { index: 0 })),
+        (&["for=\"1\\.2.3.4\""], ok("1.2.3.4", Outcome::Header { index: 0 })),
         (
             &["for=192.0.2.43, for=198.51.100.17;by=\"_x,y;z\", for=10.0.0.1"],
             ok("198.51.100.17", Outcome::Header { index: 1 }),
         ),
-        (
-            &["for=192.0.2.43", "for=10.0.0.1;proto=https"],
-            ok("192.0.2.43", Outcome::Header { index: 1 }),
-        ),
-        (
-            &["for=1.2.3.4; proto=https ;host=example.com"],
-            ok("1.2.3.4", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["proto=https;;for=1.2.3.4;"],
-            ok("1.2.3.4", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["for=\"[::ffff:10.0.0.1]\""],
-            ok("10.0.0.1", Outcome::AllTrusted { index: 0 }),
-        ),
-        (
-            &["for=10.0.0.9, for=\"[fd00::1]:80\""],
-            ok("10.0.0.9", Outcome::AllTrusted { index: 1 }),
-        ),
+        (&["for=192.0.2.43", "for=10.0.0.1;proto=https"], ok("192.0.2.43", Outcome::Header { index: 1 })),
+        (&["for=1.2.3.4; proto=https ;host=example.com"], ok("1.2.3.4", Outcome::Header { index: 0 })),
+        (&["proto=https;;for=1.2.3.4;"], ok("1.2.3.4", Outcome::Header { index: 0 })),
+        (&["for=\"[::ffff:10.0.0.1]\""], ok("10.0.0.1", Outcome::AllTrusted { index: 0 })),
+        (&["for=10.0.0.9, for=\"[fd00::1]:80\""], ok("10.0.0.9", Outcome::AllTrusted { index: 1 })),
         (&[""], ok(PEER, Outcome::HeaderMissing)),
         (&[], ok(PEER, Outcome::HeaderMissing)),
         // Garbage left of the client is never examined.
-        (
-            &["for=\"unterminated, for=6.6.6.6, for=1.2.3.4"],
-            ok("1.2.3.4", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["%%%", "for=1.2.3.4"],
-            ok("1.2.3.4", Outcome::Header { index: 0 }),
-        ),
-        (
-            &["for=unknown, for=1.2.3.4"],
-            ok("1.2.3.4", Outcome::Header { index: 0 }),
-        ),
+        (&["for=\"unterminated, for=6.6.6.6, for=1.2.3.4"], ok("1.2.3.4", Outcome::Header { index: 0 })),
+        (&["%%%", "for=1.2.3.4"], ok("1.2.3.4", Outcome::Header { index: 0 })),
+        (&["for=unknown, for=1.2.3.4"], ok("1.2.3.4", Outcome::Header { index: 0 })),
     ];
     for (lines, want) in cases {
         assert_eq!(&fwd(lines), want, "{lines:?}");
@@ -386,36 +244,18 @@ fn forwarded_unresolved_forms() {
     let cases: &[(&[&str], Resolution)] = &[
         (&["for=unknown"], bad(Outcome::UnknownToken { index: 0 })),
         (&["for=UnKnown"], bad(Outcome::UnknownToken { index: 0 })),
-        (
-            &["for=\"unknown:80\""],
-            bad(Outcome::UnknownToken { index: 0 }),
-        ),
+        (&["for=\"unknown:80\""], bad(Outcome::UnknownToken { index: 0 })),
         (&["for=_hidden"], bad(Outcome::Obfuscated { index: 0 })),
-        (
-            &["for=\"_SEVKISEK:_p\", for=10.0.0.1"],
-            bad(Outcome::Obfuscated { index: 1 }),
-        ),
-        (
-            &["for=1.2.3.4, for=_gw, for=10.0.0.1"],
-            bad(Outcome::Obfuscated { index: 1 }),
-        ),
+        (&["for=\"_SEVKISEK:_p\", for=10.0.0.1"], bad(Outcome::Obfuscated { index: 1 })),
+        (&["for=1.2.3.4, for=_gw, for=10.0.0.1"], bad(Outcome::Obfuscated { index: 1 })),
         (&["for=[2001:db8::1]"], malformed(0, Malformed::Unquoted)),
         (&["for=2001:db8::1"], malformed(0, Malformed::Unquoted)),
         (&["for=1.2.3.4:80"], malformed(0, Malformed::Unquoted)),
         (&["for=::1"], malformed(0, Malformed::Unquoted)),
         (&["proto=https"], malformed(0, Malformed::MissingFor)),
-        (
-            &["for=1.2.3.4, by=10.0.0.1"],
-            malformed(0, Malformed::MissingFor),
-        ),
-        (
-            &["for=1.2.3.4;for=5.6.7.8"],
-            malformed(0, Malformed::DuplicateFor),
-        ),
-        (
-            &["for=1.2.3.4,,for=10.0.0.1"],
-            malformed(1, Malformed::EmptyElement),
-        ),
+        (&["for=1.2.3.4, by=10.0.0.1"], malformed(0, Malformed::MissingFor)),
+        (&["for=1.2.3.4;for=5.6.7.8"], malformed(0, Malformed::DuplicateFor)),
+        (&["for=1.2.3.4,,for=10.0.0.1"], malformed(1, Malformed::EmptyElement)),
         (&["for=1.2.3.4,"], malformed(0, Malformed::EmptyElement)),
         (&["for=\"1.2.3.4"], malformed(0, Malformed::Syntax)),
         (&["for=1.2.3.4\""], malformed(0, Malformed::Syntax)),
@@ -425,24 +265,15 @@ fn forwarded_unresolved_forms() {
         (&["for = 1.2.3.4"], malformed(0, Malformed::Syntax)),
         (&[";"], malformed(0, Malformed::MissingFor)),
         (&["for=\"[1.2.3.4]\""], malformed(0, Malformed::BadAddress)),
-        (
-            &["for=\"[2001:db8::1\""],
-            malformed(0, Malformed::BadAddress),
-        ),
-        (
-            &["for=\"[2001:db8::1]:\""],
-            malformed(0, Malformed::BadPort),
-        ),
+        (&["for=\"[2001:db8::1\""], malformed(0, Malformed::BadAddress)),
+        (&["for=\"[2001:db8::1]:\""], malformed(0, Malformed::BadPort)),
         (&["for=\"1.2.3.4:99999\""], malformed(0, Malformed::BadPort)),
         (&["for=\"1.2.3.4:_\""], malformed(0, Malformed::BadPort)),
         (&["for=010.1.1.1"], malformed(0, Malformed::BadAddress)),
         (&["for=_"], malformed(0, Malformed::BadAddress)),
         (&["for=hostname"], malformed(0, Malformed::BadAddress)),
         (&["for=1.2.3.4 5.6.7.8"], malformed(0, Malformed::Syntax)),
-        (
-            &["for=\"x\\\"y\", for=10.0.0.1"],
-            malformed(1, Malformed::BadAddress),
-        ),
+        (&["for=\"x\\\"y\", for=10.0.0.1"], malformed(1, Malformed::BadAddress)),
         // A `for=` value longer than any valid node is malformed, not truncated.
         (
             &["for=\"_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""],
@@ -457,18 +288,11 @@ fn forwarded_unresolved_forms() {
 #[test]
 fn forwarded_element_splitting_respects_quotes() {
     let split = |s: &str| -> Vec<String> {
-        ElementsRev {
-            rest: Some(s.as_bytes()),
-        }
-        .map(|e| String::from_utf8_lossy(e).into_owned())
-        .collect()
+        ElementsRev { rest: Some(s.as_bytes()) }.map(|e| String::from_utf8_lossy(e).into_owned()).collect()
     };
     assert_eq!(split("a=1,b=2"), ["b=2", "a=1"]);
     assert_eq!(split("a=\"x,y\",b=2"), ["b=2", "a=\"x,y\""]);
-    assert_eq!(
-        split("a=\"x\\\",y\",b=\"\\\\\""),
-        ["b=\"\\\\\"", "a=\"x\\\",y\""]
-    );
+    assert_eq!(split("a=\"x\\\",y\",b=\"\\\\\""), ["b=\"\\\\\"", "a=\"x\\\",y\""]);
     assert_eq!(split("a=\"x,y"), ["y", "a=\"x"]);
     assert_eq!(split("x,y\""), ["x,y\""]);
     assert_eq!(split(""), [""]);
@@ -482,43 +306,21 @@ fn named_header() {
     let name = HeaderName::from_static("cf-connecting-ip");
     let c = cfg(ClientIpSource::Header(name), &["10.0.0.0/8"]);
     let run = |lines: &[&str]| resolve(&c, ip(PEER), &headers("cf-connecting-ip", lines));
-    assert_eq!(
-        run(&["1.2.3.4"]),
-        ok("1.2.3.4", Outcome::Header { index: 0 })
-    );
-    assert_eq!(
-        run(&[" [2001:db8::2]:80 "]),
-        ok("2001:db8::2", Outcome::Header { index: 0 })
-    );
-    assert_eq!(
-        run(&["::ffff:1.2.3.4"]),
-        ok("1.2.3.4", Outcome::Header { index: 0 })
-    );
+    assert_eq!(run(&["1.2.3.4"]), ok("1.2.3.4", Outcome::Header { index: 0 }));
+    assert_eq!(run(&[" [2001:db8::2]:80 "]), ok("2001:db8::2", Outcome::Header { index: 0 }));
+    assert_eq!(run(&["::ffff:1.2.3.4"]), ok("1.2.3.4", Outcome::Header { index: 0 }));
     // The header names the client even when it is a trusted address.
-    assert_eq!(
-        run(&["10.0.0.7"]),
-        ok("10.0.0.7", Outcome::Header { index: 0 })
-    );
+    assert_eq!(run(&["10.0.0.7"]), ok("10.0.0.7", Outcome::Header { index: 0 }));
     assert_eq!(run(&[]), ok(PEER, Outcome::HeaderMissing));
     assert_eq!(run(&[""]), ok(PEER, Outcome::HeaderMissing));
-    assert_eq!(
-        run(&["1.2.3.4", "5.6.7.8"]),
-        malformed(0, Malformed::MultipleLines)
-    );
-    assert_eq!(
-        run(&["1.2.3.4, 5.6.7.8"]),
-        malformed(0, Malformed::MultipleValues)
-    );
+    assert_eq!(run(&["1.2.3.4", "5.6.7.8"]), malformed(0, Malformed::MultipleLines));
+    assert_eq!(run(&["1.2.3.4, 5.6.7.8"]), malformed(0, Malformed::MultipleValues));
     assert_eq!(run(&["1.2.3.4,"]), malformed(0, Malformed::MultipleValues));
     assert_eq!(run(&["nope"]), malformed(0, Malformed::BadAddress));
     assert_eq!(run(&["unknown"]), bad(Outcome::UnknownToken { index: 0 }));
     // From an untrusted peer the header is ignored.
     assert_eq!(
-        resolve(
-            &c,
-            ip("8.8.8.8"),
-            &headers("cf-connecting-ip", &["1.2.3.4"])
-        ),
+        resolve(&c, ip("8.8.8.8"), &headers("cf-connecting-ip", &["1.2.3.4"])),
         ok("8.8.8.8", Outcome::UntrustedPeer)
     );
 }
@@ -538,10 +340,7 @@ fn effective_ip_applies_on_unresolved() {
     ] {
         c.on_unresolved = policy;
         assert_eq!(effective_ip(&unresolved, peer, &c), want);
-        assert_eq!(
-            effective_ip(&good, peer, &c),
-            Decision::Lookup(ip("1.2.3.4"))
-        );
+        assert_eq!(effective_ip(&good, peer, &c), Decision::Lookup(ip("1.2.3.4")));
     }
 }
 
@@ -554,10 +353,7 @@ fn labels_are_bounded_and_descriptions_name_the_header() {
         Outcome::HeaderMissing,
         Outcome::Header { index: 3 },
         Outcome::AllTrusted { index: 3 },
-        Outcome::Malformed {
-            index: 3,
-            reason: Malformed::Unquoted,
-        },
+        Outcome::Malformed { index: 3, reason: Malformed::Unquoted },
         Outcome::UnknownToken { index: 3 },
         Outcome::Obfuscated { index: 3 },
     ];
@@ -566,10 +362,7 @@ fn labels_are_bounded_and_descriptions_name_the_header() {
     for o in &all {
         assert!(!o.as_str().contains('3'));
         assert!(!o.to_string().is_empty());
-        assert_eq!(
-            o.is_unresolved(),
-            matches!(o.as_str(), "malformed" | "unknown_token" | "obfuscated")
-        );
+        assert_eq!(o.is_unresolved(), matches!(o.as_str(), "malformed" | "unknown_token" | "obfuscated"));
     }
     let res = fwd(&["for=[::1]"]);
     let text = res.describe(&fwd_cfg());
@@ -577,10 +370,7 @@ fn labels_are_bounded_and_descriptions_name_the_header() {
     assert!(text.contains("must be quoted"), "{text}");
     assert!(text.contains("entry 0"), "{text}");
     let text = xff(&["1.2.3.4"]).describe(&xff_cfg());
-    assert!(
-        text.contains("1.2.3.4") && text.contains("x-forwarded-for"),
-        "{text}"
-    );
+    assert!(text.contains("1.2.3.4") && text.contains("x-forwarded-for"), "{text}");
 }
 
 // --- properties ---

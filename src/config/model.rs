@@ -241,8 +241,10 @@ pub struct BlockResponse {
     pub json_body: String,
     /// Body for clients that accept `text/html`.
     pub html_body: String,
-    /// If set, browsers (Accept: text/html) are redirected here with 302 instead.
+    /// If set, browsers (Accept: text/html) are redirected here with `redirect_status` instead.
     pub redirect: Option<Uri>,
+    /// The 3xx status used with `redirect` (default 302).
+    pub redirect_status: StatusCode,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -124,8 +124,7 @@ pub async fn handle(
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
                 if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
-                    let _ =
-                        tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
+                    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
                 }
             });
             let resp = resp.map(|b| b.boxed());
@@ -197,14 +196,14 @@ fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incom
     let method = req.method();
     let facts = RequestFacts { host: host.as_deref(), path, method };
     let verdict = s.policy.decide(&facts, Some(answer));
-    for rule in verdict.dry_run_rules() {
-        let would = s.policy.rule_action_label(rule);
-        ctx.metrics.dry_run.with_label_values(&[s.policy.rule_name(rule), would]).inc();
+    for rule in s.policy.dry_run_matches(verdict.dry_run) {
+        let would = s.policy.rule_action(rule).map_or("none", |a| a.name());
+        ctx.metrics.dry_run.with_label_values(&[s.policy.rule_name(rule).unwrap_or(""), would]).inc();
         log.dry_run = true;
     }
-    let rule_name = verdict.rule.map(|r| s.policy.rule_name(r)).unwrap_or("");
-    log.rule = verdict.rule.map(|r| s.policy.rule_name(r).to_owned());
-    let bucket = s.policy.country_bucket(answer);
+    let rule_name = verdict.rule.and_then(|r| s.policy.rule_name(r)).unwrap_or("");
+    log.rule = verdict.rule.and_then(|r| s.policy.rule_name(r)).map(str::to_owned);
+    let bucket = s.country_bucket(answer);
     match &verdict.action {
         Action::Block(block) => {
             log.action = "block";
@@ -225,7 +224,9 @@ fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incom
             for kind in kinds.iter() {
                 let (name, value) = match kind {
                     TagKind::Country => (&tags_cfg.country, answer.geo.country.map(|c| c.to_string())),
-                    TagKind::Subdivision => (&tags_cfg.subdivision, answer.geo.subdivision.as_deref().map(str::to_owned)),
+                    TagKind::Subdivision => {
+                        (&tags_cfg.subdivision, answer.geo.subdivision.as_deref().map(str::to_owned))
+                    }
                     TagKind::Restricted => (&tags_cfg.restricted, verdict.rule.map(|_| "true".to_owned())),
                     TagKind::Rule => (&tags_cfg.rule, verdict.rule.map(|_| rule_name.to_owned())),
                 };

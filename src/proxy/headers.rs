@@ -148,7 +148,8 @@ mod tests {
 
     #[test]
     fn tag_lookalikes_removed() {
-        let mut h = map(&[("x-geo-country", "US"), ("x_geo_country", "US"), ("X_GEO_Country", "US"), ("x-geo-countryx", "k")]);
+        let mut h =
+            map(&[("x-geo-country", "US"), ("x_geo_country", "US"), ("X_GEO_Country", "US"), ("x-geo-countryx", "k")]);
         let tag = HeaderName::from_static("x-geo-country");
         strip_tag_lookalikes(&mut h, &[&tag]);
         assert_eq!(h.len(), 1);
@@ -157,7 +158,8 @@ mod tests {
 
     #[test]
     fn forwarding_appends_peer_and_joins_lines() {
-        let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-proto", "https")]);
+        let mut h =
+            map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-proto", "https")]);
         add_forwarding(&mut h, "::ffff:10.0.0.1".parse().unwrap(), Some("example.com"), false);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.1.1.1, 2.2.2.2, 10.0.0.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);

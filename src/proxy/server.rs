@@ -124,7 +124,7 @@ async fn serve_connection(
                 if let Some(src) = header.source {
                     peer = src.ip().to_canonical();
                 }
-                proxy_protocol::Rewind::new(stream, rest)
+                proxy_protocol::Rewind::new(rest, stream)
             }
             Err(e) => {
                 ctx.metrics.rejected.with_label_values(&[e.kind()]).inc();
@@ -133,7 +133,7 @@ async fn serve_connection(
             }
         }
     } else {
-        proxy_protocol::Rewind::new(stream, bytes::Bytes::new())
+        proxy_protocol::Rewind::new(bytes::Bytes::new(), stream)
     };
     let info = Arc::new(ConnInfo { tcp_peer, peer, listener: index });
     let service = service_fn(move |req| handler::handle(ctx.clone(), info.clone(), req));

@@ -28,11 +28,7 @@ fn err_kind(buf: &[u8]) -> &'static str {
 }
 
 fn header(version: u8, src: Option<&str>, dst: Option<&str>) -> ProxyHeader {
-    ProxyHeader {
-        source: src.map(sa),
-        destination: dst.map(sa),
-        version,
-    }
+    ProxyHeader { source: src.map(sa), destination: dst.map(sa), version }
 }
 
 /// Every proper prefix of a valid header is `Incomplete`, and trailing data is not consumed.
@@ -40,11 +36,7 @@ fn assert_prefixes_incomplete(full: &[u8]) {
     let (want, consumed) = complete(full);
     assert_eq!(consumed, full.len());
     for cut in 0..full.len() {
-        assert_eq!(
-            parse(&full[..cut], DEFAULT_MAX_LEN).unwrap(),
-            Parse::Incomplete,
-            "cut at {cut}"
-        );
+        assert_eq!(parse(&full[..cut], DEFAULT_MAX_LEN).unwrap(), Parse::Incomplete, "cut at {cut}");
     }
     let mut more = full.to_vec();
     more.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
@@ -108,10 +100,7 @@ fn v1_longest_line_is_accepted_and_one_more_byte_is_not() {
     assert_eq!(err_kind(&long), "too_long");
     // Without any CRLF, refused once 107 bytes are in.
     assert_eq!(err_kind(&long[..V1_MAX_LEN]), "too_long");
-    assert_eq!(
-        parse(&long[..V1_MAX_LEN - 1], DEFAULT_MAX_LEN).unwrap(),
-        Parse::Incomplete
-    );
+    assert_eq!(parse(&long[..V1_MAX_LEN - 1], DEFAULT_MAX_LEN).unwrap(), Parse::Incomplete);
 }
 
 #[test]
@@ -166,10 +155,7 @@ fn garbage_is_refused_on_the_first_byte() {
     assert_eq!(err_kind(b"PX"), "bad_signature");
     assert_eq!(parse(b"", DEFAULT_MAX_LEN).unwrap(), Parse::Incomplete);
     assert_eq!(parse(b"PROX", DEFAULT_MAX_LEN).unwrap(), Parse::Incomplete);
-    assert_eq!(
-        parse(b"\r\n\r\n\0", DEFAULT_MAX_LEN).unwrap(),
-        Parse::Incomplete
-    );
+    assert_eq!(parse(b"\r\n\r\n\0", DEFAULT_MAX_LEN).unwrap(), Parse::Incomplete);
 }
 
 // --- v2 ---
@@ -216,19 +202,11 @@ fn v2_valid() {
     };
     let cases: Vec<(Vec<u8>, ProxyHeader)> = vec![
         (
-            v2(
-                0x21,
-                0x11,
-                &inet4([192, 0, 2, 1], [198, 51, 100, 2], 56324, 443),
-            ),
+            v2(0x21, 0x11, &inet4([192, 0, 2, 1], [198, 51, 100, 2], 56324, 443)),
             header(2, Some("192.0.2.1:56324"), Some("198.51.100.2:443")),
         ),
         (
-            v2(
-                0x21,
-                0x11,
-                &with_tlvs(inet4([10, 0, 0, 1], [10, 0, 0, 2], 0, 65535)),
-            ),
+            v2(0x21, 0x11, &with_tlvs(inet4([10, 0, 0, 1], [10, 0, 0, 2], 0, 65535))),
             header(2, Some("10.0.0.1:0"), Some("10.0.0.2:65535")),
         ),
         (
@@ -236,28 +214,18 @@ fn v2_valid() {
             header(2, Some("[2001:db8::1]:1234"), Some("[2001:db8::2]:80")),
         ),
         (
-            v2(
-                0x21,
-                0x21,
-                &with_tlvs(inet6("::ffff:192.0.2.9", "::1", 1, 2)),
-            ),
+            v2(0x21, 0x21, &with_tlvs(inet6("::ffff:192.0.2.9", "::1", 1, 2))),
             header(2, Some("192.0.2.9:1"), Some("[::1]:2")),
         ),
         // LOCAL: no address, whatever the family says; the block is skipped.
         (v2(0x20, 0x00, &[]), header(2, None, None)),
-        (
-            v2(0x20, 0x11, &inet4([1, 2, 3, 4], [5, 6, 7, 8], 1, 2)),
-            header(2, None, None),
-        ),
+        (v2(0x20, 0x11, &inet4([1, 2, 3, 4], [5, 6, 7, 8], 1, 2)), header(2, None, None)),
         (v2(0x20, 0xff, &tlvs()), header(2, None, None)),
         // PROXY over UNSPEC or AF_UNIX: no IP address.
         (v2(0x21, 0x00, &[]), header(2, None, None)),
         (v2(0x21, 0x00, &tlvs()), header(2, None, None)),
         (v2(0x21, 0x31, &[0u8; 216]), header(2, None, None)),
-        (
-            v2(0x21, 0x32, &with_tlvs(vec![b'/'; 216])),
-            header(2, None, None),
-        ),
+        (v2(0x21, 0x32, &with_tlvs(vec![b'/'; 216])), header(2, None, None)),
     ];
     for (bytes, want) in &cases {
         assert_eq!(complete(bytes), (*want, bytes.len()), "{bytes:x?}");
@@ -300,10 +268,7 @@ fn v2_length_cap() {
     let bytes = v2(0x21, 0x11, &body);
     assert_eq!(bytes.len(), 28);
     assert!(matches!(parse(&bytes, 28), Ok(Parse::Complete { .. })));
-    assert!(matches!(
-        parse(&bytes, 27),
-        Err(ProxyProtocolError::V2TooLong { len: 28, max: 27 })
-    ));
+    assert!(matches!(parse(&bytes, 27), Err(ProxyProtocolError::V2TooLong { len: 28, max: 27 })));
     // The largest length field, refused under the default cap before any body byte arrives.
     let mut huge = V2_SIGNATURE.to_vec();
     huge.extend_from_slice(&[0x21, 0x11, 0xff, 0xff]);
@@ -321,20 +286,14 @@ fn error_kinds_are_bounded() {
         ProxyProtocolError::BadVersion(1),
         ProxyProtocolError::BadCommand(2),
         ProxyProtocolError::BadFamily(3),
-        ProxyProtocolError::V2Truncated {
-            family: 0x11,
-            len: 3,
-        },
+        ProxyProtocolError::V2Truncated { family: 0x11, len: 3 },
         ProxyProtocolError::V2TooLong { len: 1, max: 0 },
         ProxyProtocolError::Timeout(Duration::from_secs(1)),
         ProxyProtocolError::Eof(3),
         ProxyProtocolError::Io(io::Error::other("x")),
     ];
     for e in &errors {
-        assert!(e
-            .kind()
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'_'));
+        assert!(e.kind().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         assert!(!e.to_string().is_empty());
     }
 }
@@ -346,11 +305,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 #[tokio::test]
 async fn read_header_returns_leftover_and_rewind_replays_it() {
     let (mut client, mut server) = tokio::io::duplex(64);
-    let sent = [
-        &b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"[..],
-        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-    ]
-    .concat();
+    let sent = [&b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"[..], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"].concat();
     let writer = tokio::spawn(async move {
         // Two writes, to exercise reading across chunks.
         client.write_all(&sent[..20]).await.unwrap();
@@ -358,13 +313,8 @@ async fn read_header_returns_leftover_and_rewind_replays_it() {
         client.shutdown().await.unwrap();
         client
     });
-    let (header_seen, leftover) = read_header(&mut server, TIMEOUT, DEFAULT_MAX_LEN)
-        .await
-        .unwrap();
-    assert_eq!(
-        header_seen,
-        header(1, Some("192.0.2.1:56324"), Some("198.51.100.2:443"))
-    );
+    let (header_seen, leftover) = read_header(&mut server, TIMEOUT, DEFAULT_MAX_LEN).await.unwrap();
+    assert_eq!(header_seen, header(1, Some("192.0.2.1:56324"), Some("198.51.100.2:443")));
     let mut rewind = Rewind::new(leftover, server);
     let mut rest = Vec::new();
     rewind.read_to_end(&mut rest).await.unwrap();
@@ -379,10 +329,7 @@ async fn accept_v2_and_write_through_rewind() {
     sent.extend_from_slice(b"hello");
     client.write_all(&sent).await.unwrap();
     let (seen, mut stream) = accept(server, TIMEOUT, DEFAULT_MAX_LEN).await.unwrap();
-    assert_eq!(
-        seen,
-        header(2, Some("[2001:db8::1]:1"), Some("[2001:db8::2]:2"))
-    );
+    assert_eq!(seen, header(2, Some("[2001:db8::1]:1"), Some("[2001:db8::2]:2")));
     // Replay may come in small reads; the bytes are the same.
     let mut first = [0u8; 2];
     stream.read_exact(&mut first).await.unwrap();
@@ -408,9 +355,7 @@ async fn stalled_reader_times_out() {
     // A valid start, then silence.
     client.write_all(b"PROXY TCP4 1.2").await.unwrap();
     let timeout = Duration::from_millis(50);
-    let err = read_header(&mut server, timeout, DEFAULT_MAX_LEN)
-        .await
-        .unwrap_err();
+    let err = read_header(&mut server, timeout, DEFAULT_MAX_LEN).await.unwrap_err();
     assert_eq!(err.kind(), "timeout", "{err}");
     drop(client);
 }
@@ -420,17 +365,13 @@ async fn eof_and_garbage_fail_fast() {
     let (mut client, mut server) = tokio::io::duplex(64);
     client.write_all(b"PROXY TCP4").await.unwrap();
     drop(client);
-    let err = read_header(&mut server, TIMEOUT, DEFAULT_MAX_LEN)
-        .await
-        .unwrap_err();
+    let err = read_header(&mut server, TIMEOUT, DEFAULT_MAX_LEN).await.unwrap_err();
     assert!(matches!(err, ProxyProtocolError::Eof(10)), "{err}");
 
     // Garbage is refused without waiting for more bytes (the writer stays open).
     let (mut client, mut server) = tokio::io::duplex(64);
     client.write_all(b"G").await.unwrap();
-    let err = read_header(&mut server, TIMEOUT, DEFAULT_MAX_LEN)
-        .await
-        .unwrap_err();
+    let err = read_header(&mut server, TIMEOUT, DEFAULT_MAX_LEN).await.unwrap_err();
     assert_eq!(err.kind(), "bad_signature");
 }
 
@@ -440,9 +381,7 @@ async fn oversized_stream_is_bounded() {
     let (mut client, mut server) = tokio::io::duplex(8192);
     client.write_all(b"PROXY UNKNOWN ").await.unwrap();
     client.write_all(&[b'x'; 4000]).await.unwrap();
-    let err = read_header(&mut server, TIMEOUT, DEFAULT_MAX_LEN)
-        .await
-        .unwrap_err();
+    let err = read_header(&mut server, TIMEOUT, DEFAULT_MAX_LEN).await.unwrap_err();
     assert_eq!(err.kind(), "too_long");
 }
 

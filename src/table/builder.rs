@@ -90,10 +90,7 @@ impl TableBuilder {
     ) -> Result<(), BuildError> {
         let ids: Vec<u32> = records.iter().map(|r| self.intern(r)).collect();
         let paint = |index: u32| -> Result<Paint, BuildError> {
-            let geo = *ids.get(index as usize).ok_or(BuildError::BadRecordIndex {
-                index,
-                len: ids.len(),
-            })?;
+            let geo = *ids.get(index as usize).ok_or(BuildError::BadRecordIndex { index, len: ids.len() })?;
             Ok(Paint::Geo { geo, source: source.saturating_add(1) })
         };
         let mut l4 = Vec::with_capacity(v4.len());
@@ -243,11 +240,7 @@ impl Default for Partition {
 
 impl Partition {
     fn new(max: u128) -> Self {
-        Self {
-            starts: vec![0],
-            cells: vec![Cell { geo: 0, lists: 0, source: 0 }],
-            max,
-        }
+        Self { starts: vec![0], cells: vec![Cell { geo: 0, lists: 0, source: 0 }], max }
     }
 
     fn last_of(&self, i: usize) -> u128 {

@@ -58,8 +58,12 @@ fn model(layers: &[Layer], ip: IpAddr) -> Answer {
         match layer {
             Layer::Db { v4, v6 } => {
                 let best = match ip {
-                    IpAddr::V4(a) => v4.iter().filter(|(n, _)| n.contains(&a)).max_by_key(|(n, _)| n.prefix_len()).map(|x| x.1),
-                    IpAddr::V6(a) => v6.iter().filter(|(n, _)| n.contains(&a)).max_by_key(|(n, _)| n.prefix_len()).map(|x| x.1),
+                    IpAddr::V4(a) => {
+                        v4.iter().filter(|(n, _)| n.contains(&a)).max_by_key(|(n, _)| n.prefix_len()).map(|x| x.1)
+                    }
+                    IpAddr::V6(a) => {
+                        v6.iter().filter(|(n, _)| n.contains(&a)).max_by_key(|(n, _)| n.prefix_len()).map(|x| x.1)
+                    }
                 };
                 if let Some(r) = best {
                     ans.geo = recs[r as usize].clone();
@@ -152,7 +156,11 @@ fn check(layers: &[Layer], random: &[IpAddr]) {
 
 /// Prefixes clustered in a few regions so that they nest and crowd leaves.
 fn v4_net() -> impl Strategy<Value = Ipv4Net> {
-    (prop_oneof![Just(0u32), Just(0x0a00_0000), Just(0xc0a8_0000), Just(0xffff_ff00), any::<u32>()], any::<u32>(), 0u8..=32)
+    (
+        prop_oneof![Just(0u32), Just(0x0a00_0000), Just(0xc0a8_0000), Just(0xffff_ff00), any::<u32>()],
+        any::<u32>(),
+        0u8..=32,
+    )
         .prop_map(|(base, noise, len)| {
             let noise = if len < 8 { noise } else { noise >> 12 };
             Ipv4Net::new(Ipv4Addr::from(base ^ noise), len).unwrap().trunc()
@@ -161,7 +169,13 @@ fn v4_net() -> impl Strategy<Value = Ipv4Net> {
 
 fn v6_net() -> impl Strategy<Value = Ipv6Net> {
     (
-        prop_oneof![Just(0u128), Just(0x2001_0db8u128 << 96), Just(0x2a00u128 << 112), Just(u128::MAX << 8), any::<u128>()],
+        prop_oneof![
+            Just(0u128),
+            Just(0x2001_0db8u128 << 96),
+            Just(0x2a00u128 << 112),
+            Just(u128::MAX << 8),
+            any::<u128>()
+        ],
         any::<u128>(),
         prop_oneof![0u8..=128, 16u8..=64, 120u8..=128],
     )
@@ -222,10 +236,22 @@ fn empty_table_knows_nothing() {
 fn whole_space_and_host_routes() {
     let layers = vec![
         Layer::Db {
-            v4: vec![("0.0.0.0/0".parse().unwrap(), 1), ("255.255.255.255/32".parse().unwrap(), 2), ("0.0.0.0/32".parse().unwrap(), 3)],
-            v6: vec![("::/0".parse().unwrap(), 4), ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128".parse().unwrap(), 5), ("::/128".parse().unwrap(), 6)],
+            v4: vec![
+                ("0.0.0.0/0".parse().unwrap(), 1),
+                ("255.255.255.255/32".parse().unwrap(), 2),
+                ("0.0.0.0/32".parse().unwrap(), 3),
+            ],
+            v6: vec![
+                ("::/0".parse().unwrap(), 4),
+                ("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128".parse().unwrap(), 5),
+                ("::/128".parse().unwrap(), 6),
+            ],
         },
-        Layer::List { v4: vec!["10.0.0.0/8".parse().unwrap(), "10.1.2.3/32".parse().unwrap()], v6: vec!["2001:db8::/32".parse().unwrap()], set: Some(7) },
+        Layer::List {
+            v4: vec!["10.0.0.0/8".parse().unwrap(), "10.1.2.3/32".parse().unwrap()],
+            v6: vec!["2001:db8::/32".parse().unwrap()],
+            set: Some(7),
+        },
     ];
     check(&layers, &[]);
 }
@@ -233,7 +259,11 @@ fn whole_space_and_host_routes() {
 #[test]
 fn nested_prefixes_longest_wins_and_later_source_overrides() {
     let db = Layer::Db {
-        v4: vec![("10.0.0.0/8".parse().unwrap(), 1), ("10.128.0.0/9".parse().unwrap(), 2), ("10.128.0.0/24".parse().unwrap(), 3)],
+        v4: vec![
+            ("10.0.0.0/8".parse().unwrap(), 1),
+            ("10.128.0.0/9".parse().unwrap(), 2),
+            ("10.128.0.0/24".parse().unwrap(), 3),
+        ],
         v6: vec![],
     };
     let vpn = Layer::List { v4: vec!["10.128.0.128/25".parse().unwrap()], v6: vec![], set: Some(4) };
@@ -251,8 +281,11 @@ fn nested_prefixes_longest_wins_and_later_source_overrides() {
 #[test]
 fn dense_region_builds_internal_nodes() {
     // 4096 alternating /32s inside one /16 force nodes below the root.
-    let v4: Vec<(Ipv4Net, u32)> = (0..4096u32).map(|i| (Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i * 3), 32).unwrap(), i % 8)).collect();
-    let v6: Vec<(Ipv6Net, u32)> = (0..4096u128).map(|i| (Ipv6Net::new(Ipv6Addr::from((0x2001u128 << 112) + (i << 70)), 60).unwrap(), (i % 8) as u32)).collect();
+    let v4: Vec<(Ipv4Net, u32)> =
+        (0..4096u32).map(|i| (Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + i * 3), 32).unwrap(), i % 8)).collect();
+    let v6: Vec<(Ipv6Net, u32)> = (0..4096u128)
+        .map(|i| (Ipv6Net::new(Ipv6Addr::from((0x2001u128 << 112) + (i << 70)), 60).unwrap(), (i % 8) as u32))
+        .collect();
     let layers = vec![Layer::Db { v4, v6 }];
     let t = build(&layers);
     assert!(t.stats().nodes_v4 > 0 && t.stats().nodes_v6 > 0);
@@ -279,6 +312,9 @@ fn bad_record_index_is_an_error() {
 #[test]
 fn regression_v6_fine_range_near_zero() {
     // Shrunk by proptest: a /120 deep inside the first root region.
-    let layers = vec![Layer::Db { v4: vec![("0.0.0.0/0".parse().unwrap(), 0)], v6: vec![("::1:0:0:0/120".parse().unwrap(), 0)] }];
+    let layers = vec![Layer::Db {
+        v4: vec![("0.0.0.0/0".parse().unwrap(), 0)],
+        v6: vec![("::1:0:0:0/120".parse().unwrap(), 0)],
+    }];
     check(&layers, &[]);
 }

@@ -234,11 +234,7 @@ impl<K: Key> Trie<K> {
             match slot >> TAG_SHIFT {
                 TAG_ANSWER => {
                     let (first, last) = region(depth);
-                    return Found {
-                        answer: slot,
-                        first: K::from_u128(first),
-                        last: K::from_u128(last),
-                    };
+                    return Found { answer: slot, first: K::from_u128(first), last: K::from_u128(last) };
                 }
                 TAG_NODE => {
                     slot = self.child(slot, key.chunk(depth, STRIDE));
@@ -252,11 +248,7 @@ impl<K: Key> Trie<K> {
                     let rel_of = |j: usize| leaf_rel::<K>(self.keys[j], shift);
                     let first = base + rel_of(i);
                     let last = if i + 1 < off + len { base + rel_of(i + 1) - 1 } else { region_last };
-                    return Found {
-                        answer: self.vals[i],
-                        first: K::from_u128(first),
-                        last: K::from_u128(last),
-                    };
+                    return Found { answer: self.vals[i], first: K::from_u128(first), last: K::from_u128(last) };
                 }
             }
         }

@@ -1,0 +1,175 @@
+//! Built-in defaults: one place for every value a file may leave out.
+//!
+//! `check` starts from these, and `config::defaults()` assembles them into a whole `Config`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::time::Duration;
+
+use http::{HeaderName, StatusCode};
+
+use super::model::*;
+
+/// Default JSON body of a block response.
+pub const DEFAULT_JSON_BODY: &str =
+    r#"{"error":"unavailable_for_legal_reasons","message":"This service is not available in your region."}"#;
+
+/// Default HTML body of a block response: small, self-contained, readable on a phone.
+pub const DEFAULT_HTML_BODY: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Not available in your region</title>
+<style>
+body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;background:#f6f8fa}
+main{max-width:32rem;margin:15vh auto;padding:2rem;background:#fff;border:1px solid #d0d7de;border-radius:8px}
+h1{font-size:1.4rem;margin:0 0 .5rem}
+p{margin:.5rem 0;color:#57606a}
+</style>
+</head>
+<body>
+<main>
+<h1>Not available in your region</h1>
+<p>This service is not available in your region.</p>
+<p>If you believe this is a mistake, please contact support.</p>
+</main>
+</body>
+</html>
+"#;
+
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080);
+pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901);
+pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:3000";
+/// The shipped database, relative to the working directory (the repository or image root).
+pub const DEFAULT_DB: &str = "geoip/geo-whois-asn-country.mmdb";
+
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_BYTES: u64 = 200_000_000;
+
+/// hyper refuses (panics on) an HTTP/1 read buffer below 8 KiB.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+// === impl ServerConfig ===
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { worker_threads: None, shutdown_grace: Duration::from_secs(30) }
+    }
+}
+
+// === impl ClientIpConfig ===
+
+impl Default for ClientIpConfig {
+    fn default() -> Self {
+        Self { source: ClientIpSource::Peer, trusted: Vec::new(), on_unresolved: OnUnresolved::Block }
+    }
+}
+
+// === impl AdminConfig ===
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { address: Some(DEFAULT_ADMIN), reload_token: None }
+    }
+}
+
+// === impl TagHeaders ===
+
+impl Default for TagHeaders {
+    fn default() -> Self {
+        Self {
+            country: HeaderName::from_static("x-geo-country"),
+            subdivision: HeaderName::from_static("x-geo-subdivision"),
+            restricted: HeaderName::from_static("x-geo-restricted"),
+            rule: HeaderName::from_static("x-geo-rule"),
+        }
+    }
+}
+
+// === impl BlockResponse ===
+
+impl Default for BlockResponse {
+    fn default() -> Self {
+        Self {
+            status: StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            json_body: DEFAULT_JSON_BODY.to_owned(),
+            html_body: DEFAULT_HTML_BODY.to_owned(),
+            redirect: None,
+            redirect_status: StatusCode::FOUND,
+        }
+    }
+}
+
+// === impl ActionConfig ===
+
+impl ActionConfig {
+    /// `tag` on a rule, with no `tag = [...]`, sets all four headers.
+    pub fn tag_all() -> Self {
+        Self::Tag(vec![TagKind::Country, TagKind::Subdivision, TagKind::Restricted, TagKind::Rule])
+    }
+
+    /// `default = "tag"`, with no `tag = [...]`, sets country and subdivision.
+    pub fn tag_default() -> Self {
+        Self::Tag(vec![TagKind::Country, TagKind::Subdivision])
+    }
+}
+
+// === impl PolicyConfig ===
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            default_action: ActionConfig::Allow,
+            tag_headers: TagHeaders::default(),
+            block: BlockResponse::default(),
+        }
+    }
+}
+
+// === impl Limits ===
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: nz(16 * 1024),
+            max_headers: nz(100),
+            max_connections: nz(10_000),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(30),
+            proxy_protocol_timeout: Duration::from_secs(5),
+            max_h2_streams: NonZeroU16::new(100).unwrap_or(NonZeroU16::MIN),
+        }
+    }
+}
+
+// === impl ReloadConfig ===
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            debounce: Duration::from_millis(500),
+            check_interval: None,
+            max_network_drop_percent: Some(20.0),
+            min_networks: 0,
+            on_no_data: OnNoData::Refuse,
+        }
+    }
+}
+
+// === impl AccessLogConfig ===
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self { enabled: true, sample: 1.0 }
+    }
+}

@@ -1,0 +1,640 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Source readers against `maxminddb` itself: every fixture, both families, aliases, the
+//! boundaries of every network, random addresses, corrupt files and malformed lists.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use geogate::config::{FieldPaths, MmdbSchema};
+use geogate::geo::{CountryCode, GeoRecord};
+use geogate::source::mmdb::{self, Database};
+use geogate::source::{cidr, SourceError};
+use maxminddb::{Reader, WithinOptions};
+use serde_json::Value;
+
+use common::expected_record;
+use common::fixtures::{Fixture, XorShift, BUILD_EPOCH};
+
+/// What the reference implementation needs to know about the records.
+#[derive(Clone, Copy, PartialEq)]
+enum Reference {
+    /// Decode with `serde_json` and read the geo fields directly (independent of the loader).
+    Fields,
+    /// Compare only which addresses have data; records are not geo records.
+    PresenceOnly,
+}
+
+// --- the naive models -------------------------------------------------------------------
+
+/// What `Database` answers for `ip`: a linear scan, no cleverness. Used on the fixtures.
+fn model(db: &Database, ip: IpAddr) -> Option<&GeoRecord> {
+    let hits: Vec<u32> = match ip {
+        IpAddr::V4(a) => db.v4.iter().filter(|(n, _)| n.contains(&a)).map(|e| e.1).collect(),
+        IpAddr::V6(a) => db.v6.iter().filter(|(n, _)| n.contains(&a)).map(|e| e.1).collect(),
+    };
+    assert!(hits.len() <= 1, "{ip}: networks overlap");
+    hits.first().map(|&i| &db.records[i as usize])
+}
+
+/// The same answer by binary search, for big databases; equal to [`model`] once
+/// [`assert_sorted_disjoint`] holds.
+fn bisect(db: &Database, ip: IpAddr) -> Option<&GeoRecord> {
+    let index = match ip {
+        IpAddr::V4(a) => {
+            let i = db.v4.partition_point(|(n, _)| n.network() <= a);
+            i.checked_sub(1).filter(|&i| db.v4[i].0.contains(&a)).map(|i| db.v4[i].1)
+        }
+        IpAddr::V6(a) => {
+            let i = db.v6.partition_point(|(n, _)| n.network() <= a);
+            i.checked_sub(1).filter(|&i| db.v6[i].0.contains(&a)).map(|i| db.v6[i].1)
+        }
+    };
+    index.map(|i| &db.records[i as usize])
+}
+
+/// What `maxminddb` answers for `ip`, read with an independent field interpretation.
+fn reference(reader: &Reader<Vec<u8>>, ip: IpAddr, how: Reference) -> Option<GeoRecord> {
+    let result = reader.lookup(ip).unwrap();
+    if !result.has_data() {
+        return None;
+    }
+    if how == Reference::PresenceOnly {
+        return Some(GeoRecord::default());
+    }
+    let v: Value = result.decode().unwrap().unwrap();
+    let code = |x: &Value| x.as_str().and_then(CountryCode::parse);
+    let country = code(&v["country"]["iso_code"]).or_else(|| code(&v["country_code"]));
+    let subdivision = v["subdivisions"]
+        .as_array()
+        .and_then(|subs| subs.iter().rev().find_map(|s| s["iso_code"].as_str()))
+        .and_then(|s| {
+            let (cc, sub) = match s.split_once('-') {
+                Some((cc, sub)) => (CountryCode::parse(cc), sub),
+                None => (country, s),
+            };
+            let ok = (1..=3).contains(&sub.len()) && sub.chars().all(|c| c.is_ascii_alphanumeric());
+            cc.filter(|_| ok).map(|cc| format!("{cc}-{}", sub.to_ascii_uppercase()).into())
+        });
+    Some(GeoRecord {
+        country,
+        registered_country: code(&v["registered_country"]["iso_code"]),
+        represented_country: code(&v["represented_country"]["iso_code"]),
+        subdivision,
+        anonymous_proxy: v["traits"]["is_anonymous_proxy"].as_bool().unwrap_or(false),
+        satellite_provider: v["traits"]["is_satellite_provider"].as_bool().unwrap_or(false),
+    })
+}
+
+/// Checks `db` against `reader` for the first and last address of every network (the
+/// loader's and the reader's own), the addresses just outside them, `random` addresses per
+/// family, and the IPv6 forms of IPv4 addresses. Returns how many addresses were compared.
+fn check_agreement(db: &Database, reader: &Reader<Vec<u8>>, how: Reference, random: usize) -> usize {
+    assert_sorted_disjoint(db);
+    let small = db.v4.len() + db.v6.len() < 5000;
+    let answer = |ip| if small { model(db, ip) } else { bisect(db, ip) };
+    let ipv6_db = reader.metadata().ip_version == 6;
+    let mut v4: Vec<Ipv4Addr> = Vec::new();
+    let mut v6: Vec<Ipv6Addr> = Vec::new();
+    for (net, _) in &db.v4 {
+        push_bounds_v4(&mut v4, u32::from(net.network()), u32::from(net.broadcast()));
+    }
+    for (net, _) in &db.v6 {
+        push_bounds_v6(&mut v6, u128::from(net.network()), u128::from(net.broadcast()));
+    }
+    // The reader's own view of its networks, so a network the loader missed is found too.
+    for item in reader.networks(WithinOptions::default()).unwrap() {
+        let net = item.unwrap().network().unwrap();
+        match (net.network(), net.broadcast()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => push_bounds_v4(&mut v4, a.into(), b.into()),
+            (IpAddr::V6(a), IpAddr::V6(b)) => push_bounds_v6(&mut v6, a.into(), b.into()),
+            _ => unreachable!(),
+        }
+    }
+    let mut rng = XorShift::new(0xdecafbad);
+    for _ in 0..random {
+        let a = rng.next() as u32;
+        v4.push(Ipv4Addr::from(a));
+        v6.push(Ipv6Addr::from(u128::from(rng.next()) << 64 | u128::from(rng.next())));
+        // IPv4-compatible, IPv4-mapped, 6to4 and Teredo forms of the IPv4 address. (The
+        // bounds of these networks are in the list already, through `db.v6`.)
+        let a = u128::from(a);
+        v6.push(Ipv6Addr::from(a));
+        v6.push(Ipv6Addr::from(0xffff_0000_0000 | a));
+        v6.push(Ipv6Addr::from(0x2002u128 << 112 | a << 80));
+        v6.push(Ipv6Addr::from(0x2001_0000u128 << 96 | a << 64));
+    }
+    v4.sort_unstable();
+    v4.dedup();
+    v6.sort_unstable();
+    v6.dedup();
+    let mut compared = 0;
+    for a in v4 {
+        let ip = IpAddr::V4(a);
+        assert_eq!(answer(ip), reference(reader, ip, how).as_ref(), "{ip}");
+        compared += 1;
+    }
+    if ipv6_db {
+        for a in v6 {
+            let ip = IpAddr::V6(a);
+            assert_eq!(answer(ip), reference(reader, ip, how).as_ref(), "{ip}");
+            compared += 1;
+        }
+    } else {
+        assert!(db.v6.is_empty());
+    }
+    compared
+}
+
+fn push_bounds_v4(out: &mut Vec<Ipv4Addr>, first: u32, last: u32) {
+    out.extend([first, last].map(Ipv4Addr::from));
+    out.extend(first.checked_sub(1).map(Ipv4Addr::from));
+    out.extend(last.checked_add(1).map(Ipv4Addr::from));
+}
+
+fn push_bounds_v6(out: &mut Vec<Ipv6Addr>, first: u128, last: u128) {
+    out.extend([first, last].map(Ipv6Addr::from));
+    out.extend(first.checked_sub(1).map(Ipv6Addr::from));
+    out.extend(last.checked_add(1).map(Ipv6Addr::from));
+}
+
+fn load_fixture(f: Fixture, schema: &MmdbSchema) -> (Database, Reader<Vec<u8>>, Vec<u8>) {
+    let bytes = f.bytes();
+    let db = mmdb::load_bytes("fixture", f.file_name(), bytes.clone(), schema).unwrap_or_else(|e| panic!("{f:?}: {e}"));
+    let reader = Reader::from_source(bytes.clone()).unwrap();
+    (db, reader, bytes)
+}
+
+fn assert_sorted_disjoint(db: &Database) {
+    for w in db.v4.windows(2) {
+        assert!(w[0].0.broadcast() < w[1].0.network(), "{:?}", w);
+    }
+    for w in db.v6.windows(2) {
+        assert!(w[0].0.broadcast() < w[1].0.network(), "{:?}", w);
+    }
+    let indexes = db.v4.iter().map(|e| e.1).chain(db.v6.iter().map(|e| e.1));
+    for i in indexes {
+        assert!((i as usize) < db.records.len());
+    }
+}
+
+// --- fixtures ---------------------------------------------------------------------------
+
+#[test]
+fn every_fixture_agrees_with_maxminddb() {
+    for f in Fixture::ALL {
+        let (db, reader, _) = load_fixture(f, &MmdbSchema::Auto);
+        assert_sorted_disjoint(&db);
+        let n = check_agreement(&db, &reader, Reference::Fields, 2000);
+        assert!(n > 2000, "{f:?}: only {n} addresses compared");
+    }
+}
+
+#[test]
+fn every_fixture_answers_its_expectation_table() {
+    for f in Fixture::ALL {
+        let (db, reader, _) = load_fixture(f, &MmdbSchema::Auto);
+        for e in f.expectations() {
+            let ip: IpAddr = e.ip.parse().unwrap();
+            let want = expected_record(&e);
+            assert_eq!(model(&db, ip), want.as_ref(), "{f:?} {}", e.ip);
+            // The table itself must describe what maxminddb answers.
+            assert_eq!(reference(&reader, ip, Reference::Fields), want, "{f:?} {}", e.ip);
+        }
+    }
+}
+
+#[test]
+fn provenance_describes_the_file() {
+    use sha2::Digest;
+    for f in Fixture::ALL {
+        let (db, _, bytes) = load_fixture(f, &MmdbSchema::Auto);
+        let p = &db.provenance;
+        assert_eq!(p.name, "fixture");
+        assert_eq!(p.kind, "mmdb");
+        assert_eq!(p.origin, f.file_name());
+        let want_schema = if f.is_geoip2() { "geoip2" } else { "flat" };
+        assert_eq!(p.schema, want_schema, "{f:?}");
+        assert!(p.database_type.as_deref().unwrap().starts_with("Geogate-Test-"));
+        assert_eq!(p.build_epoch, Some(BUILD_EPOCH));
+        assert_eq!((p.networks_v4, p.networks_v6), (db.v4.len(), db.v6.len()));
+        assert_eq!(p.bytes, bytes.len() as u64);
+        let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(p.sha256, sha);
+    }
+}
+
+#[test]
+fn aliases_and_family_shapes() {
+    let (with, _, _) = load_fixture(Fixture::FlatCountry, &MmdbSchema::Auto);
+    let (without, _, _) = load_fixture(Fixture::FlatCountryNoAliases, &MmdbSchema::Auto);
+    let (v4only, _, _) = load_fixture(Fixture::FlatCountryV4Only, &MmdbSchema::Auto);
+    assert_eq!(with.v4, without.v4);
+    assert_eq!(with.records, without.records);
+    // IPv4 networks appear in v6 as ::a.b.c.d, plus three alias copies when aliased.
+    let v6_native = without.v6.len() - without.v4.len();
+    assert_eq!(with.v6.len(), v6_native + 4 * with.v4.len());
+    assert!(v4only.v6.is_empty());
+    let as_pairs = |db: &Database| -> Vec<(String, Option<CountryCode>)> {
+        db.v4.iter().map(|(n, i)| (n.to_string(), db.records[*i as usize].country)).collect()
+    };
+    assert_eq!(as_pairs(&with), as_pairs(&v4only));
+
+    let (none, _, _) = load_fixture(Fixture::NoIpv4Subtree, &MmdbSchema::Auto);
+    assert_eq!(none.v4.len(), 1);
+    assert_eq!(none.v4[0].0.to_string(), "0.0.0.0/0");
+}
+
+#[test]
+fn records_are_interned() {
+    let (db, _, _) = load_fixture(Fixture::FlatCountry, &MmdbSchema::Auto);
+    // Eight countries used by the generated networks plus RU/UA/BY/DE/US/invalid.
+    assert!(db.records.len() <= 9, "{:?}", db.records);
+    for (i, r) in db.records.iter().enumerate() {
+        assert_eq!(db.records.iter().position(|x| x == r), Some(i), "duplicate record");
+    }
+}
+
+#[test]
+fn custom_paths_match_the_builtin_schemas() {
+    let geoip2_paths = FieldPaths {
+        country: Some("country.iso_code".into()),
+        registered_country: Some("registered_country.iso_code".into()),
+        represented_country: Some("represented_country.iso_code".into()),
+        subdivision: Some("subdivisions.-1.iso_code".into()),
+        anonymous_proxy: Some("traits.is_anonymous_proxy".into()),
+        satellite_provider: Some("traits.is_satellite_provider".into()),
+    };
+    let (auto, _, _) = load_fixture(Fixture::Geoip2City, &MmdbSchema::Auto);
+    let (custom, _, _) = load_fixture(Fixture::Geoip2City, &MmdbSchema::Custom(geoip2_paths));
+    assert_eq!(custom.provenance.schema, "custom");
+    assert_eq!(resolved(&auto), resolved(&custom));
+
+    let flat_paths = FieldPaths { country: Some("country_code".into()), ..FieldPaths::default() };
+    let (auto, _, _) = load_fixture(Fixture::FlatCountry, &MmdbSchema::Auto);
+    let (flat, _, _) = load_fixture(Fixture::FlatCountry, &MmdbSchema::Flat);
+    let (custom, _, _) = load_fixture(Fixture::FlatCountry, &MmdbSchema::Custom(flat_paths));
+    assert_eq!(resolved(&auto), resolved(&flat));
+    assert_eq!(resolved(&auto), resolved(&custom));
+    let (geoip2, _, _) = load_fixture(Fixture::Geoip2City, &MmdbSchema::GeoIp2);
+    assert_eq!(geoip2.provenance.schema, "geoip2");
+}
+
+/// Network → record pairs, independent of record numbering.
+fn resolved(db: &Database) -> Vec<(String, GeoRecord)> {
+    let v4 = db.v4.iter().map(|(n, i)| (n.to_string(), db.records[*i as usize].clone()));
+    let v6 = db.v6.iter().map(|(n, i)| (n.to_string(), db.records[*i as usize].clone()));
+    v4.chain(v6).collect()
+}
+
+#[test]
+fn wrong_schema_is_refused_with_a_hint() {
+    for (f, schema) in [
+        (Fixture::FlatCountry, MmdbSchema::GeoIp2),
+        (Fixture::Geoip2City, MmdbSchema::Flat),
+        (
+            Fixture::FlatCountry,
+            MmdbSchema::Custom(FieldPaths { country: Some("location.cc".into()), ..FieldPaths::default() }),
+        ),
+    ] {
+        let err = mmdb::load_bytes("x", "x.mmdb", f.bytes(), &schema).unwrap_err();
+        assert!(matches!(err, SourceError::NoGeoData { .. }), "{f:?}: {err}");
+        assert!(err.to_string().contains("x.mmdb") && err.to_string().contains("schema"), "{err}");
+    }
+}
+
+#[test]
+fn load_reads_files_and_names_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Fixture::Geoip2City.write_in(dir.path());
+    let db = mmdb::load("city", &path, &MmdbSchema::Auto).unwrap();
+    assert_eq!(db.provenance.origin, path.display().to_string());
+    let missing = dir.path().join("nope.mmdb");
+    let err = mmdb::load("city", &missing, &MmdbSchema::Auto).unwrap_err();
+    assert!(matches!(err, SourceError::Io { .. }));
+    assert!(err.to_string().contains("nope.mmdb"), "{err}");
+}
+
+// --- hostile input ----------------------------------------------------------------------
+
+/// Loads `bytes`, insisting on no panic (caught or not) and an error that names the file.
+fn load_hostile(bytes: Vec<u8>, what: &str) -> Result<Database, SourceError> {
+    let result = mmdb::load_bytes("bad", "bad.mmdb", bytes, &MmdbSchema::Auto);
+    if let Err(e) = &result {
+        assert!(!matches!(e, SourceError::Panicked { .. }), "{what}: {e}");
+        assert!(e.to_string().starts_with("bad.mmdb"), "{what}: {e}");
+    }
+    result
+}
+
+#[test]
+fn empty_and_random_files_are_refused() {
+    assert!(matches!(load_hostile(Vec::new(), "empty"), Err(SourceError::Empty { .. })));
+    let mut rng = XorShift::new(42);
+    for len in [1usize, 13, 14, 100, 4096, 65_537] {
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        assert!(load_hostile(bytes, "random").is_err());
+    }
+    // Random bytes that end with a metadata marker: the reader must get past the marker.
+    let mut bytes: Vec<u8> = (0..1000).map(|_| rng.next() as u8).collect();
+    bytes.extend_from_slice(b"\xab\xcd\xefMaxMind.com");
+    assert!(load_hostile(bytes, "marker only").is_err());
+}
+
+#[test]
+fn truncated_files_are_refused() {
+    for f in [Fixture::Geoip2City, Fixture::FlatCountryV4Only] {
+        let bytes = f.bytes();
+        let mut cuts: Vec<usize> = (0..50).map(|i| bytes.len() * i / 50).collect();
+        cuts.extend([1, bytes.len() - 1, bytes.len() - 14, bytes.len() - 20]);
+        for cut in cuts {
+            let r = load_hostile(bytes[..cut].to_vec(), &format!("{f:?} cut at {cut}"));
+            assert!(r.is_err(), "{f:?} truncated at {cut} loaded");
+        }
+    }
+}
+
+#[test]
+fn flipped_bits_never_panic() {
+    let mut refused = 0;
+    let mut loaded = 0;
+    for f in [Fixture::Geoip2City, Fixture::FlatCountryV4Only] {
+        let bytes = f.bytes();
+        let mut rng = XorShift::new(7);
+        // Every byte of the tree start, the separator and the metadata, then a spread.
+        let tail = bytes.len().saturating_sub(400)..bytes.len();
+        let spread: Vec<usize> = (0..1500).map(|_| (rng.next() % bytes.len() as u64) as usize).collect();
+        let positions = (0..400.min(bytes.len())).chain(tail).chain(spread);
+        for pos in positions {
+            let mut bad = bytes.clone();
+            bad[pos] ^= 1 << (rng.next() % 8);
+            match load_hostile(bad, &format!("{f:?} flip at {pos}")) {
+                Ok(_) => loaded += 1,
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    // Many flips land in names or unused data and still give a valid database.
+    assert!(refused > 100 && loaded > 100, "refused {refused}, loaded {loaded}");
+}
+
+#[test]
+fn shared_subtrees_are_refused_not_walked_forever() {
+    // A chain of 32 nodes for 0.0.0.0/32, then every right child made equal to the left:
+    // lookups still work, but the tree now has 2^32 paths.
+    let mut writer = mmdb_writer::Writer::builder("Dag")
+        .ip_version(mmdb_writer::IpVersion::V4)
+        .record_size(mmdb_writer::RecordSize::Bits24)
+        .build();
+    let net: ipnet::IpNet = "0.0.0.0/32".parse().unwrap();
+    writer.insert(net, &serde_json::json!({"country_code": "RU"})).unwrap();
+    let mut bytes = writer.to_bytes().unwrap();
+    let nodes = Reader::from_source(bytes.clone()).unwrap().metadata().node_count as usize;
+    for node in 0..nodes {
+        let (left, right) = (node * 6, node * 6 + 3);
+        let left_child = bytes[left..left + 3].to_vec();
+        bytes[right..right + 3].copy_from_slice(&left_child);
+    }
+    let reader = Reader::from_source(bytes.clone()).unwrap();
+    assert!(reader.lookup("255.1.2.3".parse().unwrap()).unwrap().has_data());
+    let start = std::time::Instant::now();
+    let err = load_hostile(bytes, "dag").unwrap_err();
+    assert!(matches!(err, SourceError::Corrupt { .. }), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn database_without_networks_is_refused() {
+    let writer = mmdb_writer::Writer::new("Empty");
+    let bytes = writer.to_bytes().unwrap();
+    let err = load_hostile(bytes, "no networks").unwrap_err();
+    assert!(matches!(err, SourceError::NoNetworks { .. }), "{err}");
+}
+
+// --- lists ------------------------------------------------------------------------------
+
+#[test]
+fn list_file_errors_name_file_line_and_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blocked.txt");
+    std::fs::write(
+        &path,
+        "\u{feff}# blocked\r\n10.0.0.0/8\r\n10.0.0.1/8\r\n127.1\r\n2001:db8::/32 # doc\r\nfe80::1%eth0\r\n",
+    )
+    .unwrap();
+    let err = cidr::load("blocked", &path).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with(&path.display().to_string()), "{msg}");
+    for want in [
+        "3 bad lines",
+        "line 3: \"10.0.0.1/8\"",
+        "did you mean 10.0.0.0/8?",
+        "line 4: \"127.1\"",
+        "line 6: \"fe80::1%eth0\"",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    let SourceError::List { errors, .. } = err else {
+        panic!("not a list error");
+    };
+    assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), vec![3, 4, 6]);
+}
+
+#[test]
+fn list_file_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.txt");
+    std::fs::write(&path, "10.0.0.0/8\n::ffff:192.0.2.0/120\n2001:db8::/32 # doc\n").unwrap();
+    let list = cidr::load("ok", &path).unwrap();
+    assert_eq!(list.name, "ok");
+    let v4: Vec<String> = list.v4.iter().map(ToString::to_string).collect();
+    assert_eq!(v4, ["10.0.0.0/8", "192.0.2.0/24"]);
+    assert_eq!(list.v6.len(), 1);
+}
+
+#[test]
+fn many_bad_lines_are_all_collected() {
+    let text: String = (0..250).map(|i| format!("bad{i}\n")).collect();
+    let err = cidr::parse("l", "l.txt", &text).unwrap_err();
+    let SourceError::List { errors, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(errors.len(), 250);
+    assert!(err.to_string().ends_with("and 150 more"), "{err}");
+}
+
+// --- data outside the repository (skipped when absent) -----------------------------------
+
+/// MaxMind's test databases, if present beside the checkout (`../shared`), or where
+/// `GEOGATE_MAXMIND_TEST_DATA` points.
+fn maxmind_test_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("GEOGATE_MAXMIND_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/geoip/maxmind-test-data"));
+    dir.is_dir().then_some(dir)
+}
+
+/// A custom schema whose country path is the whole record, so any database with data loads
+/// (every record then counts as invalid and is empty).
+fn presence_schema() -> MmdbSchema {
+    MmdbSchema::Custom(FieldPaths { country: Some(String::new()), ..FieldPaths::default() })
+}
+
+fn mmdb_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            mmdb_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "mmdb") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn maxmind_bad_data_is_refused_or_loads_without_panic() {
+    let Some(dir) = maxmind_test_data() else {
+        eprintln!("skipped: MaxMind test data not found");
+        return;
+    };
+    let mut files = Vec::new();
+    mmdb_files(&dir.join("bad-data"), &mut files);
+    assert!(!files.is_empty());
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy();
+        for (label, schema) in [("auto", MmdbSchema::Auto), ("any record", presence_schema())] {
+            match mmdb::load("bad", &path, &schema) {
+                Ok(db) => {
+                    eprintln!("{name} ({label}): loaded ({} v4, {} v6)", db.v4.len(), db.v6.len());
+                }
+                Err(e) => {
+                    assert!(!matches!(e, SourceError::Panicked { .. }), "{e}");
+                    assert!(e.to_string().contains(&*name), "{e}");
+                    eprintln!("{name} ({label}): refused: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn maxmind_test_data_agrees_with_maxminddb() {
+    let Some(dir) = maxmind_test_data() else {
+        eprintln!("skipped: MaxMind test data not found");
+        return;
+    };
+    let mut files = Vec::new();
+    mmdb_files(&dir.join("test-data"), &mut files);
+    let geo_prefixes = [
+        "GeoIP2-City",
+        "GeoIP2-Country",
+        "GeoLite2-City",
+        "GeoLite2-Country",
+        "GeoIP2-Enterprise",
+        "GeoIP2-Precision-Enterprise",
+    ];
+    let mut checked = Vec::new();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let (schema, how) = if geo_prefixes.iter().any(|p| name.starts_with(p)) {
+            (MmdbSchema::Auto, Reference::Fields)
+        } else {
+            (presence_schema(), Reference::PresenceOnly)
+        };
+        let db = match mmdb::load("test", &path, &schema) {
+            Ok(db) => db,
+            Err(e) => {
+                assert!(!matches!(e, SourceError::Panicked { .. }), "{e}");
+                eprintln!("{name}: refused: {e}");
+                continue;
+            }
+        };
+        let Ok(reader) = Reader::open_readfile(&path) else {
+            continue;
+        };
+        let n = check_agreement(&db, &reader, how, 500);
+        eprintln!(
+            "{name}: {} v4, {} v6, {} records, schema {}, {n} addresses agree",
+            db.v4.len(),
+            db.v6.len(),
+            db.records.len(),
+            db.provenance.schema
+        );
+        checked.push(name);
+    }
+    for must in [
+        "GeoIP2-City-Test.mmdb",
+        "GeoIP2-Country-Test.mmdb",
+        "GeoLite2-Country-Test.mmdb",
+        "MaxMind-DB-no-ipv4-search-tree.mmdb",
+        "MaxMind-DB-test-decoder.mmdb",
+        "MaxMind-DB-test-metadata-pointers.mmdb",
+        "MaxMind-DB-test-nested.mmdb",
+        "MaxMind-DB-test-pointer-decoder.mmdb",
+        "MaxMind-DB-string-value-entries.mmdb",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(
+        ["ipv4", "ipv6", "mixed"]
+            .iter()
+            .flat_map(|family| [24, 28, 32].map(|bits| format!("MaxMind-DB-test-{family}-{bits}.mmdb"))),
+    ) {
+        assert!(checked.contains(&must), "{must} was not checked");
+    }
+}
+
+// --- the shipped database -----------------------------------------------------------------
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("geoip/geo-whois-asn-country.mmdb")
+}
+
+/// `cargo test --release --test sources -- --ignored --nocapture shipped_database_load_time`
+#[test]
+#[ignore = "timing; run in release mode"]
+fn shipped_database_load_time() {
+    let path = shipped();
+    let mut best = std::time::Duration::MAX;
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        let db = mmdb::load("shipped", &path, &MmdbSchema::Auto).unwrap();
+        let took = start.elapsed();
+        best = best.min(took);
+        eprintln!(
+            "loaded {} v4 + {} v6 networks, {} records, schema {} in {took:?}",
+            db.v4.len(),
+            db.v6.len(),
+            db.records.len(),
+            db.provenance.schema
+        );
+    }
+    eprintln!("best of 5: {best:?}");
+}
+
+#[test]
+fn shipped_database_agrees_with_maxminddb_at_random_addresses() {
+    let path = shipped();
+    let db = mmdb::load("shipped", &path, &MmdbSchema::Auto).unwrap();
+    let reader = Reader::open_readfile(&path).unwrap();
+    assert_sorted_disjoint(&db);
+    let mut rng = XorShift::new(99);
+    for k in 0..20_000u32 {
+        let ip = match k % 3 {
+            0 => IpAddr::V4(Ipv4Addr::from(rng.next() as u32)),
+            1 => IpAddr::V6(Ipv6Addr::from(u128::from(rng.next()) << 64 | u128::from(rng.next()))),
+            // Inside a random IPv6 network, where random addresses rarely land.
+            _ => {
+                let (net, _) = db.v6[(rng.next() % db.v6.len() as u64) as usize];
+                let host = (u128::from(rng.next()) << 64 | u128::from(rng.next())) & u128::from(net.hostmask());
+                IpAddr::V6(Ipv6Addr::from(u128::from(net.network()) | host))
+            }
+        };
+        assert_eq!(bisect(&db, ip), reference(&reader, ip, Reference::Fields).as_ref(), "{ip}");
+    }
+}
