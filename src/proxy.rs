@@ -11,6 +11,7 @@ pub mod headers;
 pub mod respond;
 pub mod routing;
 pub mod server;
+pub mod sniff;
 
 use std::sync::Arc;
 

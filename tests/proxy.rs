@@ -420,6 +420,9 @@ async fn smuggling_shapes_are_refused_and_nothing_is_forwarded() {
     let up = upstream().await;
     let p = Proxy::start(&config(XFF_TRUSTED, "", ""), &up).await;
     let cases: &[&[u8]] = &[
+        b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"POST /sink HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
         b"POST /sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
         b"POST /sink HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -428,7 +431,7 @@ async fn smuggling_shapes_are_refused_and_nothing_is_forwarded() {
     for c in cases {
         let out = raw(p.addr, c, Duration::from_secs(3)).await;
         assert!(
-            out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.1 501"),
+            out.contains("HTTP/1.1 400") || out.starts_with("HTTP/1.1 501"),
             "{:?} -> {out}",
             String::from_utf8_lossy(c)
         );

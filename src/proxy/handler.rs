@@ -35,6 +35,8 @@ pub struct ConnInfo {
     pub peer: IpAddr,
     /// Index of the listener in the configuration.
     pub listener: usize,
+    /// Request-head framing as seen on the wire (HTTP/1).
+    pub framing: Arc<super::sniff::Framing>,
 }
 
 /// What to do with a request, decided under the snapshot guard.
@@ -74,7 +76,8 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let mut log = LogLine::default();
-    if let Some(reason) = smuggling_shape(&req) {
+    let conflicting = req.version() <= http::Version::HTTP_11 && conn.framing.next_request_is_conflicting();
+    if let Some(reason) = if conflicting { Some("smuggling_cl_te") } else { smuggling_shape(&req) } {
         ctx.metrics.rejected.with_label_values(&[reason]).inc();
         log.action = "bad_request";
         return Ok(finish(&ctx, &log, started, respond::failure(Failure::BadRequest)));

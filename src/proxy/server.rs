@@ -62,9 +62,11 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let config = config.clone();
         let pp_timeout = limits.proxy_protocol_timeout;
+        let max_head = limits.max_header_bytes.get().max(8192);
         tokio::spawn(async move {
             ctx.metrics.open_connections.inc();
-            serve_connection(stream, remote, index, &config, pp_timeout, ctx.clone(), &builder, watcher).await;
+            serve_connection(stream, remote, index, &config, pp_timeout, max_head, ctx.clone(), &builder, watcher)
+                .await;
             ctx.metrics.open_connections.dec();
             drop(permit);
         });
@@ -106,6 +108,7 @@ async fn serve_connection(
     index: usize,
     config: &ListenerConfig,
     pp_timeout: Duration,
+    max_head: usize,
     ctx: Arc<ProxyContext>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
@@ -135,7 +138,9 @@ async fn serve_connection(
     } else {
         proxy_protocol::Rewind::new(bytes::Bytes::new(), stream)
     };
-    let info = Arc::new(ConnInfo { tcp_peer, peer, listener: index });
+    let framing = super::sniff::Framing::new();
+    let io = super::sniff::HeadWatch::new(io, framing.clone(), max_head);
+    let info = Arc::new(ConnInfo { tcp_peer, peer, listener: index, framing });
     let service = service_fn(move |req| handler::handle(ctx.clone(), info.clone(), req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
