@@ -123,23 +123,27 @@ fn write_answer<W: Write>(
             }
         }
         Format::Json => {
-            let lists: Vec<&str> = a.lists.ids().filter_map(|i| table.list_name(i)).collect();
-            let source = a.source.and_then(|s| snapshot.provenance.get(s as usize)).map(|p| p.name.as_str());
-            let v = json!({
-                "ip": text,
-                "canonical": ip.to_canonical().to_string(),
-                "country": a.geo.country.map(|c| c.to_string()),
-                "subdivision": a.geo.subdivision.as_deref(),
-                "registered_country": a.geo.registered_country.map(|c| c.to_string()),
-                "represented_country": a.geo.represented_country.map(|c| c.to_string()),
-                "anonymous_proxy": a.geo.anonymous_proxy,
-                "satellite_provider": a.geo.satellite_provider,
-                "lists": lists,
-                "source": source,
-            });
+            let mut v = answer_json(snapshot, a);
+            v["ip"] = json!(text);
+            v["canonical"] = json!(ip.to_canonical().to_string());
             writeln!(out, "{v}")
         }
     }
+}
+
+/// What the table says about an address, as a JSON object (shared by `lookup --json` and
+/// `explain`).
+pub fn answer_json(snapshot: &Snapshot, a: &Answer) -> serde_json::Value {
+    json!({
+        "source": a.source.and_then(|s| snapshot.provenance.get(s as usize)).map(|p| p.name.as_str()),
+        "country": a.geo.country.map(|c| c.to_string()),
+        "subdivision": a.geo.subdivision.as_deref(),
+        "registered_country": a.geo.registered_country.map(|c| c.to_string()),
+        "represented_country": a.geo.represented_country.map(|c| c.to_string()),
+        "anonymous_proxy": a.geo.anonymous_proxy,
+        "satellite_provider": a.geo.satellite_provider,
+        "lists": a.lists.ids().filter_map(|i| snapshot.table.list_name(i)).collect::<Vec<_>>(),
+    })
 }
 
 /// The human summary printed by `geogate check`.
@@ -359,22 +363,14 @@ pub fn explain_value(
         .collect();
     let dry: Vec<&str> =
         snapshot.policy.dry_run_matches(ex.verdict.dry_run).filter_map(|r| snapshot.policy.rule_name(r)).collect();
+    let mut data = answer_json(snapshot, a);
+    data["prefix"] = json!(located.prefix(client).to_string());
+    data["range_first"] = json!(located.first.to_string());
+    data["range_last"] = json!(located.last.to_string());
     Ok(json!({
         "client_ip": client.to_canonical().to_string(),
         "resolution": resolution,
-        "data": {
-            "source": a.source.and_then(|s| snapshot.provenance.get(s as usize)).map(|p| p.name.clone()),
-            "prefix": located.prefix(client).to_string(),
-            "range_first": located.first.to_string(),
-            "range_last": located.last.to_string(),
-            "country": a.geo.country.map(|c| c.to_string()),
-            "subdivision": a.geo.subdivision.as_deref(),
-            "registered_country": a.geo.registered_country.map(|c| c.to_string()),
-            "represented_country": a.geo.represented_country.map(|c| c.to_string()),
-            "anonymous_proxy": a.geo.anonymous_proxy,
-            "satellite_provider": a.geo.satellite_provider,
-            "lists": a.lists.ids().filter_map(|i| snapshot.table.list_name(i)).collect::<Vec<_>>(),
-        },
+        "data": data,
         "host": host,
         "method": method.as_str(),
         "path": path,

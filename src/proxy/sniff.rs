@@ -216,13 +216,13 @@ fn ends_with_chunked(v: &[u8]) -> bool {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for HeadWatch<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
-            if self.state != State::Off {
-                let new = buf.filled()[before..].to_vec();
-                self.feed(&new);
+            if this.state != State::Off {
+                this.feed(&buf.filled()[before..]);
             }
         }
         r
