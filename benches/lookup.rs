@@ -94,6 +94,16 @@ fn lookups(c: &mut Criterion) {
         Err(e) => panic!("{e}"),
     };
     let (v4, v6) = inputs();
+    for (family, ips) in [("v4", v4.iter().map(|&a| IpAddr::V4(a)).collect::<Vec<_>>()), ("v6", v6.iter().map(|&a| IpAddr::V6(a)).collect())] {
+        let mut hist = [0usize; 16];
+        let mut leaves = 0;
+        for ip in &ips {
+            let (d, leaf) = table.depth_of(*ip);
+            hist[(d as usize).min(15)] += 1;
+            leaves += usize::from(leaf);
+        }
+        println!("{family}: nodes passed per lookup {:?}, ending in a leaf {leaves}/{}", &hist[..6], ips.len());
+    }
     let path = [PathElement::Key("country_code")];
     let mm = |ip: IpAddr| -> usize {
         match reader.lookup(ip) {

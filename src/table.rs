@@ -6,14 +6,16 @@
 //! # Memory layout
 //! - One [`Answer`] per distinct (geo record, list set, source) combination, interned: ranges
 //!   refer to answers by `u32` index. A country database has a few hundred answers.
-//! - Per family a multibit trie (see `trie`): a 2^16-slot root array (256 KiB), 256-slot
-//!   internal nodes (1 KiB each) only where a region holds more than 16 ranges, and leaves of
-//!   at most 16 range starts (`u16` keys for IPv4, `u64` for IPv6) with their answer indices.
-//! - Per range: one leaf key and one `u32` answer index (6 bytes IPv4, 12 bytes IPv6).
+//! - Per family a multibit trie (see `trie`): a 2^16-slot root array (256 KiB), then 8-bit
+//!   internal nodes only where a region holds more than 16 ranges — Poptrie-style compressed
+//!   (64-byte aligned: run bitmap, ranks, distinct children) or, when dense, a plain 1 KiB
+//!   array — and leaves of at most 16 range starts with their answer indices side by side.
+//! - Per range: one `u32` leaf key and one `u32` answer index (8 bytes), plus node overhead.
+//!   The shipped database (494k IPv4 + 1.01M IPv6 networks) takes about 9 MiB.
 //!
 //! # Cost of each operation
-//! - `lookup`: one root load, 0-2 node loads in practice (at most 14 for IPv6), then a
-//!   linear scan of at most 16 leaf keys: O(1), no allocation, no branches on data size.
+//! - `lookup`: one root load, 0-2 node loads in practice (at most 14 for IPv6; about one
+//!   cache line each), then a linear scan of at most 16 leaf keys: O(1), no allocation.
 //! - `find` (for `explain`): the same, plus the bounds of the stored range.
 //! - build: O(n log n) to sort each source's prefixes, O(n) per layer to merge, O(n) trie.
 //!
@@ -111,7 +113,6 @@ impl GeoTable {
             nodes_v6: v6.node_count(),
             heap_bytes: v4.heap_bytes() + v6.heap_bytes() + answer_heap + names_heap,
         };
-        debug_assert!(v4.leaf_entries() <= f4.ranges + (1 << 16) * 16);
         Self { v4, v6, answers, list_names, stats }
     }
 
@@ -154,6 +155,14 @@ impl GeoTable {
                     last: IpAddr::V6(f.last.into()),
                 }
             }
+        }
+    }
+
+    /// Internal nodes a lookup of `ip` passes and whether it ends in a leaf (diagnostics).
+    pub fn depth_of(&self, ip: IpAddr) -> (u32, bool) {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => self.v4.depth_of(u32::from(v4)),
+            IpAddr::V6(v6) => self.v6.depth_of(u128::from(v6)),
         }
     }
 

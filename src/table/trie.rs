@@ -9,70 +9,66 @@
 //!  31 30 29 ............................................. 0
 //! [ tag ][ payload                                         ]
 //!  00     answer index (region is uniform)
-//!  01     internal node: index into `nodes`
-//!  10     leaf: bits 5..30 = offset into `keys`/`vals`, bits 0..5 = length - 1
+//!  01     sparse node at arena index `payload`
+//!  10     leaf: bits 5..30 = arena index, bits 0..5 = length - 1
+//!  11     dense node at arena index `payload`
 //! ```
 //!
-//! Internal nodes are compressed as in Poptrie: neighbouring children that are equal (the same
-//! uniform answer, typically) are stored once. A node is a 256-bit map with a bit set where a
-//! child differs from its left neighbour, the rank of each 64-bit word, and the offset of its
-//! distinct children in `children`; child `i` is `children[offset + rank(i) - 1]`, found
-//! with one popcount. A node costs 40 bytes plus 4 per distinct child instead of 1 KiB.
+//! Everything below the root lives in one `u32` arena, laid out so that a lookup touches about
+//! one cache line per level:
+//! - a **sparse node** (few distinct children, the common case) is compressed as in Poptrie:
+//!   a 256-bit map with a bit set where a child differs from its left neighbour (8 words), the
+//!   rank of each 64-bit word (1 word), then the distinct children; child `i` is
+//!   `children[rank(i) - 1]`, found with one popcount. Nodes start on a 64-byte boundary, so a
+//!   node with up to 7 distinct children is one cache line.
+//! - a **dense node** (more than [`DENSE_MIN`] distinct children) is the plain 256-slot array:
+//!   one load, no popcount, 1 KiB.
+//! - a **leaf** is its `n` keys (relative to the leaf's region) followed by its `n` answers, so
+//!   a leaf of 8 is one cache line.
 //!
-//! A lookup reads the root slot, then at most one slot per 8 further bits (in practice 0-2),
-//! then one leaf (`LEAF_MAX` keys fit in one or two cache lines), and never allocates.
-
-use std::fmt::Debug;
+//! A lookup reads the root slot, then one slot per 8 further bits (in practice 0-2), then one
+//! leaf; it never allocates and takes no lock.
 
 /// Most range starts one leaf may hold; larger regions become internal nodes.
 pub(crate) const LEAF_MAX: usize = 16;
+/// Distinct children from which a node is stored uncompressed.
+pub(crate) const DENSE_MIN: usize = 96;
 const ROOT_BITS: u32 = 16;
 const STRIDE: u32 = 8;
 const TAG_SHIFT: u32 = 30;
 const TAG_ANSWER: u32 = 0;
-const TAG_NODE: u32 = 1;
+const TAG_SPARSE: u32 = 1;
 const TAG_LEAF: u32 = 2;
+const TAG_DENSE: u32 = 3;
 const PAYLOAD: u32 = (1 << TAG_SHIFT) - 1;
 const LEN_BITS: u32 = 5;
 const MAX_LEAF_OFFSET: usize = (1 << (TAG_SHIFT - LEN_BITS)) - 1;
+/// Words in a sparse node's header: 8 for the run map, 1 for the word ranks.
+const SPARSE_HEADER: usize = 9;
+/// Nodes are placed on multiples of this many words (64 bytes).
+const LINE_WORDS: usize = 16;
 
 /// An address family's key: `u32` for IPv4, `u128` for IPv6.
-pub(crate) trait Key: Copy + Ord + Debug + Send + Sync + 'static {
+pub(crate) trait Key: Copy + Ord + std::fmt::Debug + Send + Sync + 'static {
     const BITS: u32;
-    /// The type leaf keys are stored in, relative to the leaf's region.
-    type Leaf: Copy + Ord + Debug + Send + Sync + 'static;
 
     fn to_u128(self) -> u128;
     fn from_u128(v: u128) -> Self;
     /// `bits` bits of `self` starting `depth` bits from the top.
     fn chunk(self, depth: u32, bits: u32) -> usize;
-    /// The leaf key for `rel` (an offset inside a region at `depth`), if exact.
-    fn leaf_key(rel: u128, depth: u32) -> Option<Self::Leaf>;
-    /// The value compared with leaf keys when looking up `self` at `depth`; order-preserving.
-    fn leaf_probe(self, depth: u32) -> Self::Leaf;
-    /// The integer a leaf key holds.
-    fn leaf_value(leaf: Self::Leaf) -> u128;
+    /// How far leaf keys at `depth` are shifted right (0 when the region fits 32 bits).
+    fn leaf_shift(depth: u32) -> u32;
+    /// The 32-bit value compared with leaf keys when looking up `self` at `depth`.
+    fn leaf_probe(self, depth: u32) -> u32;
 }
 
 /// The immutable trie for one family.
 #[derive(Debug)]
 pub(crate) struct Trie<K: Key> {
     root: Box<[u32]>,
-    nodes: Box<[Node]>,
-    children: Box<[u32]>,
-    keys: Box<[K::Leaf]>,
-    vals: Box<[u32]>,
-}
-
-/// A compressed 256-way internal node.
-#[derive(Clone, Copy, Debug)]
-struct Node {
-    /// Bit `i` set: child `i` differs from child `i - 1` (bit 0 always set).
-    runs: [u64; 4],
-    /// Number of set bits in the words before each word, one byte each.
-    ranks: u32,
-    /// Offset of the first distinct child in `children`.
-    offset: u32,
+    arena: Box<[u32]>,
+    nodes: usize,
+    _key: std::marker::PhantomData<K>,
 }
 
 /// Where a lookup ended: the answer and the bounds of the stored range around the key.
@@ -94,7 +90,6 @@ pub(crate) enum TrieError {
 
 impl Key for u32 {
     const BITS: u32 = 32;
-    type Leaf = u16;
 
     fn to_u128(self) -> u128 {
         u128::from(self)
@@ -106,17 +101,12 @@ impl Key for u32 {
     fn chunk(self, depth: u32, bits: u32) -> usize {
         ((self << depth) >> (32 - bits)) as usize
     }
-    fn leaf_key(rel: u128, depth: u32) -> Option<u16> {
-        // Regions at depth >= ROOT_BITS span at most 2^16 addresses.
-        debug_assert!(depth >= ROOT_BITS);
-        u16::try_from(rel).ok()
+    fn leaf_shift(_depth: u32) -> u32 {
+        0
     }
     #[inline(always)]
-    fn leaf_probe(self, depth: u32) -> u16 {
-        ((self << depth) >> depth) as u16
-    }
-    fn leaf_value(leaf: u16) -> u128 {
-        u128::from(leaf)
+    fn leaf_probe(self, depth: u32) -> u32 {
+        (self << depth) >> depth
     }
 }
 
@@ -124,7 +114,6 @@ impl Key for u32 {
 
 impl Key for u128 {
     const BITS: u32 = 128;
-    type Leaf = u32;
 
     fn to_u128(self) -> u128 {
         self
@@ -136,21 +125,16 @@ impl Key for u128 {
     fn chunk(self, depth: u32, bits: u32) -> usize {
         ((self << depth) >> (128 - bits)) as usize
     }
-    fn leaf_key(rel: u128, depth: u32) -> Option<u32> {
-        // A region at `depth` spans 2^(128-depth) keys; keep the top 32 of those bits and
-        // require the rest to be zero, so comparing truncated probes stays exact. Real IPv6
-        // allocations are /64 or shorter, so this holds almost everywhere; where it does not
-        // the region is split further instead.
-        let shift = v6_shift(depth);
-        let low = if shift == 0 { 0 } else { rel & ((1u128 << shift) - 1) };
-        (low == 0).then_some((rel >> shift) as u32)
+    #[inline(always)]
+    fn leaf_shift(depth: u32) -> u32 {
+        // A region at `depth` spans 2^(128-depth) keys; leaves keep the top 32 of those bits.
+        // Real IPv6 allocations are /64 or shorter, so starts are exact almost everywhere;
+        // where they are not, the region is split further instead.
+        (128 - depth).saturating_sub(32)
     }
     #[inline(always)]
     fn leaf_probe(self, depth: u32) -> u32 {
-        (((self << depth) >> depth) >> v6_shift(depth)) as u32
-    }
-    fn leaf_value(leaf: u32) -> u128 {
-        u128::from(leaf)
+        (((self << depth) >> depth) >> Self::leaf_shift(depth)) as u32
     }
 }
 
@@ -165,40 +149,26 @@ impl<K: Key> Trie<K> {
         if answers.iter().any(|&a| a > PAYLOAD) {
             return Err(TrieError::TooLarge);
         }
-        let mut b = Builder::<K> {
-            starts,
-            answers,
-            nodes: Vec::new(),
-            children: Vec::new(),
-            keys: Vec::new(),
-            vals: Vec::new(),
-        };
+        let mut b = Builder::<K> { starts, answers, arena: Vec::new(), nodes: 0, _key: std::marker::PhantomData };
         let mut root = Vec::with_capacity(1 << ROOT_BITS);
         let span = 1u128 << (K::BITS - ROOT_BITS);
         let mut lo = 0usize;
         for i in 0..(1u128 << ROOT_BITS) {
             let base = i * span;
-            let end = base + (span - 1);
-            let slot = b.region(base, end, ROOT_BITS, &mut lo)?;
-            root.push(slot);
+            root.push(b.region(base, base + (span - 1), ROOT_BITS, &mut lo)?);
         }
-        Ok(Self {
-            root: root.into_boxed_slice(),
-            nodes: b.nodes.into_boxed_slice(),
-            children: b.children.into_boxed_slice(),
-            keys: b.keys.into_boxed_slice(),
-            vals: b.vals.into_boxed_slice(),
-        })
+        // Leaf scans read a fixed LEAF_MAX window; keep the last one inside the arena.
+        b.arena.resize(b.arena.len() + LEAF_MAX, 0);
+        Ok(Self { root: root.into_boxed_slice(), arena: b.arena.into_boxed_slice(), nodes: b.nodes, _key: b._key })
     }
 
     /// A trie that gives `answer` for every key.
     pub(crate) fn uniform(answer: u32) -> Self {
         Self {
             root: vec![(TAG_ANSWER << TAG_SHIFT) | (answer & PAYLOAD); 1 << ROOT_BITS].into_boxed_slice(),
-            nodes: Box::new([]),
-            children: Box::new([]),
-            keys: Box::new([]),
-            vals: Box::new([]),
+            arena: Box::new([]),
+            nodes: 0,
+            _key: std::marker::PhantomData,
         }
     }
 
@@ -210,11 +180,11 @@ impl<K: Key> Trie<K> {
         loop {
             match slot >> TAG_SHIFT {
                 TAG_ANSWER => return slot,
-                TAG_NODE => {
+                TAG_LEAF => return self.arena[self.leaf_answer_index(slot, key, depth)],
+                _ => {
                     slot = self.child(slot, key.chunk(depth, STRIDE));
                     depth += STRIDE;
                 }
-                _ => return self.vals[self.leaf_index(slot, key, depth)],
             }
         }
     }
@@ -224,9 +194,8 @@ impl<K: Key> Trie<K> {
         let k = key.to_u128();
         let region = |depth: u32| {
             let span_bits = K::BITS - depth;
-            let base = if span_bits >= 128 { 0 } else { (k >> span_bits) << span_bits };
-            let last = base + if span_bits >= 128 { u128::MAX } else { (1u128 << span_bits) - 1 };
-            (base, last)
+            let base = (k >> span_bits) << span_bits;
+            (base, base + ((1u128 << span_bits) - 1))
         };
         let mut slot = self.root[key.chunk(0, ROOT_BITS)];
         let mut depth = ROOT_BITS;
@@ -236,19 +205,23 @@ impl<K: Key> Trie<K> {
                     let (first, last) = region(depth);
                     return Found { answer: slot, first: K::from_u128(first), last: K::from_u128(last) };
                 }
-                TAG_NODE => {
-                    slot = self.child(slot, key.chunk(depth, STRIDE));
-                    depth += STRIDE;
+                TAG_LEAF => {
+                    let (off, len) = leaf_parts(slot);
+                    let i = self.leaf_answer_index(slot, key, depth) - len;
+                    let (base, region_last) = region(depth);
+                    let shift = K::leaf_shift(depth);
+                    let rel = |j: usize| u128::from(self.arena[j]) << shift;
+                    let first = base + rel(i);
+                    let last = if i + 1 < off + len { base + rel(i + 1) - 1 } else { region_last };
+                    return Found {
+                        answer: self.arena[i + len],
+                        first: K::from_u128(first),
+                        last: K::from_u128(last),
+                    };
                 }
                 _ => {
-                    let i = self.leaf_index(slot, key, depth);
-                    let (off, len) = leaf_parts(slot);
-                    let (base, region_last) = region(depth);
-                    let shift = rel_shift::<K>(depth);
-                    let rel_of = |j: usize| leaf_rel::<K>(self.keys[j], shift);
-                    let first = base + rel_of(i);
-                    let last = if i + 1 < off + len { base + rel_of(i + 1) - 1 } else { region_last };
-                    return Found { answer: self.vals[i], first: K::from_u128(first), last: K::from_u128(last) };
+                    slot = self.child(slot, key.chunk(depth, STRIDE));
+                    depth += STRIDE;
                 }
             }
         }
@@ -256,42 +229,61 @@ impl<K: Key> Trie<K> {
 
     #[inline(always)]
     fn child(&self, slot: u32, i: usize) -> u32 {
-        let node = &self.nodes[(slot & PAYLOAD) as usize];
+        let at = (slot & PAYLOAD) as usize;
+        if slot >> TAG_SHIFT == TAG_DENSE {
+            return self.arena[at + i];
+        }
         let word = i >> 6;
-        let before = (node.ranks >> (word * 8)) & 0xff;
+        let runs = u64::from(self.arena[at + 2 * word]) | (u64::from(self.arena[at + 2 * word + 1]) << 32);
+        let before = (self.arena[at + 8] >> (word * 8)) & 0xff;
         // Set bits in this word up to and including bit `i % 64`.
-        let upto = (node.runs[word] << (63 - (i & 63))).count_ones();
-        self.children[node.offset as usize + (before + upto) as usize - 1]
+        let upto = (runs << (63 - (i & 63))).count_ones();
+        self.arena[at + SPARSE_HEADER + (before + upto) as usize - 1]
     }
 
+    /// Arena index of the answer for `key` in the leaf `slot`.
     #[inline(always)]
-    fn leaf_index(&self, slot: u32, key: K, depth: u32) -> usize {
+    fn leaf_answer_index(&self, slot: u32, key: K, depth: u32) -> usize {
         let (off, len) = leaf_parts(slot);
         let probe = key.leaf_probe(depth);
-        let keys = &self.keys[off..off + len];
-        // keys[0] is always 0, so the answer is the count of later keys <= probe.
-        let mut i = 0;
-        for k in &keys[1..] {
-            i += usize::from(*k <= probe);
+        // keys[0] is always 0, so the position is the count of later keys <= probe. The scan
+        // has a fixed trip count (masked by `len`; the arena is padded at the end) so it
+        // unrolls into a few vector compares with no data-dependent loop exit: independent
+        // lookups then overlap in the pipeline instead of stalling on a mispredicted branch.
+        let window = &self.arena[off + 1..off + LEAF_MAX];
+        let mut i = 0u32;
+        for (j, k) in window.iter().enumerate() {
+            i += u32::from((j + 1 < len) & (*k <= probe));
         }
-        off + i
+        off + len + i as usize
+    }
+
+    /// Levels below the root a lookup of `key` visits, and whether it ends in a leaf (for
+    /// the bench's diagnostics).
+    pub(crate) fn depth_of(&self, key: K) -> (u32, bool) {
+        let mut slot = self.root[key.chunk(0, ROOT_BITS)];
+        let mut depth = ROOT_BITS;
+        let mut levels = 0;
+        loop {
+            match slot >> TAG_SHIFT {
+                TAG_ANSWER => return (levels, false),
+                TAG_LEAF => return (levels, true),
+                _ => {
+                    slot = self.child(slot, key.chunk(depth, STRIDE));
+                    depth += STRIDE;
+                    levels += 1;
+                }
+            }
+        }
     }
 
     /// Heap bytes owned by this trie.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.root.len() * 4
-            + self.nodes.len() * std::mem::size_of::<Node>()
-            + self.children.len() * 4
-            + self.keys.len() * std::mem::size_of::<K::Leaf>()
-            + self.vals.len() * 4
+        (self.root.len() + self.arena.len()) * 4
     }
 
     pub(crate) fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub(crate) fn leaf_entries(&self) -> usize {
-        self.keys.len()
+        self.nodes
     }
 }
 
@@ -301,30 +293,12 @@ fn leaf_parts(slot: u32) -> (usize, usize) {
     ((payload >> LEN_BITS) as usize, (payload & ((1 << LEN_BITS) - 1)) as usize + 1)
 }
 
-fn rel_shift<K: Key>(depth: u32) -> u32 {
-    if K::BITS == 128 {
-        v6_shift(depth)
-    } else {
-        0
-    }
-}
-
-#[inline(always)]
-fn v6_shift(depth: u32) -> u32 {
-    (128 - depth).saturating_sub(32)
-}
-
-fn leaf_rel<K: Key>(leaf: K::Leaf, shift: u32) -> u128 {
-    K::leaf_value(leaf) << shift
-}
-
 struct Builder<'a, K: Key> {
     starts: &'a [K],
     answers: &'a [u32],
-    nodes: Vec<Node>,
-    children: Vec<u32>,
-    keys: Vec<K::Leaf>,
-    vals: Vec<u32>,
+    arena: Vec<u32>,
+    nodes: usize,
+    _key: std::marker::PhantomData<K>,
 }
 
 impl<K: Key> Builder<'_, K> {
@@ -343,20 +317,8 @@ impl<K: Key> Builder<'_, K> {
         }
         let count = inside + 1;
         if count <= LEAF_MAX {
-            let mut leaf = Vec::with_capacity(count);
-            leaf.push(K::leaf_key(0, depth));
-            for s in &rest[..inside] {
-                leaf.push(K::leaf_key(s.to_u128() - base, depth));
-            }
-            if let Some(leaf) = leaf.into_iter().collect::<Option<Vec<_>>>() {
-                let off = self.keys.len();
-                if off > MAX_LEAF_OFFSET {
-                    return Err(TrieError::TooLarge);
-                }
-                self.keys.extend_from_slice(&leaf);
-                self.vals.extend_from_slice(&self.answers[first..first + count]);
-                let payload = ((off as u32) << LEN_BITS) | (count as u32 - 1);
-                return Ok((TAG_LEAF << TAG_SHIFT) | payload);
+            if let Some(slot) = self.leaf(base, depth, first, &rest[..inside])? {
+                return Ok(slot);
             }
         }
         // Too many ranges (or starts too fine for a leaf's keys): split 8 more bits.
@@ -367,24 +329,65 @@ impl<K: Key> Builder<'_, K> {
             let child_base = base + c as u128 * span;
             *slot = self.region(child_base, child_base + (span - 1), child_depth, lo)?;
         }
-        let index = self.nodes.len();
-        let offset = self.children.len();
-        if index > PAYLOAD as usize || offset > u32::MAX as usize - (1 << STRIDE) {
+        self.node(&slots)
+    }
+
+    fn leaf(&mut self, base: u128, depth: u32, first: usize, later: &[K]) -> Result<Option<u32>, TrieError> {
+        let shift = K::leaf_shift(depth);
+        let exact = |s: &K| {
+            let rel = s.to_u128() - base;
+            let low = if shift == 0 { 0 } else { rel & ((1u128 << shift) - 1) };
+            (low == 0).then(|| u32::try_from(rel >> shift).ok()).flatten()
+        };
+        let Some(keys) = later.iter().map(exact).collect::<Option<Vec<u32>>>() else {
+            return Ok(None);
+        };
+        let off = self.arena.len();
+        if off > MAX_LEAF_OFFSET {
             return Err(TrieError::TooLarge);
         }
-        let mut node = Node { runs: [0; 4], ranks: 0, offset: offset as u32 };
+        let count = keys.len() + 1;
+        self.arena.push(0);
+        self.arena.extend_from_slice(&keys);
+        self.arena.extend_from_slice(&self.answers[first..first + count]);
+        let payload = ((off as u32) << LEN_BITS) | (count as u32 - 1);
+        Ok(Some((TAG_LEAF << TAG_SHIFT) | payload))
+    }
+
+    fn node(&mut self, slots: &[u32; 1 << STRIDE]) -> Result<u32, TrieError> {
+        let distinct = 1 + slots.windows(2).filter(|w| w[0] != w[1]).count();
+        // Start every node on a cache line.
+        let pad = (LINE_WORDS - self.arena.len() % LINE_WORDS) % LINE_WORDS;
+        self.arena.resize(self.arena.len() + pad, 0);
+        let at = self.arena.len();
+        if at > PAYLOAD as usize {
+            return Err(TrieError::TooLarge);
+        }
+        self.nodes += 1;
+        if distinct >= DENSE_MIN {
+            self.arena.extend_from_slice(slots);
+            return Ok((TAG_DENSE << TAG_SHIFT) | at as u32);
+        }
+        let mut runs = [0u64; 4];
+        let mut children = Vec::with_capacity(distinct);
         for (c, &slot) in slots.iter().enumerate() {
             if c == 0 || slots[c - 1] != slot {
-                node.runs[c >> 6] |= 1u64 << (c & 63);
-                self.children.push(slot);
+                runs[c >> 6] |= 1u64 << (c & 63);
+                children.push(slot);
             }
         }
+        let mut ranks = 0u32;
         let mut total = 0u32;
-        for w in 0..4 {
-            node.ranks |= total << (w * 8);
-            total += node.runs[w].count_ones();
+        for (w, r) in runs.iter().enumerate() {
+            ranks |= total << (w * 8);
+            total += r.count_ones();
         }
-        self.nodes.push(node);
-        Ok((TAG_NODE << TAG_SHIFT) | index as u32)
+        for r in runs {
+            self.arena.push(r as u32);
+            self.arena.push((r >> 32) as u32);
+        }
+        self.arena.push(ranks);
+        self.arena.extend_from_slice(&children);
+        Ok((TAG_SPARSE << TAG_SHIFT) | at as u32)
     }
 }
