@@ -201,6 +201,8 @@ sample_rss "$work/rss.reload" "$work/reload.done" & sampler=$!
 reload=$(run_wrk "$duration" | grep '^RESULT')
 touch "$work/reload.done"; wait "$sampler"; wait "$reloader"
 hwm_reload=$(hwm)
+sleep 3 # does the memory of the last compile go back once reloads stop?
+rss_after=$(awk '/^VmRSS:/ {print $2}' "/proc/$gg/status")
 
 # --- report -------------------------------------------------------------------------------------------------------
 peak() { sort -n "$1" | tail -1; }
@@ -228,7 +230,7 @@ for ph in steady reload; do
     "$(($(field "$line" bad_status) + $(field "$line" sock_errors)))" "$(($(field "$line" total) / duration))" \
     "$(field "$line" p50_us)" "$(field "$line" p99_us)" "$(field "$line" max_us)" "$rss_var"
 done
-echo "VmHWM after steady ${hwm_steady} kB, after reload ${hwm_reload} kB"
+echo "VmHWM after steady ${hwm_steady} kB, after reload ${hwm_reload} kB; VmRSS 3 s after the last reload ${rss_after} kB"
 echo "reloads: ${n_reloads} posted, ${n_ok} ok (last generation ${last_gen}); duration_ms median ${med_ms}, max ${max_ms}"
 fail=0
 check() { if awk "BEGIN {exit !($2)}"; then echo "PASS $1"; else echo "FAIL $1"; fail=1; fi; }
