@@ -104,8 +104,14 @@ fn authorized(req: &Request<Incoming>, reloader: &Reloader) -> bool {
     let Some(token) = snapshot.config.admin.reload_token.as_deref() else {
         return true;
     };
-    let given =
-        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    // The auth scheme is case-insensitive (RFC 9110 section 11.1); the token is not.
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token);
     // Constant-time comparison: the token must not leak through timing.
     given.is_some_and(|g| {
         g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0

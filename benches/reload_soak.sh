@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Reload soak: does swapping the full database every second under load cost requests, latency or memory?
+#
+# Builds geogate (release), starts an nginx upstream answering 200 and geogate in front of it with the shipped
+# database (geoip/geo-whois-asn-country.mmdb, copied to a temporary directory), then runs wrk twice for the same
+# duration, rotating X-Forwarded-For over 10,000 fixed-seed IPv4 addresses:
+#   steady   no reloads
+#   reload   every second the database file is replaced (mv) by the other of two byte-different copies of the
+#            full database (the second differs only in its metadata build_epoch, so every reload really
+#            compiles and swaps a new ~1M-network table) and POST /-/reload is called
+# Reports total requests, errors (statuses other than 200/451, and socket errors: must be 0), p99 steady vs
+# reload (ratio <= 1.5), peak RSS steady vs reload (VmRSS sampled every 100 ms, ratio <= 2.5; the VmHWM ratio,
+# which includes the start-up compile, is printed for information) and the reload duration_ms from the
+# /-/reload answers (median and max; max <= 2000). Exit 1 if a target is missed.
+#
+# usage: benches/reload_soak.sh [--duration 20] [--threads 1] [--connections 32] [--workers 1]
+#                               [--upstream-port 18080] [--port 18085] [--admin-port 18086]
+#   --duration     seconds per phase        --threads  wrk threads      --workers  geogate worker threads
+# Talks only to 127.0.0.1; stops its own processes on exit. Needs cargo, curl, python3, and installs
+# nginx-light and wrk from Debian's packages when missing. Run on demand, not in CI.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+duration=20 threads=1 conns=32 workers=1 up_port=18080 port=18085 admin_port=18086
+while (($#)); do
+  case $1 in
+    --duration) duration=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --connections) conns=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    --upstream-port) up_port=$2; shift 2 ;;
+    --port) port=$2; shift 2 ;;
+    --admin-port) admin_port=$2; shift 2 ;;
+    *) sed -n '2,20p' "$0"; exit 2 ;;
+  esac
+done
+
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+if ((${#need[@]})); then
+  echo "installing ${need[*]}" >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+for p in "$up_port" "$port" "$admin_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "reload_soak: 127.0.0.1:$p is in use; pick other ports (--upstream-port/--port/--admin-port)" >&2
+    exit 2
+  fi
+done
+
+echo "building geogate (release)" >&2
+(cd "$repo" && cargo build --release --quiet --bin geogate)
+bin=${CARGO_TARGET_DIR:-$repo/target}/release/geogate
+
+work=$(mktemp -d /tmp/geogate-soak.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- data: two byte-different copies of the full database, and the client addresses ---------------------------
+cp "$repo/geoip/geo-whois-asn-country.mmdb" "$work/a.mmdb"
+python3 - "$work/a.mmdb" "$work/b.mmdb" <<'EOF'
+# Copy with build_epoch changed by one second: same networks, different bytes (so a different fingerprint).
+import sys
+data = bytearray(open(sys.argv[1], 'rb').read())
+meta = data.rindex(b'\xab\xcd\xefMaxMind.com')
+key = data.index(b'build_epoch', meta) + len(b'build_epoch')
+ctrl = data[key]
+assert ctrl >> 5 == 0 and data[key + 1] == 2, 'build_epoch is not an extended uint64'
+size = ctrl & 0x1f
+data[key + 2 + size - 1] ^= 1
+open(sys.argv[2], 'wb').write(data)
+EOF
+cp "$work/a.mmdb" "$work/geo.mmdb"
+awk 'BEGIN { srand(42); n = 0; while (n < 10000) { a = int(1 + rand() * 223); if (a == 10 || a == 127) continue;
+  printf "%d.%d.%d.%d\n", a, int(rand() * 256), int(rand() * 256), 1 + int(rand() * 254); n++ } }' >"$work/ips.txt"
+
+cat >"$work/soak.lua" <<'EOF'
+-- Each request carries the next client address in X-Forwarded-For; statuses are tallied per thread.
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+local ips = {}
+for line in io.lines(os.getenv("IPS_FILE")) do ips[#ips + 1] = line end
+local i = math.random(#ips)
+ok, blocked, bad = 0, 0, 0
+request = function()
+  i = i % #ips + 1
+  return wrk.format("GET", "/api/v1/instances", { ["X-Forwarded-For"] = ips[i] })
+end
+response = function(status)
+  if status == 200 then ok = ok + 1 elseif status == 451 then blocked = blocked + 1 else bad = bad + 1 end
+end
+done = function(summary, latency, requests)
+  local o, k, b = 0, 0, 0
+  for _, t in ipairs(threads) do o = o + t:get("ok"); k = k + t:get("blocked"); b = b + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format("RESULT total=%d ok=%d blocked=%d bad_status=%d sock_errors=%d p50_us=%d p99_us=%d max_us=%d\n",
+    summary.requests, o, k, b, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+EOF
+
+# --- processes ----------------------------------------------------------------------------------------------------
+cat >"$work/upstream.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/upstream.pid;
+error_log $work/upstream.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$up_port backlog=4096; location / { return 200 "ok\n"; } }
+}
+EOF
+cat >"$work/geogate.toml" <<EOF
+[server]
+worker_threads = $workers
+
+[[listener]]
+name = "soak"
+address = "127.0.0.1:$port"
+client_ip = { source = "x-forwarded-for", trusted = ["127.0.0.1/32"] }
+
+[admin]
+address = "127.0.0.1:$admin_port"
+
+[[upstream]]
+name = "origin"
+url = "http://127.0.0.1:$up_port"
+
+[[source]]
+name = "geoip"
+type = "mmdb"
+path = "geo.mmdb"
+
+[policy]
+default = "tag"
+tag = ["country"]
+
+[[rule]]
+name = "block-ru-by"
+action = "block"
+countries = ["RU", "BY"]
+
+[reload]
+watch = false
+
+[access_log]
+enabled = false
+EOF
+
+nginx -c "$work/upstream.conf" & pids+=($!)
+GEOGATE_LOG=warn "$bin" run --config "$work/geogate.toml" 2>"$work/geogate.err" & gg=$!; pids+=("$gg")
+deadline=$((SECONDS + 60))
+until curl -fso /dev/null "http://127.0.0.1:$admin_port/readyz" && curl -fso /dev/null "http://127.0.0.1:$up_port/"; do
+  ((SECONDS < deadline)) || { echo "reload_soak: geogate or nginx not ready within 60 s" >&2; cat "$work/geogate.err" >&2; exit 1; }
+  kill -0 "$gg" 2>/dev/null || { echo "reload_soak: geogate exited" >&2; cat "$work/geogate.err" >&2; exit 1; }
+  sleep 0.2
+done
+
+# Samples VmRSS every 100 ms into $1 until $2 exists.
+sample_rss() {
+  while [[ ! -e $2 ]]; do awk '/^VmRSS:/ {print $2}' "/proc/$gg/status" >>"$1" 2>/dev/null || true; sleep 0.1; done
+}
+hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$gg/status"; }
+run_wrk() {
+  (cd "$work" && IPS_FILE=ips.txt wrk -t"$threads" -c"$conns" -d"$1s" -s soak.lua "http://127.0.0.1:$port/api/v1/instances")
+}
+field() { sed -n "s/.*[ ]$2=\([0-9]*\).*/\1/p" <<<"$1"; }
+
+echo "warm-up 3 s" >&2
+run_wrk 3 >/dev/null
+
+echo "steady phase ${duration} s" >&2
+sample_rss "$work/rss.steady" "$work/steady.done" & sampler=$!
+steady=$(run_wrk "$duration" | grep '^RESULT')
+touch "$work/steady.done"; wait "$sampler"
+hwm_steady=$(hwm)
+
+echo "reload phase ${duration} s (database swapped and reloaded every second)" >&2
+sample_rss "$work/rss.reload" "$work/reload.done" & sampler=$!
+(
+  # One swap + reload per second on a fixed cadence (a reload that takes longer is followed at once).
+  n=0 t0=$(date +%s.%N)
+  while [[ ! -e $work/reload.done ]]; do
+    wait_s=$(awk -v t0="$t0" -v n="$n" -v now="$(date +%s.%N)" 'BEGIN {w = t0 + n + 1 - now; print (w > 0 ? w : 0)}')
+    sleep "$wait_s"
+    [[ -e $work/reload.done ]] && break
+    src=$([[ $((n % 2)) -eq 0 ]] && echo b || echo a)
+    cp "$work/$src.mmdb" "$work/geo.mmdb.tmp" && mv "$work/geo.mmdb.tmp" "$work/geo.mmdb"
+    curl -s -X POST "http://127.0.0.1:$admin_port/-/reload" >>"$work/reloads.jsonl" || echo '{"result":"curl-failed"}' >>"$work/reloads.jsonl"
+    echo >>"$work/reloads.jsonl"
+    n=$((n + 1))
+  done
+) & reloader=$!
+reload=$(run_wrk "$duration" | grep '^RESULT')
+touch "$work/reload.done"; wait "$sampler"; wait "$reloader"
+hwm_reload=$(hwm)
+sleep 3 # does the memory of the last compile go back once reloads stop?
+rss_after=$(awk '/^VmRSS:/ {print $2}' "/proc/$gg/status")
+
+# --- report -------------------------------------------------------------------------------------------------------
+peak() { sort -n "$1" | tail -1; }
+reloads=$(python3 - "$work/reloads.jsonl" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+ok = [r for r in rows if r.get("result") == "ok"]
+d = sorted(r["duration_ms"] for r in ok)
+gens = [r["generation"] for r in ok]
+print(len(rows), len(ok), f"{statistics.median(d):.0f}" if d else "nan", f"{max(d):.0f}" if d else "nan",
+      (max(gens) if gens else 0))
+EOF
+)
+read -r n_reloads n_ok med_ms max_ms last_gen <<<"$reloads"
+s_total=$(field "$steady" total) r_total=$(field "$reload" total)
+s_err=$(($(field "$steady" bad_status) + $(field "$steady" sock_errors)))
+r_err=$(($(field "$reload" bad_status) + $(field "$reload" sock_errors)))
+s_p99=$(field "$steady" p99_us) r_p99=$(field "$reload" p99_us)
+s_rss=$(peak "$work/rss.steady") r_rss=$(peak "$work/rss.reload")
+
+printf '\n%-8s %10s %8s %10s %8s %8s %8s %12s\n' phase requests errors req/s p50_us p99_us max_us peak_rss_kb
+for ph in steady reload; do
+  line=${!ph}; rss_var=$([[ $ph == steady ]] && echo "$s_rss" || echo "$r_rss")
+  printf '%-8s %10s %8s %10s %8s %8s %8s %12s\n' "$ph" "$(field "$line" total)" \
+    "$(($(field "$line" bad_status) + $(field "$line" sock_errors)))" "$(($(field "$line" total) / duration))" \
+    "$(field "$line" p50_us)" "$(field "$line" p99_us)" "$(field "$line" max_us)" "$rss_var"
+done
+echo "VmHWM after steady ${hwm_steady} kB, after reload ${hwm_reload} kB; VmRSS 3 s after the last reload ${rss_after} kB"
+echo "reloads: ${n_reloads} posted, ${n_ok} ok (last generation ${last_gen}); duration_ms median ${med_ms}, max ${max_ms}"
+fail=0
+check() { if awk "BEGIN {exit !($2)}"; then echo "PASS $1"; else echo "FAIL $1"; fail=1; fi; }
+check "errors steady+reload = $((s_err + r_err)) (must be 0)" "$s_err + $r_err == 0"
+check "every reload swapped ($n_ok of $n_reloads ok)" "$n_ok == $n_reloads && $n_ok > 0"
+check "p99 reload/steady = $(awk "BEGIN {printf \"%.2f\", $r_p99 / $s_p99}") (<= 1.5)" "$r_p99 <= 1.5 * $s_p99"
+check "peak RSS reload/steady = $(awk "BEGIN {printf \"%.2f\", $r_rss / $s_rss}") (<= 2.5)" "$r_rss <= 2.5 * $s_rss"
+check "reload duration max ${max_ms} ms (<= 2000)" "$max_ms <= 2000"
+# For information: against the high-water mark after the steady phase, which includes the start-up compile.
+echo "info VmHWM reload/steady = $(awk "BEGIN {printf \"%.2f\", $hwm_reload / $hwm_steady}") (start-up compile included)"
+echo "total requests $((s_total + r_total))"
+exit "$fail"
