@@ -598,7 +598,8 @@ impl<'a> Checker<'a> {
             Some(a) if !a.get_ref().is_empty() => {
                 let parsed = self.socket_addr("admin.address", a);
                 if let Some(p) = parsed {
-                    if enabled && listeners.iter().any(|l| l.address == p) {
+                    // Port 0 lets the OS pick a free port for each socket: no clash possible.
+                    if enabled && p.port() != 0 && listeners.iter().any(|l| l.address == p) {
                         self.at(
                             "admin.address",
                             a,
