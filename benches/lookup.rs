@@ -94,7 +94,10 @@ fn lookups(c: &mut Criterion) {
         Err(e) => panic!("{e}"),
     };
     let (v4, v6) = inputs();
-    for (family, ips) in [("v4", v4.iter().map(|&a| IpAddr::V4(a)).collect::<Vec<_>>()), ("v6", v6.iter().map(|&a| IpAddr::V6(a)).collect())] {
+    for (family, ips) in [
+        ("v4", v4.iter().map(|&a| IpAddr::V4(a)).collect::<Vec<_>>()),
+        ("v6", v6.iter().map(|&a| IpAddr::V6(a)).collect()),
+    ] {
         let mut hist = [0usize; 16];
         let mut leaves = 0;
         for ip in &ips {

@@ -5,7 +5,14 @@
 //! timeout is set on the connector; the response timeout covers the wait for the response
 //! head only, so long downloads are not cut off.
 
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
 
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -18,7 +25,15 @@ use super::respond::Failure;
 /// The pooled upstream client.
 #[derive(Clone, Debug)]
 pub struct Upstreams {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, ClientBody>,
+}
+
+/// The client's request body on its way upstream; remembers whether reading it failed, so a
+/// broken client body is answered 400 and not blamed on the upstream.
+#[derive(Debug)]
+pub struct ClientBody {
+    inner: Incoming,
+    failed: Arc<AtomicBool>,
 }
 
 /// Why forwarding failed, as a bounded metric label plus the response to send.
@@ -27,6 +42,31 @@ pub enum UpstreamError {
     Connect,
     Timeout,
     Protocol,
+    /// The client's own request body was malformed or cut off (not the upstream's fault).
+    ClientBody,
+}
+
+// === impl ClientBody ===
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &r {
+            self.failed.store(true, Ordering::Release);
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 // === impl Upstreams ===
@@ -50,9 +90,11 @@ impl Upstreams {
     pub async fn send(
         &self,
         base: &Uri,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         response_timeout: Duration,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut req = req.map(|inner| ClientBody { inner, failed: failed.clone() });
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let mut parts = base.clone().into_parts();
         parts.path_and_query = path.parse().ok();
@@ -62,6 +104,7 @@ impl Upstreams {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect),
+            Ok(Err(_)) if failed.load(Ordering::Acquire) => Err(UpstreamError::ClientBody),
             Ok(Err(_)) => Err(UpstreamError::Protocol),
         }
     }
@@ -75,6 +118,7 @@ impl UpstreamError {
             Self::Connect => "connect",
             Self::Timeout => "timeout",
             Self::Protocol => "protocol",
+            Self::ClientBody => "client_body",
         }
     }
 
@@ -82,6 +126,7 @@ impl UpstreamError {
         match self {
             Self::Timeout => Failure::GatewayTimeout,
             Self::Connect | Self::Protocol => Failure::BadGateway,
+            Self::ClientBody => Failure::BadRequest,
         }
     }
 }

@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::forward::UpstreamError;
 use super::headers;
 use super::respond::{self, Body, Failure};
 use super::routing;
@@ -116,6 +117,11 @@ pub async fn handle(
     ctx.metrics.upstream_duration.with_label_values(&[&fwd.upstream]).observe(sent.elapsed().as_secs_f64());
     let mut resp = match result {
         Ok(r) => r,
+        Err(UpstreamError::ClientBody) => {
+            // The client's body broke, not the upstream: a client error, not an upstream one.
+            ctx.metrics.rejected.with_label_values(&["bad_request_body"]).inc();
+            return Ok(finish(&ctx, &log, started, respond::failure(Failure::BadRequest)));
+        }
         Err(e) => {
             ctx.metrics.upstream_errors.with_label_values(&[&fwd.upstream, e.as_str()]).inc();
             tracing::warn!(upstream = %fwd.upstream, kind = e.as_str(), "upstream request failed");

@@ -22,8 +22,8 @@ const HOP_BY_HOP: &[HeaderName] = &[
 const HOP_BY_HOP_EXTRA: &[&str] = &["keep-alive", "proxy-connection"];
 
 /// Headers a client may not remove by naming them in `Connection`: the forwarding chain,
-/// which geogate extends rather than replaces.
-const PROTECTED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"];
+/// which geogate extends rather than replaces, and `Host`, which is end-to-end by definition.
+const PROTECTED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "host"];
 
 /// Removes hop-by-hop headers and every header named in `Connection` (except protected
 /// ones). If `upgrade` is given, `Connection: upgrade` and that `Upgrade` value are put back

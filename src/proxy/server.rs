@@ -63,10 +63,22 @@ pub async fn serve(
         let config = config.clone();
         let pp_timeout = limits.proxy_protocol_timeout;
         let max_head = limits.max_header_bytes.get().max(8192);
+        let header_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             ctx.metrics.open_connections.inc();
-            serve_connection(stream, remote, index, &config, pp_timeout, max_head, ctx.clone(), &builder, watcher)
-                .await;
+            serve_connection(
+                stream,
+                remote,
+                index,
+                &config,
+                pp_timeout,
+                header_timeout,
+                max_head,
+                ctx.clone(),
+                &builder,
+                watcher,
+            )
+            .await;
             ctx.metrics.open_connections.dec();
             drop(permit);
         });
@@ -108,6 +120,7 @@ async fn serve_connection(
     index: usize,
     config: &ListenerConfig,
     pp_timeout: Duration,
+    header_timeout: Duration,
     max_head: usize,
     ctx: Arc<ProxyContext>,
     builder: &auto::Builder<TokioExecutor>,
@@ -138,6 +151,16 @@ async fn serve_connection(
     } else {
         proxy_protocol::Rewind::new(bytes::Bytes::new(), stream)
     };
+    // hyper's header timeout starts only once it has chosen HTTP/1; until the first bytes
+    // decide the protocol, a silent client would hold the connection forever. Read up to the
+    // HTTP/2 preface (or the first byte that cannot start it) under the same deadline.
+    let io = match read_preface(io, header_timeout).await {
+        Some(io) => io,
+        None => {
+            ctx.metrics.rejected.with_label_values(&["preface_timeout"]).inc();
+            return;
+        }
+    };
     let framing = super::sniff::Framing::new();
     let io = super::sniff::HeadWatch::new(io, framing.clone(), max_head);
     let info = Arc::new(ConnInfo { tcp_peer, peer, listener: index, framing });
@@ -146,4 +169,34 @@ async fn serve_connection(
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(%tcp_peer, error = %e, "connection ended with an error");
     }
+}
+
+/// The HTTP/2 connection preface; anything else is HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the bytes decide between HTTP/1 and HTTP/2 (the whole preface, or the first
+/// byte that differs from it), within `timeout`; returns the stream with those bytes put back,
+/// or `None` if the client closed or stalled.
+async fn read_preface<S>(mut io: S, timeout: Duration) -> Option<proxy_protocol::Rewind<S>>
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(H2_PREFACE.len());
+    let work = async {
+        let mut chunk = [0u8; 64];
+        loop {
+            let n = io.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let k = buf.len().min(H2_PREFACE.len());
+            if buf.len() >= H2_PREFACE.len() || buf[..k] != H2_PREFACE[..k] {
+                return Some(());
+            }
+        }
+    };
+    tokio::time::timeout(timeout, work).await.ok()??;
+    Some(proxy_protocol::Rewind::new(bytes::Bytes::from(buf), io))
 }

@@ -213,11 +213,7 @@ impl<K: Key> Trie<K> {
                     let rel = |j: usize| u128::from(self.arena[j]) << shift;
                     let first = base + rel(i);
                     let last = if i + 1 < off + len { base + rel(i + 1) - 1 } else { region_last };
-                    return Found {
-                        answer: self.arena[i + len],
-                        first: K::from_u128(first),
-                        last: K::from_u128(last),
-                    };
+                    return Found { answer: self.arena[i + len], first: K::from_u128(first), last: K::from_u128(last) };
                 }
                 _ => {
                     slot = self.child(slot, key.chunk(depth, STRIDE));
