@@ -38,7 +38,9 @@ for t in "${targets[@]}"; do
         | grep -E "^(#[0-9]+\s+DONE|stat::number_of_executed_units|stat::average_exec_per_sec|==[0-9]+==|SUMMARY|thread .* panicked|Test unit written)"; then
         :
     fi
-    if grep -qE "Test unit written|SUMMARY: libFuzzer|deadly signal|panicked" "/tmp/geogate-fuzz-$t.log"; then
+    # A crash, or a run that never reached libFuzzer's closing DONE line (build or start failure).
+    if grep -qE "Test unit written|SUMMARY: libFuzzer|deadly signal|panicked" "/tmp/geogate-fuzz-$t.log" \
+        || ! grep -qE "^#[0-9]+[[:space:]]+DONE" "/tmp/geogate-fuzz-$t.log"; then
         failed+=("$t")
     fi
 done
