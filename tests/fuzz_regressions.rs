@@ -48,7 +48,6 @@ fn mmdb_seeds_are_current_fixtures() {
 /// for a FIFO or a device. `/dev/zero` then grows memory without bound and a FIFO blocks the
 /// config load (and a reload thread) forever. Expected: a non-regular file is refused at once.
 #[test]
-#[ignore = "finding: config html_file reads a FIFO/device without bound (src/config/check.rs read_html)"]
 fn html_file_that_is_not_a_regular_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("blocked.html");

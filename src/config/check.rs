@@ -1156,10 +1156,23 @@ impl<'a> Checker<'a> {
     fn read_html(&mut self, key: &str, v: &S<String>) -> Option<String> {
         let path = self.file_path(key, v)?;
         let result = std::fs::metadata(&path).and_then(|m| {
+            // A FIFO or device reports length 0 and would block or never end: regular files only,
+            // and never read more than the limit whatever the metadata says.
+            if !m.is_file() {
+                return Err(std::io::Error::other("not a regular file"));
+            }
             if m.len() > MAX_HTML_FILE {
                 return Err(std::io::Error::other("larger than 1 MiB"));
             }
-            std::fs::read_to_string(&path)
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(std::fs::File::open(&path)?, MAX_HTML_FILE + 1),
+                &mut text,
+            )?;
+            if text.len() as u64 > MAX_HTML_FILE {
+                return Err(std::io::Error::other("larger than 1 MiB"));
+            }
+            Ok(text)
         });
         match result {
             Ok(s) => Some(s),
