@@ -10,7 +10,7 @@
 //! [ tag ][ payload                                         ]
 //!  00     answer index (region is uniform)
 //!  01     sparse node at arena index `payload`
-//!  10     leaf: bits 5..30 = arena index, bits 0..5 = length - 1
+//!  10     leaf: bit 29 = wide keys, bits 5..29 = arena index, bits 0..5 = length - 1
 //!  11     dense node at arena index `payload`
 //! ```
 //!
@@ -24,7 +24,9 @@
 //! - a **dense node** (more than [`DENSE_MIN`] distinct children) is the plain 256-slot array:
 //!   one load, no popcount, 1 KiB.
 //! - a **leaf** is its `n` keys (relative to the leaf's region) followed by its `n` answers, so
-//!   a leaf of 8 is one cache line.
+//!   a leaf of 8 is one cache line. Keys are the top 32 bits of the offset in the region when
+//!   that is exact; otherwise (fine-grained IPv6 ranges high in the trie) a *wide* leaf keeps the
+//!   top 64 bits as two words per key, instead of splitting the region level after level.
 //!
 //! A lookup reads the root slot, then one slot per 8 further bits (in practice 0-2), then one
 //! leaf; it never allocates and takes no lock.
@@ -42,7 +44,8 @@ const TAG_LEAF: u32 = 2;
 const TAG_DENSE: u32 = 3;
 const PAYLOAD: u32 = (1 << TAG_SHIFT) - 1;
 const LEN_BITS: u32 = 5;
-const MAX_LEAF_OFFSET: usize = (1 << (TAG_SHIFT - LEN_BITS)) - 1;
+const WIDE_BIT: u32 = 1 << 29;
+const MAX_LEAF_OFFSET: usize = (1 << (TAG_SHIFT - 1 - LEN_BITS)) - 1;
 /// Words in a sparse node's header: 8 for the run map, 1 for the word ranks.
 const SPARSE_HEADER: usize = 9;
 /// Nodes are placed on multiples of this many words (64 bytes).
@@ -60,6 +63,16 @@ pub(crate) trait Key: Copy + Ord + std::fmt::Debug + Send + Sync + 'static {
     fn leaf_shift(depth: u32) -> u32;
     /// The 32-bit value compared with leaf keys when looking up `self` at `depth`.
     fn leaf_probe(self, depth: u32) -> u32;
+    /// Shift of wide (64-bit) leaf keys at `depth`.
+    fn wide_shift(depth: u32) -> u32 {
+        (Self::BITS - depth).saturating_sub(64)
+    }
+    /// The 64-bit value compared with wide leaf keys.
+    fn wide_probe(self, depth: u32) -> u64 {
+        let drop = 128 - Self::BITS + depth;
+        let rel = (self.to_u128() << drop) >> drop;
+        (rel >> Self::wide_shift(depth)) as u64
+    }
 }
 
 /// The immutable trie for one family.
@@ -207,13 +220,21 @@ impl<K: Key> Trie<K> {
                 }
                 TAG_LEAF => {
                     let (off, len) = leaf_parts(slot);
-                    let i = self.leaf_answer_index(slot, key, depth) - len;
+                    let wide = slot & WIDE_BIT != 0;
+                    let keys_len = if wide { 2 * len } else { len };
+                    let at = self.leaf_answer_index(slot, key, depth);
+                    let j = at - off - keys_len;
                     let (base, region_last) = region(depth);
-                    let shift = K::leaf_shift(depth);
-                    let rel = |j: usize| u128::from(self.arena[j]) << shift;
-                    let first = base + rel(i);
-                    let last = if i + 1 < off + len { base + rel(i + 1) - 1 } else { region_last };
-                    return Found { answer: self.arena[i + len], first: K::from_u128(first), last: K::from_u128(last) };
+                    let rel = |j: usize| {
+                        if wide {
+                            u128::from(self.wide_key(off, j)) << K::wide_shift(depth)
+                        } else {
+                            u128::from(self.arena[off + j]) << K::leaf_shift(depth)
+                        }
+                    };
+                    let first = base + rel(j);
+                    let last = if j + 1 < len { base + rel(j + 1) - 1 } else { region_last };
+                    return Found { answer: self.arena[at], first: K::from_u128(first), last: K::from_u128(last) };
                 }
                 _ => {
                     slot = self.child(slot, key.chunk(depth, STRIDE));
@@ -240,6 +261,9 @@ impl<K: Key> Trie<K> {
     /// Arena index of the answer for `key` in the leaf `slot`.
     #[inline(always)]
     fn leaf_answer_index(&self, slot: u32, key: K, depth: u32) -> usize {
+        if slot & WIDE_BIT != 0 {
+            return self.wide_answer_index(slot, key, depth);
+        }
         let (off, len) = leaf_parts(slot);
         let probe = key.leaf_probe(depth);
         // keys[0] is always 0, so the position is the count of later keys <= probe. The scan
@@ -273,6 +297,22 @@ impl<K: Key> Trie<K> {
         }
     }
 
+    #[cold]
+    fn wide_answer_index(&self, slot: u32, key: K, depth: u32) -> usize {
+        let (off, len) = leaf_parts(slot);
+        let probe = key.wide_probe(depth);
+        let mut i = 0usize;
+        for j in 1..len {
+            i += usize::from(self.wide_key(off, j) <= probe);
+        }
+        off + 2 * len + i
+    }
+
+    #[inline(always)]
+    fn wide_key(&self, off: usize, j: usize) -> u64 {
+        (u64::from(self.arena[off + 2 * j]) << 32) | u64::from(self.arena[off + 2 * j + 1])
+    }
+
     /// Heap bytes owned by this trie.
     pub(crate) fn heap_bytes(&self) -> usize {
         (self.root.len() + self.arena.len()) * 4
@@ -285,7 +325,7 @@ impl<K: Key> Trie<K> {
 
 #[inline(always)]
 fn leaf_parts(slot: u32) -> (usize, usize) {
-    let payload = slot & PAYLOAD;
+    let payload = slot & PAYLOAD & !WIDE_BIT;
     ((payload >> LEN_BITS) as usize, (payload & ((1 << LEN_BITS) - 1)) as usize + 1)
 }
 
@@ -329,24 +369,34 @@ impl<K: Key> Builder<'_, K> {
     }
 
     fn leaf(&mut self, base: u128, depth: u32, first: usize, later: &[K]) -> Result<Option<u32>, TrieError> {
-        let shift = K::leaf_shift(depth);
-        let exact = |s: &K| {
+        let exact = |shift: u32, s: &K| {
             let rel = s.to_u128() - base;
             let low = if shift == 0 { 0 } else { rel & ((1u128 << shift) - 1) };
-            (low == 0).then(|| u32::try_from(rel >> shift).ok()).flatten()
+            (low == 0).then_some(rel >> shift)
         };
-        let Some(keys) = later.iter().map(exact).collect::<Option<Vec<u32>>>() else {
-            return Ok(None);
-        };
+        let narrow: Option<Vec<u32>> =
+            later.iter().map(|s| exact(K::leaf_shift(depth), s).and_then(|r| u32::try_from(r).ok())).collect();
         let off = self.arena.len();
         if off > MAX_LEAF_OFFSET {
             return Err(TrieError::TooLarge);
         }
-        let count = keys.len() + 1;
-        self.arena.push(0);
-        self.arena.extend_from_slice(&keys);
+        let count = later.len() + 1;
+        let mut payload = ((off as u32) << LEN_BITS) | (count as u32 - 1);
+        if let Some(keys) = narrow {
+            self.arena.push(0);
+            self.arena.extend_from_slice(&keys);
+        } else {
+            let wide: Option<Vec<u64>> =
+                later.iter().map(|s| exact(K::wide_shift(depth), s).and_then(|r| u64::try_from(r).ok())).collect();
+            let Some(keys) = wide else { return Ok(None) };
+            self.arena.extend_from_slice(&[0, 0]);
+            for k in keys {
+                self.arena.push((k >> 32) as u32);
+                self.arena.push(k as u32);
+            }
+            payload |= WIDE_BIT;
+        }
         self.arena.extend_from_slice(&self.answers[first..first + count]);
-        let payload = ((off as u32) << LEN_BITS) | (count as u32 - 1);
         Ok(Some((TAG_LEAF << TAG_SHIFT) | payload))
     }
 
