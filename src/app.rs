@@ -65,10 +65,17 @@ pub fn init_tracing() {
 /// Runs geogate until SIGTERM/SIGINT.
 pub fn run(source: ConfigSource) -> Result<(), AppError> {
     let config = source.load().map_err(AppError::Config)?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.server.worker_threads {
-        rt.worker_threads(n.get());
-    }
+    // One worker: a current-thread runtime serves on the main thread with no work-stealing
+    // machinery or cross-thread wake-ups (measurably faster for a single-core sidecar).
+    let mut rt = match config.server.worker_threads {
+        Some(n) if n.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.get());
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = rt.enable_all().build().map_err(|e| AppError::Runtime(e.to_string()))?;
     rt.block_on(async move {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);

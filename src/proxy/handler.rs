@@ -99,8 +99,7 @@ pub async fn handle(
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let h = req.headers_mut();
     headers::strip_hop_by_hop(h, upgrade.clone());
-    let strip: Vec<&HeaderName> = fwd.strip.iter().collect();
-    headers::strip_tag_lookalikes(h, &strip);
+    headers::strip_tag_lookalikes(h, &fwd.strip);
     headers::add_forwarding(h, conn.peer, host.as_deref(), fwd.peer_trusted);
     if !h.contains_key(header::HOST) {
         // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.

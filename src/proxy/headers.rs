@@ -55,7 +55,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
 /// Removes every header that would read as one of `tags` to a lenient upstream: any letter
 /// case (already folded by `http`) and `_` in place of `-` (`X_Geo_Country`), which CGI-style
 /// frameworks map to the same variable.
-pub fn strip_tag_lookalikes(headers: &mut HeaderMap, tags: &[&HeaderName]) {
+pub fn strip_tag_lookalikes(headers: &mut HeaderMap, tags: &[HeaderName]) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|k| {
@@ -85,7 +85,7 @@ fn fold(c: u8) -> u8 {
 /// `X-Forwarded-Host`. `X-Forwarded-Proto` is set to `http` unless a trusted peer sent one
 /// (a TLS-terminating balancer in front knows better).
 pub fn add_forwarding(headers: &mut HeaderMap, peer: std::net::IpAddr, host: Option<&str>, peer_trusted: bool) {
-    let mut xff = String::new();
+    let mut xff = String::with_capacity(64);
     for v in headers.get_all("x-forwarded-for") {
         if let Ok(s) = v.to_str() {
             let s = s.trim();
@@ -95,7 +95,10 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: std::net::IpAddr, host: Opt
             }
         }
     }
-    xff.push_str(&peer.to_canonical().to_string());
+    {
+        use std::fmt::Write as _;
+        let _ = write!(xff, "{}", peer.to_canonical());
+    }
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
     }
@@ -151,7 +154,7 @@ mod tests {
         let mut h =
             map(&[("x-geo-country", "US"), ("x_geo_country", "US"), ("X_GEO_Country", "US"), ("x-geo-countryx", "k")]);
         let tag = HeaderName::from_static("x-geo-country");
-        strip_tag_lookalikes(&mut h, &[&tag]);
+        strip_tag_lookalikes(&mut h, &[tag]);
         assert_eq!(h.len(), 1);
         assert!(h.get("x-geo-countryx").is_some());
     }

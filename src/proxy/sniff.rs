@@ -80,6 +80,18 @@ impl<S> HeadWatch<S> {
         while !data.is_empty() {
             match self.state {
                 State::Off => return,
+                State::Head if self.head.is_empty() => {
+                    // Common case: the whole head arrived in this read; parse it in place.
+                    match self.parse_head_in(data) {
+                        Some(n) => data = &data[n.min(data.len())..],
+                        None => {
+                            if self.state == State::Head {
+                                self.head.extend_from_slice(data);
+                            }
+                            return;
+                        }
+                    }
+                }
                 State::Head => {
                     let before = self.head.len();
                     self.head.extend_from_slice(data);
@@ -156,13 +168,21 @@ impl<S> HeadWatch<S> {
 
     /// Parses the buffered head; returns its length once complete.
     fn parse_head(&mut self) -> Option<usize> {
-        if self.requests == 0 && self.head.starts_with(b"PRI * HTTP/2.0") {
+        let head = std::mem::take(&mut self.head);
+        let r = self.parse_head_in(&head);
+        self.head = head;
+        r
+    }
+
+    /// Parses a head at the start of `buf`; returns its length once complete.
+    fn parse_head_in(&mut self, buf: &[u8]) -> Option<usize> {
+        if self.requests == 0 && buf.starts_with(b"PRI * HTTP/2.0") {
             self.state = State::Off;
             return None;
         }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        let n = match req.parse(&self.head) {
+        let n = match req.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return None,
             Err(_) => {
