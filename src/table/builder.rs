@@ -89,20 +89,34 @@ impl TableBuilder {
         v6: &[(Ipv6Net, u32)],
     ) -> Result<(), BuildError> {
         let ids: Vec<u32> = records.iter().map(|r| self.intern(r)).collect();
-        let paint = |index: u32| -> Result<Paint, BuildError> {
-            let geo = *ids.get(index as usize).ok_or(BuildError::BadRecordIndex { index, len: ids.len() })?;
-            Ok(Paint::Geo { geo, source: source.saturating_add(1) })
-        };
-        let mut l4 = Vec::with_capacity(v4.len());
-        for (net, i) in v4 {
-            l4.push(piece4(net, paint(*i)?));
+        // Check every record index up front, so the merges below index without failing.
+        if let Some(&index) =
+            v4.iter().map(|(_, i)| i).chain(v6.iter().map(|(_, i)| i)).find(|&&i| i as usize >= ids.len())
+        {
+            return Err(BuildError::BadRecordIndex { index, len: ids.len() });
         }
-        let mut l6 = Vec::with_capacity(v6.len());
-        for (net, i) in v6 {
-            l6.push(piece6(net, paint(*i)?));
+        let source = source.saturating_add(1);
+        let paint = |index: u32| Paint::Geo { geo: ids[index as usize], source };
+        // A database's networks are the leaves of its search tree: already sorted and
+        // disjoint. Then they are merged straight from the input with no copy (copying a full
+        // database's pieces is what dominated peak memory during a reload); otherwise they are
+        // made disjoint first, the longest prefix winning.
+        if v4.windows(2).all(|w| w[0].0.broadcast() < w[1].0.network()) {
+            self.v4.overlay_with(v4.len(), |i| {
+                let (first, last, _, p) = piece4(&v4[i].0, paint(v4[i].1));
+                (first, last, p)
+            });
+        } else {
+            self.v4.overlay(disjoint(v4.iter().map(|(n, i)| piece4(n, paint(*i))).collect()));
         }
-        self.v4.overlay(disjoint(l4));
-        self.v6.overlay(disjoint(l6));
+        if v6.windows(2).all(|w| w[0].0.broadcast() < w[1].0.network()) {
+            self.v6.overlay_with(v6.len(), |i| {
+                let (first, last, _, p) = piece6(&v6[i].0, paint(v6[i].1));
+                (first, last, p)
+            });
+        } else {
+            self.v6.overlay(disjoint(v6.iter().map(|(n, i)| piece6(n, paint(*i))).collect()));
+        }
         Ok(())
     }
 
@@ -249,22 +263,27 @@ impl Partition {
 
     /// Applies sorted, disjoint `pieces` over the partition in one pass.
     fn overlay(&mut self, pieces: Vec<(u128, u128, Paint)>) {
-        if pieces.is_empty() {
+        self.overlay_with(pieces.len(), |i| pieces[i]);
+    }
+
+    /// Like [`overlay`](Self::overlay), reading piece `i` through `piece(i)`.
+    fn overlay_with(&mut self, len: usize, piece: impl Fn(usize) -> (u128, u128, Paint)) {
+        if len == 0 {
             return;
         }
-        let mut starts = Vec::with_capacity(self.starts.len() + 2 * pieces.len());
+        let mut starts = Vec::with_capacity(self.starts.len() + 2 * len);
         let mut cells = Vec::with_capacity(starts.capacity());
         let mut j = 0;
         for i in 0..self.starts.len() {
             let (mut pos, last) = (self.starts[i], self.last_of(i));
             let cell = self.cells[i];
             loop {
-                while j < pieces.len() && pieces[j].1 < pos {
+                while j < len && piece(j).1 < pos {
                     j += 1;
                 }
-                let (end, c) = match pieces.get(j) {
-                    Some(&(first, plast, paint)) if first <= pos => (plast.min(last), paint.apply(cell)),
-                    Some(&(first, _, _)) if first <= last => (first - 1, cell),
+                let (end, c) = match (j < len).then(|| piece(j)) {
+                    Some((first, plast, paint)) if first <= pos => (plast.min(last), paint.apply(cell)),
+                    Some((first, _, _)) if first <= last => (first - 1, cell),
                     _ => (last, cell),
                 };
                 starts.push(pos);
