@@ -554,6 +554,21 @@ async fn metrics_parse_strictly_with_every_family_and_bounded_labels() {
     }
     assert!(!text.contains("203.0.113") && !text.contains("/a/path"), "an IP or a path leaked into a label");
 
+    // Every geogate_* metric the shipped dashboard and alerts name is exported by this running
+    // geogate (histograms through their _bucket/_sum/_count series).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["deploy/grafana/geogate-dashboard.json", "deploy/prometheus/alerts.yml"] {
+        let used = metric_names_in(&std::fs::read_to_string(root.join(file)).unwrap());
+        assert!(!used.is_empty(), "{file} names no geogate metric");
+        for name in used {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix).filter(|f| families.contains_key(*f)))
+                .unwrap_or(&name);
+            assert!(families.contains_key(family), "{file} names {name}, which a running geogate does not export");
+        }
+    }
+
     let v = |family: &str, name: &str, labels: &[(&str, &str)]| value(&families, family, name, labels);
     let req = "geogate_requests_total";
     assert_eq!(v(req, req, &[("action", "allow"), ("rule", ""), ("country", "other")]), 1.0);
@@ -583,6 +598,29 @@ async fn metrics_parse_strictly_with_every_family_and_bounded_labels() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!((now - loaded).abs() < 120.0, "loaded {loaded}, now {now}");
     p.shutdown().await;
+}
+
+/// Every `geogate_…` identifier in a text (PromQL inside JSON or YAML). Recording-rule names
+/// (`geogate:…`) use a colon and are not metrics, so they are not matched.
+fn metric_names_in(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("geogate_") {
+        let start = i + pos;
+        let boundary = start == 0
+            || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_' || bytes[start - 1] == b':');
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        let is_metric = boundary && bytes.get(end) != Some(&b':');
+        if is_metric {
+            out.insert(text[start..end].to_owned());
+        }
+        i = end.max(start + 1);
+    }
+    out
 }
 
 // --- the admin API ---------------------------------------------------------------------------
