@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: geogate against nginx + ngx_http_geoip2_module and HAProxy (map_ip),
+# same database, same client addresses, same policy, one worker each, all on 127.0.0.1.
+#
+# usage: benches/compare/run.sh [--mmdb FILE] [--rounds N] [--duration SECONDS]
+#                               [--connections N] [--ips N] [--seed N] [--pin]
+#                               [--no-geogate | --candidate URL] [--keep]
+#
+#   --mmdb FILE      database for every proxy (default geoip/geo-whois-asn-country.mmdb)
+#   --rounds N       interleaved rounds over all targets (default 3); figures are medians
+#   --duration S     seconds of wrk load per target per round (default 8)
+#   --connections N  wrk connections (default 32), always one wrk thread
+#   --ips N          sampled client addresses (default 10000), --seed N their seed (default 42)
+#   --pin            proxies on CPU 1, wrk and the origin on CPU 0 (needs 2 CPUs)
+#   --no-geogate     measure nginx and HAProxy only
+#   --candidate URL  measure a proxy you started yourself instead of geogate; it must forward
+#                    to http://127.0.0.1:18080 and apply the same policy
+#   --keep           keep the scratch directory (configs, logs, raw wrk output)
+#
+# Ports: 18080 origin, 18081 nginx+geoip2, 18082 HAProxy, 18083 geogate (+ admin 9901).
+# Installs, only when missing: nginx-light libnginx-mod-http-geoip2 haproxy wrk (apt, Debian)
+# and maxminddb (pip). No other network access. Every process it starts is stopped on exit.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+
+mmdb="$repo/geoip/geo-whois-asn-country.mmdb"
+rounds=3 duration=8 conns=32 nips=10000 seed=42 pin=0 with_geogate=1 candidate="" keep=0
+
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+while (($#)); do
+  case $1 in
+    --mmdb) mmdb=$(realpath "$2"); shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --connections) conns=$2; shift 2 ;;
+    --ips) nips=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --pin) pin=1; shift ;;
+    --no-geogate) with_geogate=0; shift ;;
+    --candidate) candidate=${2%/}; with_geogate=0; shift 2 ;;
+    --keep) keep=1; shift ;;
+    -h|--help) usage 0 ;;
+    *) echo "run.sh: unknown argument: $1" >&2; usage ;;
+  esac
+done
+for n in "$rounds" "$duration" "$conns" "$nips" "$seed"; do
+  [[ $n =~ ^[0-9]+$ && $n -gt 0 ]] || { echo "run.sh: numeric arguments must be positive integers" >&2; exit 2; }
+done
+[[ -f $mmdb ]] || { echo "run.sh: no database at $mmdb" >&2; exit 2; }
+if ((pin)) && (($(nproc) < 2)); then echo "run.sh: --pin needs at least 2 CPUs" >&2; exit 2; fi
+
+log() { printf '[compare] %s\n' "$*" >&2; }
+die() { printf '[compare] error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- prerequisites
+geoip2_so=/usr/lib/nginx/modules/ngx_http_geoip2_module.so
+missing=()
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+[[ -f $geoip2_so ]] || missing+=(libnginx-mod-http-geoip2)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+if ((${#missing[@]})); then
+  log "installing from Debian: ${missing[*]}"
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+for tool in curl taskset python3 ss; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
+done
+if ! python3 -c 'import maxminddb' >/dev/null 2>&1; then
+  log "installing the maxminddb reader from PyPI"
+  python3 -m pip install -q maxminddb || die "pip install maxminddb failed"
+fi
+
+geogate_bin="$repo/target/release/geogate"
+if ((with_geogate)); then
+  if [[ ! -x $geogate_bin ]]; then
+    log "no release binary; cargo build --release"
+    (cd "$repo" && cargo build --release)
+  fi
+fi
+
+# the ports must be free: a leftover process would be measured instead of ours
+ports=(18080 18081 18082)
+((with_geogate)) && ports+=(18083 9901)
+for port in "${ports[@]}"; do
+  if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is already in use"; fi
+done
+
+# ---------------------------------------------------------------- scratch, cleanup
+work=$(mktemp -d /tmp/geogate-compare.XXXXXX)
+declare -A pid=()
+stop_all() {
+  local name p deadline
+  for name in "${!pid[@]}"; do kill -TERM "${pid[$name]}" 2>/dev/null || true; done
+  deadline=$((SECONDS + 5))
+  for name in "${!pid[@]}"; do
+    p=${pid[$name]}
+    while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then
+      log "$name (pid $p) ignored SIGTERM; SIGKILL"
+      kill -KILL "$p" 2>/dev/null || true
+      # an nginx master killed hard leaves its worker behind
+      pkill -KILL -P "$p" 2>/dev/null || true
+    fi
+    wait "$p" 2>/dev/null || true
+  done
+  pid=()
+}
+on_exit() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_all
+  if ((keep)) || ((rc != 0)); then log "scratch directory kept: $work"; else rm -rf "$work"; fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# `exec` inside the backgrounded subshell makes $! the pid of the program itself
+proxy_cpu() { if ((pin)); then exec taskset -c 1 "$@"; else exec "$@"; fi; }
+load_cpu_exec() { if ((pin)); then exec taskset -c 0 "$@"; else exec "$@"; fi; }
+load_cpu() { if ((pin)); then taskset -c 0 "$@"; else "$@"; fi; }
+
+# ---------------------------------------------------------------- data and configs
+log "database: $mmdb"
+python3 "$here/geodata.py" map "$mmdb" >"$work/geo.map" 2>"$work/geodata-map.log"
+python3 "$here/geodata.py" ips "$mmdb" "$nips" "$seed" >"$work/ips.txt" 2>"$work/geodata-ips.log"
+ip_share=$(tail -1 "$work/geodata-ips.log")
+log "${ip_share#geodata: }"
+
+render() { # template -> file, placeholders {{WORK}} {{MMDB}} {{MAP}}
+  sed -e "s|{{WORK}}|$work|g" -e "s|{{MMDB}}|$mmdb|g" -e "s|{{MAP}}|$work/geo.map|g" "$1" >"$2"
+}
+render "$here/upstream.nginx.conf" "$work/upstream.conf"
+render "$here/nginx-geoip2.conf" "$work/nginx-geoip2.conf"
+render "$here/haproxy.cfg" "$work/haproxy.cfg"
+
+geogate_conf="$here/geogate.toml"
+if ((with_geogate)) && [[ $mmdb != "$(realpath "$repo/geoip/geo-whois-asn-country.mmdb")" ]]; then
+  # same configuration, other database: a copy in the scratch directory, the repo file untouched
+  geogate_conf="$work/geogate.toml"
+  sed "s|^path = .*\.mmdb\"|path = \"$mmdb\"|" "$here/geogate.toml" >"$geogate_conf"
+  grep -q "^path = \"$mmdb\"" "$geogate_conf" || die "could not point the geogate config at $mmdb"
+fi
+
+# ---------------------------------------------------------------- start
+nginx -t -q -p "$work" -e "$work/nginx-test.log" -c "$work/nginx-geoip2.conf" || die "nginx+geoip2 config rejected"
+haproxy -c -q -f "$work/haproxy.cfg" || die "haproxy config rejected"
+
+( load_cpu_exec nginx -p "$work" -e "$work/upstream.log" -c "$work/upstream.conf" ) & pid[upstream]=$!
+( proxy_cpu nginx -p "$work" -e "$work/nginx-geoip2.log" -c "$work/nginx-geoip2.conf" ) & pid[nginx]=$!
+( proxy_cpu haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 ) & pid[haproxy]=$!
+if ((with_geogate)); then
+  ( cd "$work" && proxy_cpu "$geogate_bin" run --config "$geogate_conf" >"$work/geogate.log" 2>&1 ) & pid[geogate]=$!
+fi
+
+declare -A url=([direct]=http://127.0.0.1:18080 [nginx]=http://127.0.0.1:18081 [haproxy]=http://127.0.0.1:18082)
+proxies=(nginx haproxy)
+if ((with_geogate)); then url[geogate]=http://127.0.0.1:18083; proxies+=(geogate); fi
+if [[ -n $candidate ]]; then url[candidate]=$candidate; proxies+=(candidate); fi
+targets=(direct "${proxies[@]}")
+
+wait_ready() { # target process: up to 60 s for the listener to answer anything
+  local target=$1 proc=$2 deadline=$((SECONDS + 60))
+  until curl -s -o /dev/null --max-time 2 "${url[$target]}/" -H 'X-Forwarded-For: 8.8.8.8'; do
+    if [[ -n $proc ]] && ! kill -0 "${pid[$proc]}" 2>/dev/null; then
+      tail -n 20 "$work/$proc.log" >&2 2>/dev/null || true
+      die "$proc exited during start-up"
+    fi
+    ((SECONDS < deadline)) || die "$target did not answer on ${url[$target]} within 60 s"
+    sleep 0.2
+  done
+}
+for t in "${targets[@]}"; do
+  case $t in direct) wait_ready direct upstream ;; candidate) wait_ready candidate "" ;; *) wait_ready "$t" "$t" ;; esac
+done
+log "all targets answer: ${targets[*]}"
+
+# ---------------------------------------------------------------- correctness, once
+ru_ip=77.88.8.8 us_ip=8.8.8.8
+[[ $(python3 "$here/geodata.py" country "$mmdb" "$ru_ip") == RU ]] || ru_ip=$(python3 "$here/geodata.py" pick "$mmdb" RU)
+[[ $(python3 "$here/geodata.py" country "$mmdb" "$us_ip") == US ]] || us_ip=$(python3 "$here/geodata.py" pick "$mmdb" US)
+bad=0
+for t in "${proxies[@]}"; do
+  ru_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "X-Forwarded-For: $ru_ip" "${url[$t]}/bench" || true)
+  us_code=$(curl -s -o "$work/check-$t.body" -w '%{http_code}' --max-time 5 -H "X-Forwarded-For: $us_ip" "${url[$t]}/bench" || true)
+  us_seen=$(cat "$work/check-$t.body" 2>/dev/null || true)
+  if [[ $ru_code == 451 && $us_code == 200 && $us_seen == US ]]; then
+    log "check $t: $ru_ip (RU) -> 451, $us_ip (US) -> 200, origin saw X-Geo-Country: US"
+  else
+    log "check $t FAILED: $ru_ip (RU) -> $ru_code (want 451); $us_ip (US) -> $us_code (want 200), origin saw X-Geo-Country: '${us_seen}' (want US)"
+    bad=1
+  fi
+done
+((bad == 0)) || die "a proxy does not apply the policy; not measuring"
+
+# ---------------------------------------------------------------- load
+to_us() { # wrk latency (e.g. 812.00us, 1.20ms, 1.01s) -> integer microseconds
+  awk '{v=$1; m=1; if (v ~ /us$/) {sub(/us$/,"",v)} else if (v ~ /ms$/) {sub(/ms$/,"",v); m=1000}
+        else if (v ~ /m$/) {sub(/m$/,"",v); m=60000000} else if (v ~ /s$/) {sub(/s$/,"",v); m=1000000}
+        printf "%d", v*m + 0.5}' <<<"$1"
+}
+results="$work/results.txt" # round target rps p50_us p99_us non2xx total socket_errors
+: >"$results"
+ntargets=${#targets[@]}
+log "load: $rounds round(s) x ${ntargets} targets x ${duration}s, wrk -t1 -c$conns$( ((pin)) && echo ', pinned')"
+for ((r = 1; r <= rounds; r++)); do
+  for ((i = 0; i < ntargets; i++)); do
+    t=${targets[$(((i + r - 1) % ntargets))]} # rotate the order from round to round
+    raw="$work/wrk-r$r-$t.txt"
+    # in the background so that a signal reaches the trap at once instead of after the load
+    ( GEO_IPS="$work/ips.txt" load_cpu_exec timeout $((duration + 30)) \
+      wrk -t1 -c"$conns" -d"${duration}s" --timeout 5s --latency -s "$here/xff.lua" "${url[$t]}/bench" >"$raw" 2>&1 ) &
+    pid[wrk]=$!
+    wait "${pid[wrk]}" || { cat "$raw" >&2; die "wrk failed against $t"; }
+    unset 'pid[wrk]'
+    rps=$(awk '/^Requests\/sec:/ {printf "%d", $2 + 0.5}' "$raw")
+    p50=$(to_us "$(awk '$1 == "50%" {print $2}' "$raw")")
+    p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$raw")")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$raw")
+    total=$(awk '/ requests in / {print $1}' "$raw")
+    errs=$(awk '/Socket errors:/ {s=0; for (k=1;k<=NF;k++) if ($k ~ /^[0-9]+,?$/) s+=$k; print s}' "$raw")
+    echo "$r $t ${rps:-0} ${p50:-0} ${p99:-0} ${non2xx:-0} ${total:-0} ${errs:-0}" >>"$results"
+    log "round $r $t: ${rps:-?} req/s, p50 ${p50:-?} us, p99 ${p99:-?} us, non-2xx ${non2xx:-0}/${total:-?}${errs:+, socket errors $errs}"
+  done
+done
+
+# ---------------------------------------------------------------- report
+rss_kb() { # resident set of a process and its children (nginx: master + its one worker), kB
+  local list=$1 kid
+  for kid in $(pgrep -P "$1" 2>/dev/null || true); do list+=",$kid"; done
+  { ps -o rss= -p "$list" 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}'
+}
+worker_rss_kb() { # the nginx worker alone (the process that serves and holds the database pages)
+  local w; w=$(pgrep -P "$1" 2>/dev/null || true)
+  w=${w%%$'\n'*}
+  if [[ -n $w ]]; then rss_kb "$w"; else echo 0; fi
+}
+declare -A rss=([direct]=- [candidate]=-)
+rss[nginx]="$(worker_rss_kb "${pid[nginx]}")"
+rss[haproxy]=$(rss_kb "${pid[haproxy]}")
+((with_geogate)) && rss[geogate]=$(rss_kb "${pid[geogate]}")
+
+median() { # target column -> median over rounds
+  awk -v t="$1" -v c="$2" '$2 == t {print $c}' "$results" | sort -n |
+    awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 + 0.5}'
+}
+declare -A med_rps med_p99
+echo
+echo "geogate comparison: $(basename "$mmdb"), $rounds round(s) x ${duration}s, wrk -t1 -c$conns, $(nproc) CPUs$( ((pin)) && echo ', pinned (proxies CPU 1, wrk+origin CPU 0)' || echo ', unpinned')"
+echo "client addresses: ${ip_share#geodata: }"
+printf '%-10s %10s %9s %9s %26s %10s\n' target "req/s" "p50 µs" "p99 µs" "non-2xx (blocked)/total" "RSS kB" # µ: 2 bytes
+for t in "${targets[@]}"; do
+  med_rps[$t]=$(median "$t" 3); med_p99[$t]=$(median "$t" 5)
+  p50=$(median "$t" 4)
+  read -r blocked total errs < <(awk -v t="$t" '$2 == t {b += $6; n += $7; e += $8} END {print b + 0, n + 0, e + 0}' "$results")
+  share=$(awk -v b="$blocked" -v n="$total" 'BEGIN {printf "%.2f", n ? 100 * b / n : 0}')
+  printf '%-10s %10s %8s %8s %26s %10s\n' "$t" "${med_rps[$t]}" "$p50" "${med_p99[$t]}" "$blocked/$total ($share%)" "${rss[$t]:--}"
+  ((errs == 0)) || echo "  ($t: $errs wrk socket errors over all rounds)"
+done
+if ((with_geogate)) || [[ -n $candidate ]]; then
+  c=geogate; [[ -n $candidate ]] && c=candidate
+  awk -v name="$c" -v c="${med_rps[$c]}" -v n="${med_rps[nginx]}" -v h="${med_rps[haproxy]}" \
+      -v cp="${med_p99[$c]}" -v np="${med_p99[nginx]}" -v hp="${med_p99[haproxy]}" 'BEGIN {
+    best = n > h ? n : h; bestp = np < hp ? np : hp
+    printf "req/s ratio  %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f\n", name, c / n, name, c / h, name, c / best
+    printf "p99 ratio    %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f   (lower is better)\n", name, cp / np, name, cp / hp, name, cp / bestp
+  }'
+fi
+echo "RSS after the load: nginx = its one worker; haproxy, geogate = the process (+ children)."
