@@ -145,7 +145,7 @@ impl TableBuilder {
         Ok(id)
     }
 
-    /// Merges equal neighbours, interns answers and builds both tries.
+    /// Interns answers and builds both tries.
     pub fn build(self) -> Result<GeoTable, BuildError> {
         let mut answer_ids: HashMap<Cell, u32> = HashMap::new();
         let mut cells: Vec<Cell> = Vec::new();
@@ -286,8 +286,13 @@ impl Partition {
                     Some((first, _, _)) if first <= last => (first - 1, cell),
                     _ => (last, cell),
                 };
-                starts.push(pos);
-                cells.push(c);
+                // Merge with the previous range when equal: the partition stays near its final
+                // size (a database's neighbouring networks mostly share a country) instead of
+                // holding every network and gap until the end.
+                if cells.last() != Some(&c) {
+                    starts.push(pos);
+                    cells.push(c);
+                }
                 match end.checked_add(1) {
                     Some(next) if next <= last => pos = next,
                     _ => break,
@@ -298,25 +303,23 @@ impl Partition {
         self.cells = cells;
     }
 
-    /// Merges equal neighbours and interns cells; returns starts, answer ids, range count.
+    /// Interns cells; returns starts, answer ids, range count.
     fn finish(self, ids: &mut HashMap<Cell, u32>, cells: &mut Vec<Cell>) -> (Vec<u128>, Vec<u32>, usize) {
-        let mut starts = Vec::with_capacity(self.starts.len());
-        let mut answers = Vec::with_capacity(self.starts.len());
-        let mut prev: Option<Cell> = None;
-        for (s, c) in self.starts.into_iter().zip(self.cells) {
-            if prev == Some(c) {
-                continue;
-            }
-            prev = Some(c);
-            let id = *ids.entry(c).or_insert_with(|| {
-                cells.push(c);
-                (cells.len() - 1) as u32
-            });
-            starts.push(s);
-            answers.push(id);
-        }
-        let n = starts.len();
-        (starts, answers, n)
+        // Overlays never leave equal neighbours, so the starts are final: reuse them in place
+        // and only map each cell to its interned answer.
+        debug_assert!(self.cells.windows(2).all(|w| w[0] != w[1]));
+        let answers: Vec<u32> = self
+            .cells
+            .iter()
+            .map(|&c| {
+                *ids.entry(c).or_insert_with(|| {
+                    cells.push(c);
+                    (cells.len() - 1) as u32
+                })
+            })
+            .collect();
+        let n = self.starts.len();
+        (self.starts, answers, n)
     }
 }
 
