@@ -6,16 +6,19 @@
 //! # Memory layout
 //! - One [`Answer`] per distinct (geo record, list set, source) combination, interned: ranges
 //!   refer to answers by `u32` index. A country database has a few hundred answers.
-//! - Per family a multibit trie (see `trie`): a 2^16-slot root array (256 KiB), then 8-bit
-//!   internal nodes only where a region holds more than 16 ranges — Poptrie-style compressed
-//!   (64-byte aligned: run bitmap, ranks, distinct children) or, when dense, a plain 1 KiB
-//!   array — and leaves of at most 16 range starts with their answer indices side by side.
-//! - Per range: one `u32` leaf key and one `u32` answer index (8 bytes), plus node overhead.
-//!   The shipped database (494k IPv4 + 1.01M IPv6 networks) takes about 9 MiB.
+//! - Per family a multibit trie (see `trie`): a 2^16-slot root array (256 KiB), then
+//!   internal nodes of 4 to 16 bits (stride chosen per node from where its ranges cluster;
+//!   Poptrie-style compressed right below the root, plain arrays deeper) only where a region
+//!   holds more than 16 ranges, and leaves of at most 16 range starts with their answer
+//!   indices side by side.
+//! - Per range: one `u32` leaf key and one `u32` answer index (8 bytes), plus node slots
+//!   (at most two per range per level). The shipped database (494k IPv4 + 1.01M IPv6
+//!   networks) takes about 14 MiB.
 //!
 //! # Cost of each operation
-//! - `lookup`: one root load, 0-2 node loads in practice (at most 14 for IPv6; about one
-//!   cache line each), then a linear scan of at most 16 leaf keys: O(1), no allocation.
+//! - `lookup`: one root load, then one load per level (on the shipped database 0-1 for
+//!   IPv4, 1-3 for most IPv6 addresses; deeper only inside clusters of host routes), then a
+//!   linear scan of at most 16 leaf keys: O(1), no allocation.
 //! - `find` (for `explain`): the same, plus the bounds of the stored range.
 //! - build: O(n log n) to sort each source's prefixes, O(n) per layer to merge, O(n) trie.
 //!
@@ -133,7 +136,7 @@ impl GeoTable {
     /// Looks up an IPv6 address as is (no canonicalisation; see [`lookup`](Self::lookup)).
     #[inline]
     pub fn lookup_v6(&self, ip: Ipv6Addr) -> &Answer {
-        &self.answers[self.v6.lookup(u128::from(ip)) as usize]
+        &self.answers[self.v6.lookup_v6(u128::from(ip)) as usize]
     }
 
     /// Like [`lookup`](Self::lookup), with the stored range around the address.

@@ -1,78 +1,82 @@
 //! A read-only multibit trie over one address family, answering "which range holds this key".
 //!
 //! The input is a partition of the whole key space into ranges (sorted starts, one answer
-//! index each). The trie is a 16-bit root array, then 8-bit internal nodes, ending in either a
-//! uniform slot (the whole region has one answer) or a small sorted leaf of at most
-//! [`LEAF_MAX`] range starts, searched linearly. Every slot is one `u32`:
+//! index each). The trie is a 16-bit root array, then internal nodes of variable stride (4 to
+//! 16 bits, chosen per node), ending in either a uniform slot (the whole region has one
+//! answer) or a small sorted leaf of at most [`LEAF_MAX`] range starts, searched linearly.
+//! Every slot is one `u32`:
 //!
 //! ```text
 //!  31 30 29 ............................................. 0
 //! [ tag ][ payload                                         ]
 //!  00     answer index (region is uniform)
-//!  01     sparse node at arena index `payload`
-//!  10     leaf: bit 29 = wide keys, bits 5..29 = arena index, bits 0..5 = length - 1
-//!  11     dense node at arena index `payload`
+//!  01     dense node: bits 26..30 = stride - 1, bits 0..26 = arena index
+//!  10     leaf: bit 29 = wide keys, bits 4..29 = arena index, bits 0..4 = length - 1
+//!  11     sparse node: as a dense one
 //! ```
 //!
-//! Everything below the root lives in one `u32` arena, laid out so that a lookup touches about
-//! one cache line per level:
-//! - a **sparse node** (few distinct children, the common case) is compressed as in Poptrie:
-//!   a 256-bit map with a bit set where a child differs from its left neighbour (8 words), the
-//!   rank of each 64-bit word (1 word), then the distinct children; child `i` is
-//!   `children[rank(i) - 1]`, found with one popcount. Nodes start on a 64-byte boundary, so a
-//!   node with up to 7 distinct children is one cache line.
-//! - a **dense node** (more than [`DENSE_MIN`] distinct children) is the plain 256-slot array:
-//!   one load, no popcount, 1 KiB.
-//! - a **leaf** is its `n` keys (relative to the leaf's region) followed by its `n` answers, so
-//!   a leaf of 8 is one cache line. Keys are the top 32 bits of the offset in the region when
-//!   that is exact; otherwise (fine-grained IPv6 ranges high in the trie) a *wide* leaf keeps the
-//!   top 64 bits as two words per key, instead of splitting the region level after level.
+//! Everything below the root lives in one `u32` arena:
+//! - a **dense node** is the plain array of its 2^stride child slots: one load per level.
+//!   The stride is the smallest that leaves every child few enough ranges for a leaf, within
+//!   a budget of [`SLOTS_PER_RANGE`] slots per range in the node's region (else the largest
+//!   the budget allows). Sizing strides by where ranges actually cluster, rather than a fixed
+//!   8 bits, is what keeps IPv6 lookups to two or three levels: a /32 split into hundreds
+//!   of /48s is crossed in one step.
+//! - nodes right below the root (the largest, mostly long runs of equal children) are
+//!   **sparse**, compressed as in Poptrie: per 64 children a run map with a bit set where a
+//!   child differs from its left neighbour and the number of runs before the block, then the
+//!   distinct children; child `i` is found with one popcount. Only that level is sparse, so
+//!   the "which kind of node" branch follows the level and is predicted.
+//! - a **leaf** is its `n` keys followed by its `n` answers. A key is the offset of a range
+//!   start in the leaf's region, left-aligned and cut to 32 bits when that is exact;
+//!   otherwise (fine-grained IPv6 ranges high in the trie) a *wide* leaf keeps 64 bits as
+//!   two words per key, instead of splitting the region level after level.
 //!
-//! A lookup reads the root slot, then one slot per 8 further bits (in practice 0-2), then one
-//! leaf; it never allocates and takes no lock.
+//! A lookup reads the root slot, then one slot per level (on the shipped database: 1-3 for
+//! IPv6, 0-1 for IPv4), then one leaf; it never allocates and takes no lock.
 
 /// Most range starts one leaf may hold; larger regions become internal nodes.
 pub(crate) const LEAF_MAX: usize = 16;
-/// Distinct children from which a node is stored uncompressed.
-pub(crate) const DENSE_MIN: usize = 96;
+const _: () = assert!(LEAF_MAX.is_power_of_two());
 const ROOT_BITS: u32 = 16;
-const STRIDE: u32 = 8;
+/// Bounds of a node's stride (bits it consumes).
+const MIN_STRIDE: u32 = 4;
+const MAX_STRIDE: u32 = 16;
+/// Words per 64 children of a sparse node: the run map (2) and the runs before it (1).
+const SPARSE_BLOCK: usize = 3;
+/// Most slots a dense node may have per range inside its region.
+const SLOTS_PER_RANGE: usize = 2;
+/// Node slots: bits 26..30 hold the stride minus one, bits 0..26 the arena index.
+const STRIDE_SHIFT: u32 = 26;
+const NODE_INDEX: u32 = (1 << STRIDE_SHIFT) - 1;
 const TAG_SHIFT: u32 = 30;
 const TAG_ANSWER: u32 = 0;
-const TAG_SPARSE: u32 = 1;
+const TAG_NODE: u32 = 1;
 const TAG_LEAF: u32 = 2;
-const TAG_DENSE: u32 = 3;
+const TAG_SPARSE: u32 = 3;
 const PAYLOAD: u32 = (1 << TAG_SHIFT) - 1;
-const LEN_BITS: u32 = 5;
+const LEN_BITS: u32 = LEAF_MAX.trailing_zeros();
 const WIDE_BIT: u32 = 1 << 29;
 const MAX_LEAF_OFFSET: usize = (1 << (TAG_SHIFT - 1 - LEN_BITS)) - 1;
-/// Words in a sparse node's header: 8 for the run map, 1 for the word ranks.
-const SPARSE_HEADER: usize = 9;
-/// Nodes are placed on multiples of this many words (64 bytes).
-const LINE_WORDS: usize = 16;
 
 /// An address family's key: `u32` for IPv4, `u128` for IPv6.
+///
+/// A lookup shifts the key left as it descends, so the bits that index the next level (and
+/// the bits leaf keys are compared with) are always the top ones: every shift is by a
+/// constant, which matters for `u128`.
 pub(crate) trait Key: Copy + Ord + std::fmt::Debug + Send + Sync + 'static {
     const BITS: u32;
 
     fn to_u128(self) -> u128;
     fn from_u128(v: u128) -> Self;
-    /// `bits` bits of `self` starting `depth` bits from the top.
-    fn chunk(self, depth: u32, bits: u32) -> usize;
-    /// How far leaf keys at `depth` are shifted right (0 when the region fits 32 bits).
-    fn leaf_shift(depth: u32) -> u32;
-    /// The 32-bit value compared with leaf keys when looking up `self` at `depth`.
-    fn leaf_probe(self, depth: u32) -> u32;
-    /// Shift of wide (64-bit) leaf keys at `depth`.
-    fn wide_shift(depth: u32) -> u32 {
-        (Self::BITS - depth).saturating_sub(64)
-    }
-    /// The 64-bit value compared with wide leaf keys.
-    fn wide_probe(self, depth: u32) -> u64 {
-        let drop = 128 - Self::BITS + depth;
-        let rel = (self.to_u128() << drop) >> drop;
-        (rel >> Self::wide_shift(depth)) as u64
-    }
+    /// The top `bits` bits (`1..=16`).
+    fn top(self, bits: u32) -> usize;
+    /// `self << bits` (`bits < BITS`).
+    fn shl(self, bits: u32) -> Self;
+    /// The top 32 bits: what narrow leaf keys are compared with.
+    fn top32(self) -> u32;
+    /// The top 64 bits: what wide leaf keys are compared with.
+    fn top64(self) -> u64;
 }
 
 /// The immutable trie for one family.
@@ -111,15 +115,20 @@ impl Key for u32 {
         v as u32
     }
     #[inline(always)]
-    fn chunk(self, depth: u32, bits: u32) -> usize {
-        ((self << depth) >> (32 - bits)) as usize
-    }
-    fn leaf_shift(_depth: u32) -> u32 {
-        0
+    fn top(self, bits: u32) -> usize {
+        (self >> (32 - bits)) as usize
     }
     #[inline(always)]
-    fn leaf_probe(self, depth: u32) -> u32 {
-        (self << depth) >> depth
+    fn shl(self, bits: u32) -> Self {
+        self << bits
+    }
+    #[inline(always)]
+    fn top32(self) -> u32 {
+        self
+    }
+    #[inline(always)]
+    fn top64(self) -> u64 {
+        u64::from(self) << 32
     }
 }
 
@@ -135,19 +144,20 @@ impl Key for u128 {
         v
     }
     #[inline(always)]
-    fn chunk(self, depth: u32, bits: u32) -> usize {
-        ((self << depth) >> (128 - bits)) as usize
+    fn top(self, bits: u32) -> usize {
+        (self >> (128 - bits)) as usize
     }
     #[inline(always)]
-    fn leaf_shift(depth: u32) -> u32 {
-        // A region at `depth` spans 2^(128-depth) keys; leaves keep the top 32 of those bits.
-        // Real IPv6 allocations are /64 or shorter, so starts are exact almost everywhere;
-        // where they are not, the region is split further instead.
-        (128 - depth).saturating_sub(32)
+    fn shl(self, bits: u32) -> Self {
+        self << bits
     }
     #[inline(always)]
-    fn leaf_probe(self, depth: u32) -> u32 {
-        (((self << depth) >> depth) >> Self::leaf_shift(depth)) as u32
+    fn top32(self) -> u32 {
+        (self >> 96) as u32
+    }
+    #[inline(always)]
+    fn top64(self) -> u64 {
+        (self >> 64) as u64
     }
 }
 
@@ -188,18 +198,22 @@ impl<K: Key> Trie<K> {
     /// The answer index for `key`.
     #[inline]
     pub(crate) fn lookup(&self, key: K) -> u32 {
-        let mut slot = self.root[key.chunk(0, ROOT_BITS)];
-        let mut depth = ROOT_BITS;
-        loop {
-            match slot >> TAG_SHIFT {
-                TAG_ANSWER => return slot,
-                TAG_LEAF => return self.arena[self.leaf_answer_index(slot, key, depth)],
-                _ => {
-                    slot = self.child(slot, key.chunk(depth, STRIDE));
-                    depth += STRIDE;
-                }
-            }
+        self.descend(self.root[key.top(ROOT_BITS)], key.shl(ROOT_BITS))
+    }
+
+    /// Continues a lookup at a node slot, `rest` holding the key's bits below `slot`'s region
+    /// at the top.
+    #[inline(always)]
+    fn descend(&self, mut slot: u32, mut rest: K) -> u32 {
+        while is_node(slot) {
+            let stride = node_stride(slot);
+            slot = self.child(slot, stride, rest.top(stride));
+            rest = rest.shl(stride);
         }
+        if slot >> TAG_SHIFT == TAG_LEAF {
+            return self.arena[self.leaf_answer_index(slot, rest)];
+        }
+        slot
     }
 
     /// Like [`lookup`](Self::lookup), also giving the stored range around `key`.
@@ -210,62 +224,63 @@ impl<K: Key> Trie<K> {
             let base = (k >> span_bits) << span_bits;
             (base, base + ((1u128 << span_bits) - 1))
         };
-        let mut slot = self.root[key.chunk(0, ROOT_BITS)];
+        let mut slot = self.root[key.top(ROOT_BITS)];
+        let mut rest = key.shl(ROOT_BITS);
         let mut depth = ROOT_BITS;
-        loop {
-            match slot >> TAG_SHIFT {
-                TAG_ANSWER => {
-                    let (first, last) = region(depth);
-                    return Found { answer: slot, first: K::from_u128(first), last: K::from_u128(last) };
-                }
-                TAG_LEAF => {
-                    let (off, len) = leaf_parts(slot);
-                    let wide = slot & WIDE_BIT != 0;
-                    let keys_len = if wide { 2 * len } else { len };
-                    let at = self.leaf_answer_index(slot, key, depth);
-                    let j = at - off - keys_len;
-                    let (base, region_last) = region(depth);
-                    let rel = |j: usize| {
-                        if wide {
-                            u128::from(self.wide_key(off, j)) << K::wide_shift(depth)
-                        } else {
-                            u128::from(self.arena[off + j]) << K::leaf_shift(depth)
-                        }
-                    };
-                    let first = base + rel(j);
-                    let last = if j + 1 < len { base + rel(j + 1) - 1 } else { region_last };
-                    return Found { answer: self.arena[at], first: K::from_u128(first), last: K::from_u128(last) };
-                }
-                _ => {
-                    slot = self.child(slot, key.chunk(depth, STRIDE));
-                    depth += STRIDE;
-                }
-            }
+        while is_node(slot) {
+            let stride = node_stride(slot);
+            slot = self.child(slot, stride, rest.top(stride));
+            rest = rest.shl(stride);
+            depth += stride;
         }
-    }
-
-    #[inline(always)]
-    fn child(&self, slot: u32, i: usize) -> u32 {
-        let at = (slot & PAYLOAD) as usize;
-        if slot >> TAG_SHIFT == TAG_DENSE {
-            return self.arena[at + i];
-        }
-        let word = i >> 6;
-        let runs = u64::from(self.arena[at + 2 * word]) | (u64::from(self.arena[at + 2 * word + 1]) << 32);
-        let before = (self.arena[at + 8] >> (word * 8)) & 0xff;
-        // Set bits in this word up to and including bit `i % 64`.
-        let upto = (runs << (63 - (i & 63))).count_ones();
-        self.arena[at + SPARSE_HEADER + (before + upto) as usize - 1]
-    }
-
-    /// Arena index of the answer for `key` in the leaf `slot`.
-    #[inline(always)]
-    fn leaf_answer_index(&self, slot: u32, key: K, depth: u32) -> usize {
-        if slot & WIDE_BIT != 0 {
-            return self.wide_answer_index(slot, key, depth);
+        let (base, region_last) = region(depth);
+        if slot >> TAG_SHIFT != TAG_LEAF {
+            return Found { answer: slot, first: K::from_u128(base), last: K::from_u128(region_last) };
         }
         let (off, len) = leaf_parts(slot);
-        let probe = key.leaf_probe(depth);
+        let wide = slot & WIDE_BIT != 0;
+        let keys_len = if wide { 2 * len } else { len };
+        let at = self.leaf_answer_index(slot, rest);
+        let j = at - off - keys_len;
+        // Leaf keys are the top bits of the offset in the region, left-aligned: undo that.
+        let align = 128 - K::BITS + depth;
+        let rel = |j: usize| {
+            let top =
+                if wide { u128::from(self.wide_key(off, j)) << 64 } else { u128::from(self.arena[off + j]) << 96 };
+            top >> align
+        };
+        let first = base + rel(j);
+        let last = if j + 1 < len { base + rel(j + 1) - 1 } else { region_last };
+        Found { answer: self.arena[at], first: K::from_u128(first), last: K::from_u128(last) }
+    }
+
+    /// Slot of child `i` of the node `slot` (of `stride` bits).
+    #[inline(always)]
+    fn child(&self, slot: u32, stride: u32, i: usize) -> u32 {
+        let at = (slot & NODE_INDEX) as usize;
+        if slot >> TAG_SHIFT == TAG_NODE {
+            return self.arena[at + i];
+        }
+        // Sparse: per 64 children a run map (a bit where a child differs from its left
+        // neighbour) and the runs before the block, then the distinct children.
+        let block = at + SPARSE_BLOCK * (i >> 6);
+        let blocks = (1usize << stride).div_ceil(64);
+        let runs = u64::from(self.arena[block]) | (u64::from(self.arena[block + 1]) << 32);
+        let before = self.arena[block + 2];
+        // Set bits up to and including bit `i % 64`; bit 0 of a node is always set.
+        let upto = (runs << (63 - (i & 63))).count_ones();
+        self.arena[at + SPARSE_BLOCK * blocks + (before + upto) as usize - 1]
+    }
+
+    /// Arena index of the answer in the leaf `slot` for a key whose bits below the leaf's
+    /// region are at the top of `rest`.
+    #[inline(always)]
+    fn leaf_answer_index(&self, slot: u32, rest: K) -> usize {
+        if slot & WIDE_BIT != 0 {
+            return self.wide_answer_index(slot, rest);
+        }
+        let (off, len) = leaf_parts(slot);
+        let probe = rest.top32();
         // keys[0] is always 0, so the position is the count of later keys <= probe. The scan
         // has a fixed trip count (masked by `len`; the arena is padded at the end) so it
         // unrolls into a few vector compares with no data-dependent loop exit: independent
@@ -281,26 +296,22 @@ impl<K: Key> Trie<K> {
     /// Levels below the root a lookup of `key` visits, and whether it ends in a leaf (for
     /// the bench's diagnostics).
     pub(crate) fn depth_of(&self, key: K) -> (u32, bool) {
-        let mut slot = self.root[key.chunk(0, ROOT_BITS)];
-        let mut depth = ROOT_BITS;
+        let mut slot = self.root[key.top(ROOT_BITS)];
+        let mut rest = key.shl(ROOT_BITS);
         let mut levels = 0;
-        loop {
-            match slot >> TAG_SHIFT {
-                TAG_ANSWER => return (levels, false),
-                TAG_LEAF => return (levels, true),
-                _ => {
-                    slot = self.child(slot, key.chunk(depth, STRIDE));
-                    depth += STRIDE;
-                    levels += 1;
-                }
-            }
+        while is_node(slot) {
+            let stride = node_stride(slot);
+            slot = self.child(slot, stride, rest.top(stride));
+            rest = rest.shl(stride);
+            levels += 1;
         }
+        (levels, slot >> TAG_SHIFT == TAG_LEAF)
     }
 
     #[cold]
-    fn wide_answer_index(&self, slot: u32, key: K, depth: u32) -> usize {
+    fn wide_answer_index(&self, slot: u32, rest: K) -> usize {
         let (off, len) = leaf_parts(slot);
-        let probe = key.wide_probe(depth);
+        let probe = rest.top64();
         let mut i = 0usize;
         for j in 1..len {
             i += usize::from(self.wide_key(off, j) <= probe);
@@ -321,6 +332,40 @@ impl<K: Key> Trie<K> {
     pub(crate) fn node_count(&self) -> usize {
         self.nodes
     }
+}
+
+impl Trie<u128> {
+    /// [`lookup`](Trie::lookup) for IPv6, walking the upper 64 bits as a `u64` (where every
+    /// real allocation lies) and switching to `u128` arithmetic only below that.
+    #[inline]
+    pub(crate) fn lookup_v6(&self, key: u128) -> u32 {
+        let mut slot = self.root[key.top(ROOT_BITS)];
+        let mut hi = ((key >> 64) as u64) << ROOT_BITS;
+        let mut depth = ROOT_BITS;
+        while is_node(slot) {
+            let stride = node_stride(slot);
+            if depth + stride > 64 {
+                return self.descend(slot, key << depth);
+            }
+            slot = self.child(slot, stride, (hi >> (64 - stride)) as usize);
+            hi <<= stride;
+            depth += stride;
+        }
+        if slot >> TAG_SHIFT == TAG_LEAF {
+            return self.arena[self.leaf_answer_index(slot, key << depth)];
+        }
+        slot
+    }
+}
+
+#[inline(always)]
+fn is_node(slot: u32) -> bool {
+    (slot >> TAG_SHIFT) & 1 == 1
+}
+
+#[inline(always)]
+fn node_stride(slot: u32) -> u32 {
+    ((slot >> STRIDE_SHIFT) & 0xf) + 1
 }
 
 #[inline(always)]
@@ -357,25 +402,57 @@ impl<K: Key> Builder<'_, K> {
                 return Ok(slot);
             }
         }
-        // Too many ranges (or starts too fine for a leaf's keys): split 8 more bits.
-        let child_depth = depth + STRIDE;
+        // Too many ranges (or starts too fine for a leaf's keys): split the region into
+        // 2^stride children.
+        let stride = self.stride(base, depth, &rest[..inside]);
+        let child_depth = depth + stride;
         let span = 1u128 << (K::BITS - child_depth);
-        let mut slots = [0u32; 1 << STRIDE];
-        for (c, slot) in slots.iter_mut().enumerate() {
-            let child_base = base + c as u128 * span;
-            *slot = self.region(child_base, child_base + (span - 1), child_depth, lo)?;
+        let mut slots = Vec::with_capacity(1 << stride);
+        for c in 0..(1u128 << stride) {
+            let child_base = base + c * span;
+            slots.push(self.region(child_base, child_base + (span - 1), child_depth, lo)?);
         }
-        self.node(&slots)
+        self.node(&slots, stride, depth == ROOT_BITS)
+    }
+
+    /// The stride of a node over `inside` (the starts after the region's first range): the
+    /// smallest that leaves every child few enough ranges for a leaf, within a memory budget
+    /// of SLOTS_PER_RANGE slots per range; if none does, the largest the budget allows.
+    /// Addresses cluster (a /32 split into /48s next to a lone /29), so a stride sized by
+    /// the count alone would leave the clusters for further levels.
+    fn stride(&self, base: u128, depth: u32, inside: &[K]) -> u32 {
+        let count = inside.len() + 1;
+        let budget = (count * SLOTS_PER_RANGE).next_power_of_two().trailing_zeros();
+        let max = budget.clamp(MIN_STRIDE, MAX_STRIDE).min(K::BITS - depth);
+        let align = 128 - K::BITS + depth;
+        for stride in MIN_STRIDE.min(max)..max {
+            // Starts per child: the child of each start is the top `stride` bits of its offset.
+            let mut worst = 0;
+            let mut run = 1; // the range running into the first child
+            let mut child = 0u128;
+            for s in inside {
+                let c = ((s.to_u128() - base) << align) >> (128 - stride);
+                if c != child {
+                    child = c;
+                    run = 1; // the range running in from the left
+                }
+                run += 1;
+                worst = worst.max(run);
+            }
+            if worst <= LEAF_MAX {
+                return stride;
+            }
+        }
+        max
     }
 
     fn leaf(&mut self, base: u128, depth: u32, first: usize, later: &[K]) -> Result<Option<u32>, TrieError> {
-        let exact = |shift: u32, s: &K| {
-            let rel = s.to_u128() - base;
-            let low = if shift == 0 { 0 } else { rel & ((1u128 << shift) - 1) };
-            (low == 0).then_some(rel >> shift)
-        };
+        // A leaf key is the offset of a start in the region, left-aligned in 128 bits and cut
+        // to its top 32 (or, wide, 64) bits, which must lose nothing.
+        let align = 128 - K::BITS + depth;
+        let aligned = |s: &K| (s.to_u128() - base) << align;
         let narrow: Option<Vec<u32>> =
-            later.iter().map(|s| exact(K::leaf_shift(depth), s).and_then(|r| u32::try_from(r).ok())).collect();
+            later.iter().map(&aligned).map(|a| (a << 32 == 0).then_some((a >> 96) as u32)).collect();
         let off = self.arena.len();
         if off > MAX_LEAF_OFFSET {
             return Err(TrieError::TooLarge);
@@ -387,7 +464,7 @@ impl<K: Key> Builder<'_, K> {
             self.arena.extend_from_slice(&keys);
         } else {
             let wide: Option<Vec<u64>> =
-                later.iter().map(|s| exact(K::wide_shift(depth), s).and_then(|r| u64::try_from(r).ok())).collect();
+                later.iter().map(&aligned).map(|a| (a << 64 == 0).then_some((a >> 64) as u64)).collect();
             let Some(keys) = wide else { return Ok(None) };
             self.arena.extend_from_slice(&[0, 0]);
             for k in keys {
@@ -400,40 +477,37 @@ impl<K: Key> Builder<'_, K> {
         Ok(Some((TAG_LEAF << TAG_SHIFT) | payload))
     }
 
-    fn node(&mut self, slots: &[u32; 1 << STRIDE]) -> Result<u32, TrieError> {
-        let distinct = 1 + slots.windows(2).filter(|w| w[0] != w[1]).count();
-        // Start every node on a cache line.
-        let pad = (LINE_WORDS - self.arena.len() % LINE_WORDS) % LINE_WORDS;
-        self.arena.resize(self.arena.len() + pad, 0);
+    fn node(&mut self, slots: &[u32], stride: u32, top: bool) -> Result<u32, TrieError> {
         let at = self.arena.len();
-        if at > PAYLOAD as usize {
+        self.nodes += 1;
+        let tag = if top {
+            // A child starts a run where it differs from its left neighbour (the node's first
+            // child always does).
+            let starts_run = |c: usize| c == 0 || slots[c - 1] != slots[c];
+            let mut before = 0u32;
+            for block in (0..slots.len()).step_by(64) {
+                let runs =
+                    (0..64.min(slots.len() - block)).filter(|&c| starts_run(block + c)).fold(0u64, |m, c| m | (1 << c));
+                self.arena.push(runs as u32);
+                self.arena.push((runs >> 32) as u32);
+                self.arena.push(before);
+                before += runs.count_ones();
+            }
+            let mut prev = None;
+            for slot in slots {
+                if prev != Some(*slot) {
+                    self.arena.push(*slot);
+                }
+                prev = Some(*slot);
+            }
+            TAG_SPARSE
+        } else {
+            self.arena.extend_from_slice(slots);
+            TAG_NODE
+        };
+        if self.arena.len() > NODE_INDEX as usize {
             return Err(TrieError::TooLarge);
         }
-        self.nodes += 1;
-        if distinct >= DENSE_MIN {
-            self.arena.extend_from_slice(slots);
-            return Ok((TAG_DENSE << TAG_SHIFT) | at as u32);
-        }
-        let mut runs = [0u64; 4];
-        let mut children = Vec::with_capacity(distinct);
-        for (c, &slot) in slots.iter().enumerate() {
-            if c == 0 || slots[c - 1] != slot {
-                runs[c >> 6] |= 1u64 << (c & 63);
-                children.push(slot);
-            }
-        }
-        let mut ranks = 0u32;
-        let mut total = 0u32;
-        for (w, r) in runs.iter().enumerate() {
-            ranks |= total << (w * 8);
-            total += r.count_ones();
-        }
-        for r in runs {
-            self.arena.push(r as u32);
-            self.arena.push((r >> 32) as u32);
-        }
-        self.arena.push(ranks);
-        self.arena.extend_from_slice(&children);
-        Ok((TAG_SPARSE << TAG_SHIFT) | at as u32)
+        Ok((tag << TAG_SHIFT) | ((stride - 1) << STRIDE_SHIFT) | at as u32)
     }
 }
