@@ -13,26 +13,33 @@
 # which includes the start-up compile, is printed for information) and the reload duration_ms from the
 # /-/reload answers (median and max; max <= 2000). Exit 1 if a target is missed.
 #
-# usage: benches/reload_soak.sh [--duration 20] [--threads 1] [--connections 32] [--workers 1]
-#                               [--upstream-port 18080] [--port 18085] [--admin-port 18086]
-#   --duration     seconds per phase        --threads  wrk threads      --workers  geogate worker threads
+# The RSS trend over the reload phase is reported too: the mean VmRSS of every whole 30 s window (about 30
+# compile-and-free sawtooth cycles each) fitted with a least-squares line; it must be flat (the last window's
+# mean within 10% of the first's). For the 10-minute soak: --steady-duration 60 --duration 600.
+#
+# usage: benches/reload_soak.sh [--duration 20] [--steady-duration D] [--threads 1] [--connections 32]
+#                               [--workers 1] [--upstream-port 18080] [--port 18085] [--admin-port 18086]
+#   --duration     seconds of the reload phase (and of the steady phase unless --steady-duration is given)
+#   --threads  wrk threads      --workers  geogate worker threads
 # Talks only to 127.0.0.1; stops its own processes on exit. Needs cargo, curl, python3, and installs
 # nginx-light and wrk from Debian's packages when missing. Run on demand, not in CI.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-duration=20 threads=1 conns=32 workers=1 up_port=18080 port=18085 admin_port=18086
+duration=20 steady_duration= threads=1 conns=32 workers=1 up_port=18080 port=18085 admin_port=18086
 while (($#)); do
   case $1 in
     --duration) duration=$2; shift 2 ;;
+    --steady-duration) steady_duration=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --connections) conns=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --upstream-port) up_port=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --admin-port) admin_port=$2; shift 2 ;;
-    *) sed -n '2,20p' "$0"; exit 2 ;;
+    *) sed -n '2,25p' "$0"; exit 2 ;;
   esac
 done
+steady_duration=${steady_duration:-$duration}
 
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
@@ -165,7 +172,10 @@ done
 
 # Samples VmRSS every 100 ms into $1 until $2 exists.
 sample_rss() {
-  while [[ ! -e $2 ]]; do awk '/^VmRSS:/ {print $2}' "/proc/$gg/status" >>"$1" 2>/dev/null || true; sleep 0.1; done
+  while [[ ! -e $2 ]]; do
+    awk -v t="$EPOCHREALTIME" '/^VmRSS:/ {print $2, t}' "/proc/$gg/status" >>"$1" 2>/dev/null || true
+    sleep 0.1
+  done
 }
 hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$gg/status"; }
 run_wrk() {
@@ -176,9 +186,9 @@ field() { sed -n "s/.*[ ]$2=\([0-9]*\).*/\1/p" <<<"$1"; }
 echo "warm-up 3 s" >&2
 run_wrk 3 >/dev/null
 
-echo "steady phase ${duration} s" >&2
+echo "steady phase ${steady_duration} s" >&2
 sample_rss "$work/rss.steady" "$work/steady.done" & sampler=$!
-steady=$(run_wrk "$duration" | grep '^RESULT')
+steady=$(run_wrk "$steady_duration" | grep '^RESULT')
 touch "$work/steady.done"; wait "$sampler"
 hwm_steady=$(hwm)
 
@@ -205,7 +215,7 @@ sleep 3 # does the memory of the last compile go back once reloads stop?
 rss_after=$(awk '/^VmRSS:/ {print $2}' "/proc/$gg/status")
 
 # --- report -------------------------------------------------------------------------------------------------------
-peak() { sort -n "$1" | tail -1; }
+peak() { sort -n "$1" | tail -1 | cut -d' ' -f1; }
 reloads=$(python3 - "$work/reloads.jsonl" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -222,12 +232,33 @@ s_err=$(($(field "$steady" bad_status) + $(field "$steady" sock_errors)))
 r_err=$(($(field "$reload" bad_status) + $(field "$reload" sock_errors)))
 s_p99=$(field "$steady" p99_us) r_p99=$(field "$reload" p99_us)
 s_rss=$(peak "$work/rss.steady") r_rss=$(peak "$work/rss.reload")
+read -r slope first_mean last_mean windows <<<"$(python3 - "$work/rss.reload" <<'EOF'
+import sys
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[1]) if len(l.split()) == 2]
+t0 = rows[0][1]
+sums = {}
+for rss, t in rows:
+    w = int((t - t0) // 30)
+    total, count = sums.get(w, (0.0, 0))
+    sums[w] = (total + rss, count + 1)
+# Only whole windows: the last one may be a few samples long.
+ws = sorted(sums)[:-1] if len(sums) > 2 else sorted(sums)
+xs = [w * 0.5 for w in ws]  # minutes
+ys = [sums[w][0] / sums[w][1] for w in ws]
+n = len(xs)
+mx, my = sum(xs) / n, sum(ys) / n
+var = sum((x - mx) ** 2 for x in xs)
+slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+print(f"{slope:.0f}", int(ys[0]), int(ys[-1]), n)
+EOF
+)"
 
 printf '\n%-8s %10s %8s %10s %8s %8s %8s %12s\n' phase requests errors req/s p50_us p99_us max_us peak_rss_kb
 for ph in steady reload; do
   line=${!ph}; rss_var=$([[ $ph == steady ]] && echo "$s_rss" || echo "$r_rss")
+  secs=$([[ $ph == steady ]] && echo "$steady_duration" || echo "$duration")
   printf '%-8s %10s %8s %10s %8s %8s %8s %12s\n' "$ph" "$(field "$line" total)" \
-    "$(($(field "$line" bad_status) + $(field "$line" sock_errors)))" "$(($(field "$line" total) / duration))" \
+    "$(($(field "$line" bad_status) + $(field "$line" sock_errors)))" "$(($(field "$line" total) / secs))" \
     "$(field "$line" p50_us)" "$(field "$line" p99_us)" "$(field "$line" max_us)" "$rss_var"
 done
 echo "VmHWM after steady ${hwm_steady} kB, after reload ${hwm_reload} kB; VmRSS 3 s after the last reload ${rss_after} kB"
@@ -239,6 +270,8 @@ check "every reload swapped ($n_ok of $n_reloads ok)" "$n_ok == $n_reloads && $n
 check "p99 reload/steady = $(awk "BEGIN {printf \"%.2f\", $r_p99 / $s_p99}") (<= 1.5)" "$r_p99 <= 1.5 * $s_p99"
 check "peak RSS reload/steady = $(awk "BEGIN {printf \"%.2f\", $r_rss / $s_rss}") (<= 2.5)" "$r_rss <= 2.5 * $s_rss"
 check "reload duration max ${max_ms} ms (<= 2000)" "$max_ms <= 2000"
+echo "mean RSS per 30 s window over the reload phase: first ${first_mean} kB, last ${last_mean} kB, ${windows} windows, slope ${slope} kB/min"
+check "RSS flat: last window's mean within 10% of the first's" "$last_mean <= 1.1 * $first_mean"
 # For information: against the high-water mark after the steady phase, which includes the start-up compile.
 echo "info VmHWM reload/steady = $(awk "BEGIN {printf \"%.2f\", $hwm_reload / $hwm_steady}") (start-up compile included)"
 echo "total requests $((s_total + r_total))"
