@@ -125,10 +125,18 @@ pub fn compile(config: Arc<Config>, generation: u64) -> Result<Snapshot, Compile
         match &source.kind {
             SourceKind::Mmdb { location, schema } => match mmdb::load(&source.name, location_path(location), schema) {
                 Ok(db) => {
-                    if let Err(e) = builder.add_database(index, &db.records, &db.v4, &db.v6) {
+                    // One family at a time, each freed as soon as it is merged: the parsed
+                    // networks of a full database are the largest thing a compile holds, and
+                    // this keeps them from overlapping with both families' partitions.
+                    let mmdb::Database { v4, v6, records, provenance: origin } = db;
+                    let merged = builder.add_database(index, &records, &[], &v6);
+                    drop(v6);
+                    let merged = merged.and_then(|()| builder.add_database(index, &records, &v4, &[]));
+                    drop(v4);
+                    if let Err(e) = merged {
                         errors.push(e.into());
                     }
-                    provenance.push(db.provenance);
+                    provenance.push(origin);
                 }
                 Err(e) => errors.push(fail(e)),
             },

@@ -151,11 +151,14 @@ impl TableBuilder {
         let mut cells: Vec<Cell> = Vec::new();
         let (s4, a4, n4) = self.v4.finish(&mut answer_ids, &mut cells);
         let (s6, a6, n6) = self.v6.finish(&mut answer_ids, &mut cells);
-        let starts4: Vec<u32> = s4.iter().map(|&s| s as u32).collect();
         let too_large = |_: TrieError| BuildError::TooLarge(n4 + n6);
+        // Each family's inputs are freed as soon as its trie is built (peak memory).
+        let starts4: Vec<u32> = s4.iter().map(|&s| s as u32).collect();
+        drop(s4);
         let v4 = Trie::<u32>::build(&starts4, &a4).map_err(too_large)?;
-        drop(starts4);
+        drop((starts4, a4));
         let v6 = Trie::<u128>::build(&s6, &a6).map_err(too_large)?;
+        drop((s6, a6));
         let answers = cells
             .iter()
             .map(|c| Answer {

@@ -172,7 +172,12 @@ impl<K: Key> Trie<K> {
         if answers.iter().any(|&a| a > PAYLOAD) {
             return Err(TrieError::TooLarge);
         }
-        let mut b = Builder::<K> { starts, answers, arena: Vec::new(), nodes: 0, _key: std::marker::PhantomData };
+        // Reserved generously up front: pages never written cost no memory, while growing by
+        // doubling would briefly hold two copies of a multi-megabyte arena. Leaves take about
+        // two words per range and nodes at most two per range per level.
+        let reserve = starts.len().saturating_mul(8).saturating_add(1 << 16);
+        let arena = Vec::with_capacity(reserve);
+        let mut b = Builder::<K> { starts, answers, arena, nodes: 0, _key: std::marker::PhantomData };
         let mut root = Vec::with_capacity(1 << ROOT_BITS);
         let span = 1u128 << (K::BITS - ROOT_BITS);
         let mut lo = 0usize;
@@ -425,7 +430,9 @@ impl<K: Key> Builder<'_, K> {
         let budget = (count * SLOTS_PER_RANGE).next_power_of_two().trailing_zeros();
         let max = budget.clamp(MIN_STRIDE, MAX_STRIDE).min(K::BITS - depth);
         let align = 128 - K::BITS + depth;
-        for stride in MIN_STRIDE.min(max)..max {
+        // No stride below log2(count / LEAF_MAX) can leave every child small enough.
+        let least = (count / LEAF_MAX).next_power_of_two().trailing_zeros().clamp(MIN_STRIDE, max);
+        for stride in least..max {
             // Starts per child: the child of each start is the top `stride` bits of its offset.
             let mut worst = 0;
             let mut run = 1; // the range running into the first child
