@@ -17,11 +17,12 @@ use super::{FamilyStats, GeoTable};
 use crate::geo::{Answer, GeoRecord, ListSet, MAX_LISTS};
 
 /// Collects sources in precedence order and builds a [`GeoTable`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TableBuilder {
     list_names: Vec<Box<str>>,
     geos: Vec<GeoRecord>,
     geo_ids: HashMap<GeoRecord, u32>,
+    cells: Cells,
     v4: Partition,
     v6: Partition,
 }
@@ -49,11 +50,23 @@ struct Cell {
     source: u16,
 }
 
+/// The distinct cells seen while layering, interned so that a partition stores a `u32` per
+/// range instead of a 16-byte cell (a full IPv6 database's partition is the largest thing a
+/// compile holds). Id 0 is the empty cell.
+#[derive(Debug)]
+struct Cells {
+    list: Vec<Cell>,
+    ids: HashMap<Cell, u32>,
+    /// The last `apply`, reused while consecutive pieces paint the same way.
+    last: Option<(Paint, u32, u32)>,
+}
+
 /// A partition of one family's space; `ends` are implicit (next start - 1, or the max).
 #[derive(Debug)]
 struct Partition {
     starts: Vec<u128>,
-    cells: Vec<Cell>,
+    /// Cell id of each range.
+    cells: Vec<u32>,
     max: u128,
 }
 
@@ -66,12 +79,19 @@ enum Paint {
 
 // === impl TableBuilder ===
 
+impl Default for TableBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TableBuilder {
     pub fn new() -> Self {
         let mut b = Self {
             list_names: Vec::new(),
             geos: Vec::new(),
             geo_ids: HashMap::new(),
+            cells: Cells::new(),
             v4: Partition::new(u128::from(u32::MAX)),
             v6: Partition::new(u128::MAX),
         };
@@ -102,20 +122,20 @@ impl TableBuilder {
         // database's pieces is what dominated peak memory during a reload); otherwise they are
         // made disjoint first, the longest prefix winning.
         if v4.windows(2).all(|w| w[0].0.broadcast() < w[1].0.network()) {
-            self.v4.overlay_with(v4.len(), |i| {
+            self.v4.overlay_with(&mut self.cells, v4.len(), |i| {
                 let (first, last, _, p) = piece4(&v4[i].0, paint(v4[i].1));
                 (first, last, p)
             });
         } else {
-            self.v4.overlay(disjoint(v4.iter().map(|(n, i)| piece4(n, paint(*i))).collect()));
+            self.v4.overlay(&mut self.cells, disjoint(v4.iter().map(|(n, i)| piece4(n, paint(*i))).collect()));
         }
         if v6.windows(2).all(|w| w[0].0.broadcast() < w[1].0.network()) {
-            self.v6.overlay_with(v6.len(), |i| {
+            self.v6.overlay_with(&mut self.cells, v6.len(), |i| {
                 let (first, last, _, p) = piece6(&v6[i].0, paint(v6[i].1));
                 (first, last, p)
             });
         } else {
-            self.v6.overlay(disjoint(v6.iter().map(|(n, i)| piece6(n, paint(*i))).collect()));
+            self.v6.overlay(&mut self.cells, disjoint(v6.iter().map(|(n, i)| piece6(n, paint(*i))).collect()));
         }
         Ok(())
     }
@@ -140,17 +160,18 @@ impl TableBuilder {
         self.list_names.push(name.into());
         let set = set.map(|r| (self.intern(r), source.saturating_add(1)));
         let paint = Paint::List { bit: 1u64 << id, set };
-        self.v4.overlay(disjoint(v4.iter().map(|n| piece4(n, paint)).collect()));
-        self.v6.overlay(disjoint(v6.iter().map(|n| piece6(n, paint)).collect()));
+        self.v4.overlay(&mut self.cells, disjoint(v4.iter().map(|n| piece4(n, paint)).collect()));
+        self.v6.overlay(&mut self.cells, disjoint(v6.iter().map(|n| piece6(n, paint)).collect()));
         Ok(id)
     }
 
     /// Interns answers and builds both tries.
     pub fn build(self) -> Result<GeoTable, BuildError> {
-        let mut answer_ids: HashMap<Cell, u32> = HashMap::new();
+        // Answer ids: the cells still in use, numbered in order of first use.
+        let mut answer_of = vec![u32::MAX; self.cells.list.len()];
         let mut cells: Vec<Cell> = Vec::new();
-        let (s4, a4, n4) = self.v4.finish(&mut answer_ids, &mut cells);
-        let (s6, a6, n6) = self.v6.finish(&mut answer_ids, &mut cells);
+        let (s4, a4, n4) = self.v4.finish(&self.cells.list, &mut answer_of, &mut cells);
+        let (s6, a6, n6) = self.v6.finish(&self.cells.list, &mut answer_of, &mut cells);
         let too_large = |_: TrieError| BuildError::TooLarge(n4 + n6);
         // Each family's inputs are freed as soon as its trie is built (peak memory).
         let starts4: Vec<u32> = s4.iter().map(|&s| s as u32).collect();
@@ -257,7 +278,7 @@ impl Default for Partition {
 
 impl Partition {
     fn new(max: u128) -> Self {
-        Self { starts: vec![0], cells: vec![Cell { geo: 0, lists: 0, source: 0 }], max }
+        Self { starts: vec![0], cells: vec![Cells::EMPTY], max }
     }
 
     fn last_of(&self, i: usize) -> u128 {
@@ -265,12 +286,12 @@ impl Partition {
     }
 
     /// Applies sorted, disjoint `pieces` over the partition in one pass.
-    fn overlay(&mut self, pieces: Vec<(u128, u128, Paint)>) {
-        self.overlay_with(pieces.len(), |i| pieces[i]);
+    fn overlay(&mut self, interned: &mut Cells, pieces: Vec<(u128, u128, Paint)>) {
+        self.overlay_with(interned, pieces.len(), |i| pieces[i]);
     }
 
     /// Like [`overlay`](Self::overlay), reading piece `i` through `piece(i)`.
-    fn overlay_with(&mut self, len: usize, piece: impl Fn(usize) -> (u128, u128, Paint)) {
+    fn overlay_with(&mut self, interned: &mut Cells, len: usize, piece: impl Fn(usize) -> (u128, u128, Paint)) {
         if len == 0 {
             return;
         }
@@ -285,7 +306,7 @@ impl Partition {
                     j += 1;
                 }
                 let (end, c) = match (j < len).then(|| piece(j)) {
-                    Some((first, plast, paint)) if first <= pos => (plast.min(last), paint.apply(cell)),
+                    Some((first, plast, paint)) if first <= pos => (plast.min(last), interned.apply(paint, cell)),
                     Some((first, _, _)) if first <= last => (first - 1, cell),
                     _ => (last, cell),
                 };
@@ -306,23 +327,54 @@ impl Partition {
         self.cells = cells;
     }
 
-    /// Interns cells; returns starts, answer ids, range count.
-    fn finish(self, ids: &mut HashMap<Cell, u32>, cells: &mut Vec<Cell>) -> (Vec<u128>, Vec<u32>, usize) {
-        // Overlays never leave equal neighbours, so the starts are final: reuse them in place
-        // and only map each cell to its interned answer.
+    /// Turns cell ids into answer ids (`answer_of`, filled in as cells are first met, and
+    /// `answers` in that order), in place; returns starts, answer ids, range count.
+    fn finish(self, list: &[Cell], answer_of: &mut [u32], answers: &mut Vec<Cell>) -> (Vec<u128>, Vec<u32>, usize) {
+        // Overlays never leave equal neighbours, so the starts are final.
         debug_assert!(self.cells.windows(2).all(|w| w[0] != w[1]));
-        let answers: Vec<u32> = self
-            .cells
-            .iter()
-            .map(|&c| {
-                *ids.entry(c).or_insert_with(|| {
-                    cells.push(c);
-                    (cells.len() - 1) as u32
-                })
-            })
-            .collect();
+        let mut ids = self.cells;
+        for id in &mut ids {
+            let slot = &mut answer_of[*id as usize];
+            if *slot == u32::MAX {
+                *slot = answers.len() as u32;
+                answers.push(list[*id as usize]);
+            }
+            *id = *slot;
+        }
         let n = self.starts.len();
-        (self.starts, answers, n)
+        (self.starts, ids, n)
+    }
+}
+
+// === impl Cells ===
+
+impl Cells {
+    const EMPTY: u32 = 0;
+
+    fn new() -> Self {
+        let empty = Cell { geo: 0, lists: 0, source: 0 };
+        Self { list: vec![empty], ids: HashMap::from([(empty, Self::EMPTY)]), last: None }
+    }
+
+    /// The id of the cell `paint` makes of cell `id`.
+    fn apply(&mut self, paint: Paint, id: u32) -> u32 {
+        if let Some((p, from, to)) = self.last {
+            if p == paint && from == id {
+                return to;
+            }
+        }
+        let cell = paint.apply(self.list[id as usize]);
+        let next = match self.ids.get(&cell) {
+            Some(&to) => to,
+            None => {
+                let to = self.list.len() as u32;
+                self.list.push(cell);
+                self.ids.insert(cell, to);
+                to
+            }
+        };
+        self.last = Some((paint, id, next));
+        next
     }
 }
 
