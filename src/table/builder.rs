@@ -5,8 +5,9 @@
 //! layers: a layer's prefixes are first made disjoint (the longest prefix wins inside the
 //! layer), then merged over the partition in one linear pass. A database layer replaces the
 //! geo data of what it covers; a list layer adds its bit and, if it has a `set` record,
-//! replaces the geo data too. Adjacent ranges with equal cells are merged at the end and the
-//! distinct cells are interned as [`Answer`]s.
+//! replaces the geo data too. Adjacent ranges with equal cells are merged as the partition is
+//! built. Cells are interned, so a range costs a 16-byte start and a `u32` cell id; the cells
+//! still in use at the end become the table's [`Answer`]s.
 
 use std::collections::HashMap;
 
