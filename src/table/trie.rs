@@ -96,6 +96,15 @@ pub(crate) struct Found<K> {
     pub last: K,
 }
 
+/// Where [`Trie::walk`] stopped: a leaf or answer slot, the key's remaining bits at the top of
+/// `rest`, the slot's region depth in bits, and the internal nodes passed.
+struct Walk<K> {
+    slot: u32,
+    rest: K,
+    depth: u32,
+    levels: u32,
+}
+
 /// Why a partition cannot be turned into a trie.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum TrieError {
@@ -229,15 +238,7 @@ impl<K: Key> Trie<K> {
             let base = (k >> span_bits) << span_bits;
             (base, base + ((1u128 << span_bits) - 1))
         };
-        let mut slot = self.root[key.top(ROOT_BITS)];
-        let mut rest = key.shl(ROOT_BITS);
-        let mut depth = ROOT_BITS;
-        while is_node(slot) {
-            let stride = node_stride(slot);
-            slot = self.child(slot, stride, rest.top(stride));
-            rest = rest.shl(stride);
-            depth += stride;
-        }
+        let Walk { slot, rest, depth, .. } = self.walk(key);
         let (base, region_last) = region(depth);
         if slot >> TAG_SHIFT != TAG_LEAF {
             return Found { answer: slot, first: K::from_u128(base), last: K::from_u128(region_last) };
@@ -301,16 +302,23 @@ impl<K: Key> Trie<K> {
     /// Levels below the root a lookup of `key` visits, and whether it ends in a leaf (for
     /// the bench's diagnostics).
     pub(crate) fn depth_of(&self, key: K) -> (u32, bool) {
-        let mut slot = self.root[key.top(ROOT_BITS)];
-        let mut rest = key.shl(ROOT_BITS);
-        let mut levels = 0;
-        while is_node(slot) {
-            let stride = node_stride(slot);
-            slot = self.child(slot, stride, rest.top(stride));
-            rest = rest.shl(stride);
-            levels += 1;
+        let walk = self.walk(key);
+        (walk.levels, walk.slot >> TAG_SHIFT == TAG_LEAF)
+    }
+
+    /// The internal nodes' part of a lookup, keeping what [`find`](Self::find) and
+    /// [`depth_of`](Self::depth_of) need besides the final slot (the hot path, `descend`,
+    /// keeps only the slot).
+    fn walk(&self, key: K) -> Walk<K> {
+        let mut w = Walk { slot: self.root[key.top(ROOT_BITS)], rest: key.shl(ROOT_BITS), depth: ROOT_BITS, levels: 0 };
+        while is_node(w.slot) {
+            let stride = node_stride(w.slot);
+            w.slot = self.child(w.slot, stride, w.rest.top(stride));
+            w.rest = w.rest.shl(stride);
+            w.depth += stride;
+            w.levels += 1;
         }
-        (levels, slot >> TAG_SHIFT == TAG_LEAF)
+        w
     }
 
     #[cold]
