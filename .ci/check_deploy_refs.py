@@ -63,6 +63,13 @@ ENUM_METRICS = {
     "kind": {"geogate_upstream_errors_total"},
     "family": {"geogate_table_networks", "geogate_table_ranges"},
 }
+# Values only some of those metrics carry: request durations are also observed for requests
+# refused before the policy (bad_request) or failing inside geogate (error).
+EXTRA_LABEL_VALUES = {
+    (m, "action"): {"bad_request", "error"}
+    for m in ("geogate_request_duration_seconds_bucket", "geogate_request_duration_seconds_count",
+              "geogate_request_duration_seconds_sum")
+}
 # Labels added by the scrape (target labels), allowed on every metric.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "container", "endpoint", "service", "node"}
 # The prometheus crate's process collector (Linux).
@@ -152,10 +159,9 @@ def mine(p: Path) -> bool:
 # ---------------------------------------------------------------------------------------
 # metrics
 
-def exported_metrics(r: Report) -> tuple[dict[str, set[str]], set[str]]:
-    """{series name: label names} exported by src/metrics.rs, and the histogram base names."""
-    src_path = ROOT / "src" / "metrics.rs"
-    src = src_path.read_text()
+def metric_families() -> tuple[dict[str, set[str]], set[str]]:
+    """{family name: label names} registered by src/metrics.rs, and the histogram names."""
+    src = (ROOT / "src" / "metrics.rs").read_text()
     src = src.split("#[cfg(test)]", 1)[0]
     names = set(re.findall(r'"(geogate_[a-z0-9_]+)"', src))
     histos = set(re.findall(r'histogram_vec\(\s*"(geogate_[a-z0-9_]+)"', src))
@@ -163,6 +169,13 @@ def exported_metrics(r: Report) -> tuple[dict[str, set[str]], set[str]]:
     labels: dict[str, set[str]] = {n: set() for n in names}
     for m in re.finditer(r'"(geogate_[a-z0-9_]+)",\s*"[^"]*",\s*&\[([^\]]*)\]', src):
         labels[m.group(1)] = set(re.findall(r'"([a-z_]+)"', m.group(2)))
+    return labels, histos
+
+
+def exported_metrics(r: Report) -> tuple[dict[str, set[str]], set[str]]:
+    """{series name: label names} exported by src/metrics.rs, and the histogram base names."""
+    labels, histos = metric_families()
+    names = set(labels)
     r.check(len(names) >= 10, "src/metrics.rs: metric names found",
             f"only {len(names)} geogate_* literals found; did the file move or change style?")
     out: dict[str, set[str]] = {}
@@ -223,7 +236,8 @@ def check_metrics(r: Report, exported: dict[str, set[str]], histos: set[str]) ->
                 if label in ENUM_METRICS and name in ENUM_METRICS[label] and op in {"=", "=~"}:
                     alts = value.split("|") if op == "=~" else [value]
                     for alt in alts:
-                        if re.fullmatch(r"[a-z_]+", alt) and alt not in LABEL_VALUES[label]:
+                        known = LABEL_VALUES[label] | EXTRA_LABEL_VALUES.get((name, label), set())
+                        if re.fullmatch(r"[a-z_]+", alt) and alt not in known:
                             r.fail(f"{rel(path)}: {name}{{{label}=\"{value}\"}}",
                                    f"{alt!r} is not a value geogate emits for {label} "
                                    f"({sorted(LABEL_VALUES[label])})")
@@ -661,7 +675,9 @@ def check_dockerfile(r: Report, parsed_tomls: dict[Path, dict]) -> set[str]:
                 if stage == stages:
                     image_paths.add(dest if not dest.endswith("/") else dest + os.path.basename(s))
         elif k == "RUN" and stage == stages:
-            for d in re.findall(r"install -d [^&]*?((?:/[\w./-]+\s*)+)", arg):
+            # Directories the runtime stage creates (`install -d ... DIRS` or `mkdir -p DIRS`,
+            # shell or exec form).
+            for d in re.findall(r"(?:install -d|mkdir -p)[^&\"]*?((?:/[\w./-]+\s*)+)", arg):
                 image_paths.update(d.split())
         elif k == "CMD":
             cmd = json.loads(arg)
@@ -699,6 +715,213 @@ def check_dockerfile(r: Report, parsed_tomls: dict[Path, dict]) -> set[str]:
                 r.check(p in image_paths or any(p.startswith(d + "/") for d in image_paths),
                         f"deploy/docker/geogate.toml: source {src.get('name')} path {p} exists in the image")
     return image_paths
+
+
+def dockerfile_runtime() -> dict:
+    """What the runtime (last) stage of deploy/docker/Dockerfile puts together, for the
+    image emulation in .ci/deploy-checks.sh: files copied from the repository, files copied
+    from the builder, directories created, USER, ENTRYPOINT, CMD and the HEALTHCHECK command."""
+    ins = dockerfile_instructions((DEPLOY / "docker" / "Dockerfile").read_text())
+    stages = sum(1 for k, _ in ins if k == "FROM")
+    out: dict = {"copies": [], "from_builder": [], "dirs": [], "user": None, "entrypoint": None,
+                 "cmd": None, "healthcheck": None}
+    stage = 0
+    for k, arg in ins:
+        if k == "FROM":
+            stage += 1
+        if stage != stages:
+            continue
+        if k == "COPY":
+            words = shlex.split(arg)
+            rest = [w for w in words if not w.startswith("--")]
+            key = "from_builder" if any(w.startswith("--from=") for w in words) else "copies"
+            out[key] += [[s, rest[-1]] for s in rest[:-1]]
+        elif k == "RUN":
+            for d in re.findall(r"(?:install -d|mkdir -p)[^&\"]*?((?:/[\w./-]+\s*)+)", arg):
+                out["dirs"] += d.split()
+        elif k == "USER":
+            out["user"] = arg.strip()
+        elif k == "ENTRYPOINT":
+            out["entrypoint"] = json.loads(arg)
+        elif k == "CMD":
+            out["cmd"] = json.loads(arg)
+        elif k == "HEALTHCHECK":
+            m = re.search(r"\bCMD\s+(\[.*\])\s*$", arg)
+            out["healthcheck"] = json.loads(m.group(1)) if m else None
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# README: the configuration reference and the metrics reference against the source
+
+README = ROOT / "README.md"
+# Which README table(s) document each struct of src/config/file.rs.
+CONFIG_STRUCT_TABLES = {
+    "FileServer": ["server"], "FileListener": ["listener"], "FileClientIp": ["listener"],
+    "FileAdmin": ["admin"], "FileUpstream": ["upstream"], "FileRoute": ["route"],
+    "FileSource": ["source"], "FileFields": ["source"], "FileSet": ["source"],
+    "FilePolicy": ["policy", "policy.tag_headers", "policy.block"],
+    "FileTagHeaders": ["policy.tag_headers"], "FileBlock": ["policy.block"], "FileRule": ["rule"],
+    "FileLimits": ["limits"], "FileReload": ["reload"], "FileAccessLog": ["access_log"],
+}
+
+
+def readme_section(text: str, title: str) -> str:
+    m = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    return m.group(1) if m else ""
+
+
+def config_structs() -> dict[str, list[str]]:
+    """{struct name: TOML keys} of src/config/file.rs (serde renames applied)."""
+    src = (ROOT / "src" / "config" / "file.rs").read_text()
+    out: dict[str, list[str]] = {}
+    for m in re.finditer(r"struct (File\w+) \{(.*?)^\}", src, re.S | re.M):
+        keys, rename = [], None
+        for line in m.group(2).splitlines():
+            rm = re.search(r'rename = "([^"]+)"', line)
+            if rm:
+                rename = rm.group(1)
+            fm = re.match(r"\s*pub (\w+):", line)
+            if fm:
+                keys.append(rename or fm.group(1))
+                rename = None
+        out[m.group(1)] = keys
+    return out
+
+
+def check_readme(r: Report, exported_src: dict[str, set[str]]) -> None:
+    where = "README.md"
+    if not r.check(README.is_file(), f"{where} exists"):
+        return
+    text = README.read_text()
+
+    # Configuration reference: every key serde accepts is shown in its table.
+    ref = readme_section(text, "Configuration reference")
+    block = re.search(r"```toml\n(.*?)```", ref, re.S)
+    if not r.check(block is not None, f"{where}: Configuration reference has a toml block"):
+        return
+    try:
+        tomllib.loads(block.group(1))
+        r.check(True, f"{where}: configuration reference is valid TOML")
+    except tomllib.TOMLDecodeError as e:
+        r.fail(f"{where}: configuration reference is valid TOML", str(e))
+    tables: dict[str, str] = {"": ""}
+    cur = ""
+    for line in block.group(1).splitlines():
+        h = re.match(r"^\[\[?([\w.]+)\]\]?", line)
+        if h:
+            cur = h.group(1)
+            tables.setdefault(cur, "")
+        tables[cur] += line + "\n"
+    structs = config_structs()
+    r.check(len(structs) >= 15, "src/config/file.rs: config structs found",
+            f"only {sorted(structs)}; did the file change style?")
+    for key in structs.get("FileConfig", []):
+        shown = key in tables or re.search(rf"(?m)^#?\s*{key}\s*=", tables[""]) is not None
+        r.check(shown, f"{where}: configuration reference shows top-level `{key}`")
+    for struct, keys in structs.items():
+        if struct == "FileConfig":
+            continue
+        names = CONFIG_STRUCT_TABLES.get(struct)
+        if not r.check(names is not None, f"{where}: src/config/file.rs {struct} mapped to a README table",
+                       "add it to CONFIG_STRUCT_TABLES in .ci/check_deploy_refs.py"):
+            continue
+        body = "".join(tables.get(n, "") for n in names)
+        headers = set(tables)
+        for key in keys:
+            shown = (re.search(rf"(?<![\w.]){key}\s*=", body) is not None
+                     or any(f"{n}.{key}" in headers for n in names)
+                     or (struct == "FileSet" and re.search(rf"\b{key}\b", body) is not None))
+            r.check(shown, f"{where}: configuration reference shows [{names[0]}] `{key}`",
+                    f"src/config/file.rs {struct} accepts it")
+
+    # Metrics reference: the table lists exactly the families src/metrics.rs registers,
+    # with their label names.
+    sec = readme_section(text, "Metrics")
+    rows = {}
+    for line in sec.splitlines():
+        m = re.match(r"^\| `(geogate_[a-z0-9_]+)` \|[^|]*\|([^|]*)\|", line)
+        if m:
+            rows[m.group(1)] = set(re.findall(r"`([a-z_]+)`", m.group(2)))
+    for name, labels in sorted(exported_src.items()):
+        if r.check(name in rows, f"{where}: metrics reference lists {name}", "exported by src/metrics.rs"):
+            r.check(rows[name] == labels, f"{where}: metrics reference labels of {name}",
+                    f"README {sorted(rows[name])}, src/metrics.rs {sorted(labels)}")
+    for name in sorted(set(rows) - set(exported_src)):
+        r.fail(f"{where}: metrics reference lists {name}", "src/metrics.rs does not export it")
+
+
+# ---------------------------------------------------------------------------------------
+# helpers for .ci/deploy-checks.sh: the README quickstart and the image emulation
+
+QUICKSTART = re.compile(r"<!-- quickstart:begin.*?-->\n(.*?)<!-- quickstart:end -->", re.S)
+
+
+def quickstart_script(script: str, expected: str, binary: str, log: str) -> int:
+    """Writes the README's quickstart lines as a shell script (geogate started from `binary`
+    instead of `cargo run --release --`, its log at `log`) and its expected-output lines."""
+    m = QUICKSTART.search(README.read_text())
+    if not m:
+        print("README.md: no <!-- quickstart:begin --> ... <!-- quickstart:end --> block", file=sys.stderr)
+        return 1
+    lines = [line[4:] for line in m.group(1).splitlines() if line.startswith("    ")]
+    cmds = [line for line in lines if not line.lstrip().startswith("#")]
+    exp = [line.lstrip()[1:].strip() for line in lines if line.lstrip().startswith("#")]
+    sh = "\n".join(cmds)
+    for old in ("cargo run --release --", "./target/release/geogate"):
+        sh = sh.replace(old, shlex.quote(binary))
+    sh = sh.replace("/tmp/geogate.log", shlex.quote(log))
+    Path(script).write_text("ip link set lo up\nset -x\n" + sh + "\nwait\n")
+    Path(expected).write_text("\n".join(exp) + "\n")
+    print(f"README quickstart: {len(cmds)} commands, {len(exp)} expected-output lines")
+    return 0 if cmds and exp else 1
+
+
+def quickstart_compare(output: str, expected: str) -> int:
+    """Every expected line appears in the output, whitespace-insensitively; `…` elides, and a
+    fragment in parentheses is commentary."""
+    out = " ".join(Path(output).read_text().split())
+    bad = 0
+    for line in Path(expected).read_text().splitlines():
+        frags = [" ".join(f.split()) for f in line.split("…")]
+        frags = [f for f in frags if f and not (f.startswith("(") and f.endswith(")"))]
+        missing = [f for f in frags if f not in out]
+        if missing:
+            bad += 1
+            print(f"README says the output contains {missing}; it does not")
+    print(f"README quickstart: expected output {'differs' if bad else 'matches'} ({bad} lines missing)")
+    return 1 if bad else 0
+
+
+def emulate_layout(root: str, binary: str) -> int:
+    """Shell lines that lay out the Dockerfile's runtime stage under `root` (this machine's
+    files standing in for the builder's outputs), and set ARGV, HEALTH, USERSPEC."""
+    spec = dockerfile_runtime()
+    q = shlex.quote
+    builder = {"/out/geogate": binary, "/bin/busybox": "/bin/busybox",
+               "/etc/ssl/certs/ca-certificates.crt": "/etc/ssl/certs/ca-certificates.crt"}
+    out = []
+    for src, dest in spec["copies"]:
+        out.append(f"install -D -m 0644 {q(str(ROOT / src))} {q(root + dest)}")
+    for src, dest in spec["from_builder"]:
+        if src not in builder:
+            print(f"Dockerfile copies {src} from the builder: tell emulate_layout in "
+                  ".ci/check_deploy_refs.py which file stands in for it", file=sys.stderr)
+            return 1
+        mode = "0755" if os.access(builder[src], os.X_OK) else "0644"
+        out.append(f"install -D -m {mode} {q(builder[src])} {q(root + dest)}")
+    if not spec["user"] or not spec["healthcheck"] or not spec["entrypoint"]:
+        print(f"Dockerfile: USER, HEALTHCHECK CMD [...] and ENTRYPOINT [...] needed, got {spec}", file=sys.stderr)
+        return 1
+    uid, _, gid = spec["user"].partition(":")
+    for d in spec["dirs"]:
+        out.append(f"install -d -o {q(uid)} -g {q(gid or uid)} -m 0750 {q(root + d)}")
+    argv = spec["entrypoint"] + (spec["cmd"] or [])
+    out.append("ARGV=(" + " ".join(q(a) for a in argv) + ")")
+    out.append("HEALTH=(" + " ".join(q(a) for a in spec["healthcheck"]) + ")")
+    out.append(f"USERSPEC={q(spec['user'])}")
+    print("\n".join(out))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -842,11 +1065,32 @@ def main() -> int:
                     help="print the metric names deploy/ uses, one per line, and exit")
     ap.add_argument("--emit-promql", metavar="FILE",
                     help="write the dashboard's queries as a Prometheus rules file (for promtool)")
+    ap.add_argument("--print-dockerfile", action="store_true",
+                    help="print what the Dockerfile's runtime stage assembles, as JSON, and exit")
+    ap.add_argument("--quickstart-script", metavar="FILE", help="write the README quickstart as a script")
+    ap.add_argument("--quickstart-expected", metavar="FILE", help="its expected-output lines")
+    ap.add_argument("--quickstart-binary", metavar="PATH", help="geogate binary for the quickstart / image")
+    ap.add_argument("--quickstart-log", metavar="FILE", default="/tmp/geogate.log")
+    ap.add_argument("--quickstart-compare", metavar="OUTPUT",
+                    help="check OUTPUT against --quickstart-expected and exit")
+    ap.add_argument("--emulate-layout", metavar="ROOT",
+                    help="print shell lines laying out the Dockerfile's runtime stage under ROOT")
     args = ap.parse_args()
+    if args.quickstart_compare:
+        return quickstart_compare(args.quickstart_compare, args.quickstart_expected)
+    if args.quickstart_script:
+        return quickstart_script(args.quickstart_script, args.quickstart_expected,
+                                 args.quickstart_binary, args.quickstart_log)
+    if args.emulate_layout:
+        return emulate_layout(args.emulate_layout, args.quickstart_binary)
 
     if not (ROOT / "src" / "metrics.rs").is_file() or not DEPLOY.is_dir():
         print("run from the repository root", file=sys.stderr)
         return 2
+
+    if args.print_dockerfile:
+        print(json.dumps(dockerfile_runtime(), indent=1))
+        return 0
 
     r = Report()
     exported, histos = exported_metrics(r)
@@ -871,6 +1115,7 @@ def main() -> int:
         else:
             r.note(f"{rel(kdir)}: not rendered (no --rendered {name}=FILE): manifest checks skipped")
     check_systemd(r, parsed)
+    check_readme(r, metric_families()[0])
     exprs = check_dashboard(r)
     check_alerts(r)
     if args.emit_promql:

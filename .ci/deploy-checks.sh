@@ -23,9 +23,70 @@
 #      (when systemd-analyze is installed);
 #   7. `geogate check` on every shipped geogate.toml, when a built geogate binary exists
 #      ($GEOGATE_BIN, else target/release/geogate, else target/debug/geogate); paths that
-#      only exist in the image/pod are pointed at the repository's copies.
+#      only exist in the image/pod are pointed at the repository's copies;
+#   8. the README quickstart, as written between its `quickstart:begin/end` markers (with
+#      `cargo run --release --` and ./target/release/geogate replaced by that binary), in a
+#      private network namespace (`unshare -n`: ports 8080/9901/3000 of the host do not
+#      matter); the output must contain every expected-output line the README shows;
+#   9. the container image's runtime stage, emulated without a container engine: the files
+#      the Dockerfile's last stage assembles (check_deploy_refs.py --emulate-layout), the
+#      binary's shared libraries and Debian's static busybox are laid out as a root
+#      filesystem, mounted READ-ONLY, and geogate is started in it by chroot as the
+#      Dockerfile's USER with its ENTRYPOINT + CMD; the HEALTHCHECK command must pass,
+#      /readyz and the public port must answer, a write to / must fail. (`docker build`
+#      itself cannot run in CI: no container daemon, and base images come from a container
+#      registry, which CI cannot reach.)
 # Ends with a line `deploy-checks: N passed, M failed` and exits non-zero on any failure.
 set -euo pipefail
+
+# Step 9's second half: runs inside `unshare -m -n` (private mounts and network), started by
+# this script itself. ROOTFS is mounted read-only, the image's command runs in it by chroot
+# as USERSPEC. ARGV and HEALTH are the Dockerfile's ENTRYPOINT+CMD and HEALTHCHECK command,
+# space-separated (none of their arguments contains a space).
+if [[ ${1:-} == --in-image-namespace ]]; then
+  set +e
+  ip link set lo up
+  mount --make-rprivate /
+  mount --bind "$ROOTFS" "$ROOTFS"
+  mount -o remount,bind,ro "$ROOTFS"
+  mount --rbind /dev "$ROOTFS/dev"
+  mount -t proc proc "$ROOTFS/proc"
+  in_image() {
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      chroot --userspec="$USERSPEC" "$ROOTFS" "$@"
+  }
+  read -r -a argv <<<"$ARGV"
+  read -r -a health <<<"$HEALTH"
+  busybox=${health[0]}
+  # env and chroot exec, so $! is geogate's own pid.
+  env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    chroot --userspec="$USERSPEC" "$ROOTFS" "${argv[@]}" >"$IMAGE_LOG" 2>&1 &
+  pid=$!
+  fail=0
+  healthy=0
+  for _ in $(seq 100); do
+    if in_image "${health[@]}" 2>/dev/null; then healthy=1; break; fi
+    sleep 0.2
+  done
+  if ((healthy)); then echo "ok   HEALTHCHECK passes: $HEALTH"; else echo "FAIL HEALTHCHECK never passed: $HEALTH"; fail=1; fi
+  uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+  if [[ $uid == "${USERSPEC%%:*}" ]]; then echo "ok   geogate runs as uid $uid"; else echo "FAIL geogate runs as uid '$uid'"; fail=1; fi
+  if ready=$(in_image "$busybox" wget -q -O - http://127.0.0.1:9901/readyz 2>&1); then
+    echo "ok   /readyz: $ready"
+  else
+    echo "FAIL /readyz: $ready"; fail=1
+  fi
+  code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/)
+  if [[ $code == 502 ]]; then echo "ok   public port 8080 answers (502: no app behind it here)"; else echo "FAIL public port 8080: '$code'"; fail=1; fi
+  if in_image "$busybox" touch /probe 2>/dev/null; then echo "FAIL / is writable"; fail=1; else echo "ok   / is read-only for the image user"; fi
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid"
+  echo "ok   exited with $? on SIGTERM"
+  if grep -q '"level":"ERROR"' "$IMAGE_LOG"; then
+    echo "FAIL errors in geogate's log:"; grep '"level":"ERROR"' "$IMAGE_LOG" | head -5; fail=1
+  fi
+  exit "$fail"
+fi
 
 if [[ ! -f Cargo.toml || ! -d deploy ]]; then
   echo "deploy-checks: run from the repository root" >&2
@@ -155,6 +216,7 @@ run "refresh-geoip.sh against a local server" "$PY" .ci/test_refresher.py
 
 # ---------------------------------------------------------------------------------------
 step "6. systemd unit"
+command -v systemd-analyze >/dev/null || apt_install systemd >/dev/null 2>&1 || true
 if command -v systemd-analyze >/dev/null; then
   # verify wants the ExecStart binaries to exist: point them at a stand-in.
   mkdir -p "$WORK/sd/bin"
@@ -201,6 +263,62 @@ if [[ -n $GEOGATE ]]; then
   done
 else
   skip "no geogate binary (set GEOGATE_BIN or build target/release/geogate)"
+fi
+
+# ---------------------------------------------------------------------------------------
+step "8. README quickstart (in a private network namespace)"
+netns_ok=0
+if [[ -n $GEOGATE ]] && command -v unshare >/dev/null && unshare -n true 2>/dev/null; then
+  netns_ok=1
+  GEOGATE_ABS=$(realpath "$GEOGATE")
+fi
+if ((netns_ok)); then
+  quickstart() {
+    "$PY" .ci/check_deploy_refs.py --quickstart-script "$WORK/qs.sh" --quickstart-expected "$WORK/qs-expected" \
+      --quickstart-binary "$GEOGATE_ABS" --quickstart-log "$WORK/geogate.log" || return 1
+    local rc=0
+    timeout 180 unshare -n bash "$WORK/qs.sh" >"$WORK/qs.out" 2>"$WORK/qs.err" || rc=$?
+    sed 's/^/  | /' "$WORK/qs.out"
+    if ((rc)); then
+      echo "quickstart exited $rc"
+      tail -20 "$WORK/qs.err"
+      tail -5 "$WORK/geogate.log"
+      return 1
+    fi
+    "$PY" .ci/check_deploy_refs.py --quickstart-compare "$WORK/qs.out" --quickstart-expected "$WORK/qs-expected"
+  }
+  run "README quickstart: a block and a tag" quickstart
+else
+  skip "README quickstart: needs a geogate binary and unshare -n (root)"
+fi
+
+# ---------------------------------------------------------------------------------------
+step "9. container image runtime stage, emulated (read-only root, non-root USER, HEALTHCHECK)"
+if ((netns_ok)) && command -v chroot >/dev/null && ! /bin/busybox wget --help >/dev/null 2>&1; then
+  apt_install busybox-static || true
+fi
+if ((netns_ok)) && command -v chroot >/dev/null && /bin/busybox wget --help >/dev/null 2>&1; then
+  image_emulation() {
+    local root="$WORK/rootfs"
+    mkdir -p "$root"/{dev,proc,tmp}
+    chmod 0755 "$root"
+    # The runtime stage as the Dockerfile writes it: repository files, builder outputs,
+    # directories, USER, ENTRYPOINT + CMD, HEALTHCHECK (ARGV, HEALTH, USERSPEC).
+    "$PY" .ci/check_deploy_refs.py --emulate-layout "$root" --quickstart-binary "$GEOGATE_ABS" >"$WORK/layout.sh" || return 1
+    # shellcheck disable=SC1091
+    source "$WORK/layout.sh" || return 1
+    # Shared libraries (what the runtime base image provides: glibc, libgcc), where ldd says.
+    local lib
+    for lib in $( (ldd "$GEOGATE_ABS"; ldd /bin/busybox) 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
+      install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+    done
+    echo "rootfs: $(find "$root" -type f | wc -l) files, $(du -sh "$root" | cut -f1); USER $USERSPEC; ${ARGV[*]}"
+    ROOTFS=$root IMAGE_LOG="$WORK/image.log" USERSPEC=$USERSPEC HEALTH="${HEALTH[*]}" ARGV="${ARGV[*]}" \
+      timeout 120 unshare -m -n bash .ci/deploy-checks.sh --in-image-namespace
+  }
+  run "Dockerfile runtime stage: read-only root, USER, HEALTHCHECK" image_emulation
+else
+  skip "image emulation: needs a geogate binary, unshare -n (root), chroot and busybox-static"
 fi
 
 # ---------------------------------------------------------------------------------------
