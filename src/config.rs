@@ -199,7 +199,7 @@ pub fn defaults() -> Config {
             client_ip: ClientIpConfig::default(),
         }],
         admin: AdminConfig::default(),
-        upstreams: vec![UpstreamConfig { name: "default".to_owned(), url: Uri::from_static(DEFAULT_UPSTREAM) }],
+        upstreams: vec![UpstreamConfig { name: "default".into(), url: Uri::from_static(DEFAULT_UPSTREAM) }],
         routes: Vec::new(),
         default_upstream: 0,
         sources: vec![SourceConfig {
@@ -268,7 +268,7 @@ impl Config {
 
     /// `--upstream URL`: send every request here. Other upstreams and all routes are dropped.
     pub fn with_upstream(mut self, url: Uri) -> Self {
-        let name = self.upstreams.get(self.default_upstream).map_or_else(|| "default".to_owned(), |u| u.name.clone());
+        let name = self.upstreams.get(self.default_upstream).map_or_else(|| "default".into(), |u| u.name.clone());
         self.upstreams = vec![UpstreamConfig { name, url }];
         self.routes.clear();
         self.default_upstream = 0;

@@ -524,3 +524,81 @@ async fn shutdown_drains_in_flight_requests() {
     // And nothing listens any more.
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+/// A raw HTTP/1.1 upstream that answers one request per connection and then closes it without
+/// announcing `Connection: close`, the way an upstream's idle timeout looks from the proxy;
+/// returns its address and a counter of accepted connections.
+async fn one_shot_upstream() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_closing_idle_connections_loses_no_request() {
+    let up = upstream().await;
+    // An upstream that closes each connection after one response: every request still gets
+    // its answer, on a new connection each time.
+    let (addr, accepted) = one_shot_upstream().await;
+    let cfg = config(XFF_TRUSTED, "", "").replace("{upstream}", &addr.to_string());
+    let p = Proxy::start(&cfg, &up).await;
+    for i in 0..5 {
+        let (st, _, body) = get(p.addr, "/", &[]).await;
+        assert_eq!(st, StatusCode::OK, "request {i}");
+        assert_eq!(&body[..], b"ok\n");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn pooled_upstream_connection_serves_many_requests() {
+    let (addr, accepted) = {
+        // Keep-alive raw upstream that counts connections and answers every request on them.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
+                });
+            }
+        });
+        (addr, accepted)
+    };
+    let up = upstream().await;
+    let cfg = config(XFF_TRUSTED, "", "").replace("{upstream}", &addr.to_string());
+    let p = Proxy::start(&cfg, &up).await;
+    for i in 0..20 {
+        let (st, _, body) = get(p.addr, "/", &[]).await;
+        assert_eq!(st, StatusCode::OK, "request {i}");
+        assert_eq!(&body[..], b"ok\n");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "sequential requests share one connection");
+    p.shutdown().await;
+}

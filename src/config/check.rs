@@ -653,7 +653,7 @@ impl<'a> Checker<'a> {
                 .and_then(|v| self.http_url(&format!("{key}.url"), v, true))
                 .unwrap_or_else(|| Uri::from_static(DEFAULT_UPSTREAM));
             ordered.push(name.clone());
-            out.push(UpstreamConfig { name, url });
+            out.push(UpstreamConfig { name: name.into(), url });
         }
         (out, ordered)
     }

@@ -92,7 +92,7 @@ pub struct AdminConfig {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamConfig {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// `http://host:port` (no path); the authority is what geogate connects to.
     pub url: Uri,
 }

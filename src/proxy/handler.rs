@@ -83,9 +83,10 @@ pub async fn handle(
         log.action = "bad_request";
         return Ok(finish(&ctx, &log, started, respond::failure(Failure::BadRequest)));
     }
+    let host = routing::request_host(&req);
     let plan = {
         let snapshot = ctx.current.load();
-        decide(&ctx, &snapshot, &conn, &req, &mut log)
+        decide(&ctx, &snapshot, &conn, &req, host.as_deref(), &mut log)
     };
     let fwd = match plan {
         Plan::Respond(resp) => return Ok(finish(&ctx, &log, started, resp)),
@@ -94,7 +95,6 @@ pub async fn handle(
 
     // Rewrite headers: strip first, then add geogate's own, so nothing the client sent can
     // remove or impersonate them.
-    let host = routing::request_host(&req);
     let upgrade = is_upgrade(&req).then(|| req.headers().get(header::UPGRADE).cloned()).flatten();
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let h = req.headers_mut();
@@ -143,7 +143,14 @@ pub async fn handle(
     Ok(finish(&ctx, &log, started, resp.map(|b| b.boxed())))
 }
 
-fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incoming>, log: &mut LogLine) -> Plan {
+fn decide(
+    ctx: &ProxyContext,
+    s: &Snapshot,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    host: Option<&str>,
+    log: &mut LogLine,
+) -> Plan {
     let cfg = &s.config;
     log.enabled = cfg.access_log.enabled;
     log.sample = cfg.access_log.sample;
@@ -161,7 +168,6 @@ fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incom
     };
     let res = client_ip::resolve(ip_cfg, conn.peer, req.headers());
     ctx.metrics.client_ip.with_label_values(&[source_label(&ip_cfg.source), res.outcome.as_str()]).inc();
-    let host = routing::request_host(req);
     let path = req.uri().path();
     let tags_cfg = &cfg.policy.tag_headers;
     let strip =
@@ -178,17 +184,17 @@ fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incom
         }
         Decision::Allow => None,
     };
-    if let Some(a) = answer {
+    if let (Some(a), true) = (answer, log.enabled) {
         log.country = a.geo.country.map(|c| c.to_string());
         log.subdivision = a.geo.subdivision.as_deref().map(str::to_owned);
     }
-    let upstream_index = routing::choose(cfg, host.as_deref(), path);
+    let upstream_index = routing::choose(cfg, host, path);
     let Some(upstream) = cfg.upstreams.get(upstream_index) else {
         return Plan::Respond(respond::failure(Failure::Internal));
     };
     let forward = |tags| Forward {
         base: upstream.url.clone(),
-        upstream: Arc::from(upstream.name.as_str()),
+        upstream: upstream.name.clone(),
         tags,
         strip: strip.clone(),
         response_timeout: cfg.limits.upstream_response_timeout,
@@ -198,11 +204,11 @@ fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incom
         // Unresolved and allowed through: untagged, counted apart.
         log.action = "unresolved_allow";
         ctx.metrics.requests.with_label_values(&["unresolved_allow", "", "unknown"]).inc();
-        log.upstream = Some(Arc::from(upstream.name.as_str()));
+        log.upstream = Some(upstream.name.clone());
         return Plan::Forward(forward(Vec::new()));
     };
     let method = req.method();
-    let facts = RequestFacts { host: host.as_deref(), path, method };
+    let facts = RequestFacts { host, path, method };
     let verdict = s.policy.decide(&facts, Some(answer));
     for rule in s.policy.dry_run_matches(verdict.dry_run) {
         let would = s.policy.rule_action(rule).map_or("none", |a| a.name());
@@ -210,7 +216,9 @@ fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incom
         log.dry_run = true;
     }
     let rule_name = verdict.rule.and_then(|r| s.policy.rule_name(r)).unwrap_or("");
-    log.rule = verdict.rule.and_then(|r| s.policy.rule_name(r)).map(str::to_owned);
+    if log.enabled {
+        log.rule = verdict.rule.and_then(|r| s.policy.rule_name(r)).map(str::to_owned);
+    }
     let bucket = s.country_bucket(answer);
     match &verdict.action {
         Action::Block(block) => {
@@ -222,7 +230,7 @@ fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incom
         Action::Allow => {
             log.action = "allow";
             ctx.metrics.requests.with_label_values(&["allow", rule_name, bucket]).inc();
-            log.upstream = Some(Arc::from(upstream.name.as_str()));
+            log.upstream = Some(upstream.name.clone());
             Plan::Forward(forward(Vec::new()))
         }
         Action::Tag(kinds) => {
@@ -242,7 +250,7 @@ fn decide(ctx: &ProxyContext, s: &Snapshot, conn: &ConnInfo, req: &Request<Incom
                     tags.push((name.clone(), v));
                 }
             }
-            log.upstream = Some(Arc::from(upstream.name.as_str()));
+            log.upstream = Some(upstream.name.clone());
             Plan::Forward(forward(tags))
         }
     }

@@ -8,7 +8,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Hop-by-hop headers: meaningful for one connection only, never forwarded.
-const HOP_BY_HOP: &[HeaderName] = &[
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::TE,
     header::TRANSFER_ENCODING,
@@ -16,35 +16,38 @@ const HOP_BY_HOP: &[HeaderName] = &[
     header::TRAILER,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
-/// Further hop-by-hop names without constants in `http`.
-const HOP_BY_HOP_EXTRA: &[&str] = &["keep-alive", "proxy-connection"];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers a client may not remove by naming them in `Connection`: the forwarding chain,
 /// which geogate extends rather than replaces, and `Host`, which is end-to-end by definition.
-const PROTECTED: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "host"];
+static PROTECTED: [HeaderName; 5] =
+    [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, header::FORWARDED, header::HOST];
 
 /// Removes hop-by-hop headers and every header named in `Connection` (except protected
 /// ones). If `upgrade` is given, `Connection: upgrade` and that `Upgrade` value are put back
 /// so the upgrade reaches the upstream.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !PROTECTED.contains(&n.as_str()))
-        .collect();
-    for n in named {
-        headers.remove(&n);
-    }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
-    }
-    for n in HOP_BY_HOP_EXTRA {
-        headers.remove(*n);
+    // One pass over the names present (usually a handful, and usually none of them
+    // hop-by-hop) instead of a hashed removal per name that might be there.
+    let mut doomed: Vec<HeaderName> = headers.keys().filter(|k| HOP_BY_HOP.contains(k)).cloned().collect();
+    if !doomed.is_empty() {
+        let named = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !PROTECTED.contains(n));
+        doomed.extend(named);
+        for n in &doomed {
+            headers.remove(n);
+        }
     }
     if let Some(u) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -86,7 +89,7 @@ fn fold(c: u8) -> u8 {
 /// (a TLS-terminating balancer in front knows better).
 pub fn add_forwarding(headers: &mut HeaderMap, peer: std::net::IpAddr, host: Option<&str>, peer_trusted: bool) {
     let mut xff = String::with_capacity(64);
-    for v in headers.get_all("x-forwarded-for") {
+    for v in headers.get_all(&X_FORWARDED_FOR) {
         if let Ok(s) = v.to_str() {
             let s = s.trim();
             if !s.is_empty() {
@@ -100,13 +103,13 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: std::net::IpAddr, host: Opt
         let _ = write!(xff, "{}", peer.to_canonical());
     }
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    if !(peer_trusted && headers.contains_key("x-forwarded-proto")) {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     if let Some(h) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert("x-forwarded-host", h);
+        headers.insert(X_FORWARDED_HOST, h);
     }
 }
 

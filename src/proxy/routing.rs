@@ -5,23 +5,22 @@ use crate::config::Config;
 /// The request's host without port, lower-cased: the URI authority (HTTP/2, absolute-form)
 /// or the `Host` header.
 pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
-    let raw = req
-        .uri()
-        .authority()
-        .map(|a| a.host().to_owned())
-        .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()).map(strip_port))?;
-    let h = raw.trim().trim_end_matches('.').to_ascii_lowercase();
-    (!h.is_empty()).then_some(h)
+    let raw = match req.uri().authority() {
+        Some(a) => a.host(),
+        None => strip_port(req.headers().get(http::header::HOST)?.to_str().ok()?),
+    };
+    let h = raw.trim().trim_end_matches('.');
+    (!h.is_empty()).then(|| h.to_ascii_lowercase())
 }
 
-fn strip_port(h: &str) -> String {
+fn strip_port(h: &str) -> &str {
     if let Some(rest) = h.strip_prefix('[') {
         // [v6]:port
-        return rest.split(']').next().unwrap_or("").to_owned();
+        return rest.split(']').next().unwrap_or("");
     }
     match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_owned(),
-        _ => h.to_owned(),
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => h,
     }
 }
 
