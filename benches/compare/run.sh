@@ -205,7 +205,24 @@ to_us() { # wrk latency (e.g. 812.00us, 1.20ms, 1.01s) -> integer microseconds
         else if (v ~ /m$/) {sub(/m$/,"",v); m=60000000} else if (v ~ /s$/) {sub(/s$/,"",v); m=1000000}
         printf "%d", v*m + 0.5}' <<<"$1"
 }
-results="$work/results.txt" # round target rps p50_us p99_us non2xx total socket_errors
+results="$work/results.txt" # round target rps p50_us p99_us non2xx total socket_errors proxy_user proxy_sys origin_ticks
+# CPU accounting: the serving process of each proxy (nginx: its one worker) and the origin's
+# worker, in clock ticks from /proc/PID/stat (utime, stime), read around each wrk run. On a
+# machine where wrk, the origin and the proxy share the CPUs, the CPU a proxy spends per request
+# decides its throughput more than anything else, and it is far less noisy than req/s.
+clk_tck=$(getconf CLK_TCK)
+serving_pid() {
+  case $1 in
+    nginx) pgrep -P "${pid[nginx]}" 2>/dev/null | head -1 ;;
+    haproxy) echo "${pid[haproxy]}" ;;
+    geogate) echo "${pid[geogate]:-}" ;;
+    origin) pgrep -P "${pid[upstream]}" 2>/dev/null | head -1 ;;
+    *) echo "" ;;
+  esac
+}
+ticks() { # pid -> "utime stime" (0 0 when unknown)
+  if [[ -n $1 && -r /proc/$1/stat ]]; then sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12, $13}'; else echo "0 0"; fi
+}
 : >"$results"
 ntargets=${#targets[@]}
 log "load: $rounds round(s) x ${ntargets} targets x ${duration}s, wrk -t1 -c$conns$( ((pin)) && echo ', pinned')"
@@ -213,19 +230,22 @@ for ((r = 1; r <= rounds; r++)); do
   for ((i = 0; i < ntargets; i++)); do
     t=${targets[$(((i + r - 1) % ntargets))]} # rotate the order from round to round
     raw="$work/wrk-r$r-$t.txt"
+    ppid=$(serving_pid "$t"); opid=$(serving_pid origin)
+    read -r pu0 ps0 < <(ticks "$ppid"); read -r ou0 os0 < <(ticks "$opid")
     # in the background so that a signal reaches the trap at once instead of after the load
     ( GEO_IPS="$work/ips.txt" load_cpu_exec timeout $((duration + 30)) \
       wrk -t1 -c"$conns" -d"${duration}s" --timeout 5s --latency -s "$here/xff.lua" "${url[$t]}/bench" >"$raw" 2>&1 ) &
     pid[wrk]=$!
     wait "${pid[wrk]}" || { cat "$raw" >&2; die "wrk failed against $t"; }
     unset 'pid[wrk]'
+    read -r pu1 ps1 < <(ticks "$ppid"); read -r ou1 os1 < <(ticks "$opid")
     rps=$(awk '/^Requests\/sec:/ {printf "%d", $2 + 0.5}' "$raw")
     p50=$(to_us "$(awk '$1 == "50%" {print $2}' "$raw")")
     p99=$(to_us "$(awk '$1 == "99%" {print $2}' "$raw")")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$raw")
     total=$(awk '/ requests in / {print $1}' "$raw")
     errs=$(awk '/Socket errors:/ {s=0; for (k=1;k<=NF;k++) if ($k ~ /^[0-9]+,?$/) s+=$k; print s}' "$raw")
-    echo "$r $t ${rps:-0} ${p50:-0} ${p99:-0} ${non2xx:-0} ${total:-0} ${errs:-0}" >>"$results"
+    echo "$r $t ${rps:-0} ${p50:-0} ${p99:-0} ${non2xx:-0} ${total:-0} ${errs:-0} $((pu1 - pu0)) $((ps1 - ps0)) $((ou1 + os1 - ou0 - os0))" >>"$results"
     log "round $r $t: ${rps:-?} req/s, p50 ${p50:-?} us, p99 ${p99:-?} us, non-2xx ${non2xx:-0}/${total:-?}${errs:+, socket errors $errs}"
   done
 done
@@ -273,3 +293,12 @@ if ((with_geogate)) || [[ -n $candidate ]]; then
   }'
 fi
 echo "RSS after the load: nginx = its one worker; haproxy, geogate = the process (+ children)."
+echo
+echo "CPU per request over all rounds (µs; clock ticks of 1/$clk_tck s from /proc, so ±1 tick per run):"
+printf '%-10s %10s %10s %10s %12s\n' target "proxy user" "proxy sys" "proxy all" "origin all"
+for t in "${targets[@]}"; do
+  awk -v t="$t" -v hz="$clk_tck" '$2 == t {n += $7; u += $9; s += $10; o += $11}
+    END {if (!n) exit; k = 1e6 / hz / n
+         if (t == "direct" || t == "candidate") printf "%-10s %10s %10s %10s %12.1f\n", t, "-", "-", "-", o * k
+         else printf "%-10s %10.1f %10.1f %10.1f %12.1f\n", t, u * k, s * k, (u + s) * k, o * k}' "$results"
+done

@@ -98,11 +98,8 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: std::net::IpAddr, host: Opt
             }
         }
     }
-    {
-        use std::fmt::Write as _;
-        let _ = write!(xff, "{}", peer.to_canonical());
-    }
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    push_ip(&mut xff, peer.to_canonical());
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
@@ -110,6 +107,31 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: std::net::IpAddr, host: Opt
     }
     if let Some(h) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(X_FORWARDED_HOST, h);
+    }
+}
+
+/// Appends the textual form of `ip`; IPv4 by hand, since `Display` goes through the whole
+/// formatting machinery for four small numbers on every request.
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, n) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if n >= 100 {
+                    out.push(char::from(b'0' + n / 100));
+                }
+                if n >= 10 {
+                    out.push(char::from(b'0' + n / 10 % 10));
+                }
+                out.push(char::from(b'0' + n % 10));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -141,6 +163,22 @@ mod tests {
         assert!(h.get("connection").is_none() && h.get("transfer-encoding").is_none());
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4");
         assert_eq!(h.get("x-keep").unwrap(), "yes");
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in ["0.0.0.0", "9.10.99.100", "255.255.255.255", "10.0.0.1", "::1", "2001:db8::ff00:42:8329"] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+        for n in 0..=255u8 {
+            let ip = std::net::IpAddr::from([n, 255 - n, n / 3, 7]);
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
     }
 
     #[test]
