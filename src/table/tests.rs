@@ -293,6 +293,26 @@ fn dense_region_builds_internal_nodes() {
 }
 
 #[test]
+fn dense_and_sparse_nodes_below_the_root() {
+    // 2001::/16: 1024 alternating /60s spread over the region (a dense node); 2a00::/16: 20
+    // clusters of 20 alternating /64s in the first /27 (most children equal: a sparse node).
+    let mut v6: Vec<(Ipv6Net, u32)> = (0..1024u128)
+        .map(|i| (Ipv6Net::new(Ipv6Addr::from((0x2001u128 << 112) + (i << 102)), 60).unwrap(), (i % 8) as u32))
+        .collect();
+    for g in 0..20u128 {
+        for i in 0..20u128 {
+            let a = (0x2a00u128 << 112) + (g << 96) + ((2 * i) << 64);
+            v6.push((Ipv6Net::new(Ipv6Addr::from(a), 64).unwrap(), ((g + i) % 8) as u32));
+        }
+    }
+    let v4 = vec![("10.0.0.0/8".parse().unwrap(), 1)];
+    let layers = vec![Layer::Db { v4, v6 }];
+    let t = build(&layers);
+    assert_eq!(t.v6.top_node_kinds(), (1, 1));
+    check(&layers, &[]);
+}
+
+#[test]
 fn too_many_lists_is_an_error() {
     let mut b = TableBuilder::new();
     for i in 0..64 {
