@@ -525,31 +525,46 @@ async fn shutdown_drains_in_flight_requests() {
     assert!(TcpStream::connect(addr).await.is_err());
 }
 
-/// A raw HTTP/1.1 upstream that answers one request per connection and then closes it without
-/// announcing `Connection: close`, the way an upstream's idle timeout looks from the proxy;
-/// returns its address and a counter of accepted connections.
-async fn one_shot_upstream() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+/// An upstream on 127.0.0.1 that counts the connections it accepts and hands each one to
+/// `serve`; returns its address and the counter.
+async fn counting_upstream<F, Fut>(serve: F) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let count = accepted.clone();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
+        while let Ok((s, _)) = l.accept().await {
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").await;
-            });
+            tokio::spawn(serve(s));
         }
     });
     (addr, accepted)
+}
+
+/// Answers one request and closes the connection without announcing `Connection: close`,
+/// the way an upstream's idle timeout looks from the proxy.
+async fn answer_once_then_close(mut s: TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").await;
+}
+
+/// Answers every request on the connection (keep-alive).
+async fn answer_all(s: TcpStream) {
+    let svc = hyper::service::service_fn(|_req| async {
+        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
 }
 
 #[tokio::test]
@@ -557,7 +572,7 @@ async fn upstream_closing_idle_connections_loses_no_request() {
     let up = upstream().await;
     // An upstream that closes each connection after one response: every request still gets
     // its answer, on a new connection each time.
-    let (addr, accepted) = one_shot_upstream().await;
+    let (addr, accepted) = counting_upstream(answer_once_then_close).await;
     let cfg = config(XFF_TRUSTED, "", "").replace("{upstream}", &addr.to_string());
     let p = Proxy::start(&cfg, &up).await;
     for i in 0..5 {
@@ -572,25 +587,7 @@ async fn upstream_closing_idle_connections_loses_no_request() {
 
 #[tokio::test]
 async fn pooled_upstream_connection_serves_many_requests() {
-    let (addr, accepted) = {
-        // Keep-alive raw upstream that counts connections and answers every request on them.
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok\n"))))
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc).await;
-                });
-            }
-        });
-        (addr, accepted)
-    };
+    let (addr, accepted) = counting_upstream(answer_all).await;
     let up = upstream().await;
     let cfg = config(XFF_TRUSTED, "", "").replace("{upstream}", &addr.to_string());
     let p = Proxy::start(&cfg, &up).await;
