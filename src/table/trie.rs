@@ -296,18 +296,25 @@ impl<K: Key> Trie<K> {
         if slot & WIDE_BIT != 0 {
             return self.wide_answer_index(slot, rest);
         }
+        self.narrow_answer_index(slot, rest.top32())
+    }
+
+    /// [`leaf_answer_index`](Self::leaf_answer_index) for a leaf of 32-bit keys.
+    #[inline(always)]
+    fn narrow_answer_index(&self, slot: u32, probe: u32) -> usize {
         let (off, len) = leaf_parts(slot);
-        let probe = rest.top32();
-        // keys[0] is always 0, so the position is the count of later keys <= probe. The scan
-        // has a fixed trip count (masked by `len`; the arena is padded at the end) so it
-        // unrolls into a few vector compares with no data-dependent loop exit: independent
-        // lookups then overlap in the pipeline instead of stalling on a mispredicted branch.
-        let window = &self.arena[off + 1..off + LEAF_MAX];
-        let mut i = 0u32;
-        for (j, k) in window.iter().enumerate() {
-            i += u32::from((j + 1 < len) & (*k <= probe));
+        // One bit per key of a fixed LEAF_MAX window (the arena is padded at the end): a fixed
+        // trip count unrolls into a few vector compares with no data-dependent loop exit, so
+        // independent lookups overlap in the pipeline instead of stalling on a mispredicted
+        // branch.
+        let mut le = 0u32;
+        for (j, k) in self.arena[off..off + LEAF_MAX].iter().enumerate() {
+            le |= u32::from(*k <= probe) << j;
         }
-        off + len + i as usize
+        // Keys are sorted and keys[0] is 0, so the keys <= probe are a prefix: its length is
+        // the count of trailing ones, cut at `len` (the window's later words are other data).
+        let count = (!le).trailing_zeros().min(len as u32) as usize;
+        off + len + count - 1
     }
 
     /// Levels below the root a lookup of `key` visits, and whether it ends in a leaf (for
@@ -368,7 +375,9 @@ impl<K: Key> Trie<K> {
 
 impl Trie<u128> {
     /// [`lookup`](Trie::lookup) for IPv6, walking the upper 64 bits as a `u64` (where every
-    /// real allocation lies) and switching to `u128` arithmetic only below that.
+    /// real allocation lies) and switching to `u128` arithmetic only below that. The rare
+    /// cases (a node below bit 64, a sparse node, a wide leaf) are out of line, which keeps
+    /// the loop small and its values in registers.
     #[inline]
     pub(crate) fn lookup_v6(&self, key: u128) -> u32 {
         let mut slot = self.root[key.top(ROOT_BITS)];
@@ -377,16 +386,43 @@ impl Trie<u128> {
         while is_node(slot) {
             let stride = node_stride(slot);
             if depth + stride > 64 {
-                return self.descend(slot, key << depth);
+                return self.deep_v6(slot, key, depth);
             }
-            slot = self.child(slot, stride, (hi >> (64 - stride)) as usize);
+            let i = (hi >> (64 - stride)) as usize;
+            slot = if slot >> TAG_SHIFT == TAG_NODE {
+                self.arena[(slot & NODE_INDEX) as usize + i]
+            } else {
+                self.sparse_child(slot, stride, i)
+            };
             hi <<= stride;
             depth += stride;
         }
         if slot >> TAG_SHIFT == TAG_LEAF {
-            return self.arena[self.leaf_answer_index(slot, key << depth)];
+            if slot & WIDE_BIT != 0 {
+                return self.wide_v6(slot, key, depth);
+            }
+            return self.arena[self.narrow_answer_index(slot, ((key << depth) >> 96) as u32)];
         }
         slot
+    }
+
+    /// The rest of a lookup from a node that reaches below bit 64.
+    #[cold]
+    #[inline(never)]
+    fn deep_v6(&self, slot: u32, key: u128, depth: u32) -> u32 {
+        self.descend(slot, key << depth)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wide_v6(&self, slot: u32, key: u128, depth: u32) -> u32 {
+        self.arena[self.wide_answer_index(slot, key << depth)]
+    }
+
+    /// Few IPv6 nodes are sparse (see `Key::DENSE_FACTOR`).
+    #[inline(never)]
+    fn sparse_child(&self, slot: u32, stride: u32, i: usize) -> u32 {
+        self.child(slot, stride, i)
     }
 }
 
