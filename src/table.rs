@@ -18,7 +18,7 @@
 //! # Cost of each operation
 //! - `lookup`: one root load, then one load per level (on the shipped database 0-1 for
 //!   IPv4, 1-3 for most IPv6 addresses; deeper only inside clusters of host routes), then a
-//!   linear scan of at most 16 leaf keys: O(1), no allocation.
+//!   branchless binary search of at most 16 leaf keys: O(1), no allocation.
 //! - `find` (for `explain`): the same, plus the bounds of the stored range.
 //! - build: O(n log n) to sort each source's prefixes, O(n) per layer to merge, O(n) trie.
 //!
