@@ -404,7 +404,10 @@ impl Trie<u128> {
             if slot & WIDE_BIT != 0 {
                 return self.wide_v6(slot, key, depth);
             }
-            return self.arena[self.narrow_answer_index(slot, ((key << depth) >> 96) as u32)];
+            // The 32 key bits below the leaf's region: the rest of `hi`, then the top of the
+            // low half (depth is 16..=64 here, so both shifts are in range).
+            let probe = ((hi | ((key as u64) >> (64 - depth))) >> 32) as u32;
+            return self.arena[self.narrow_answer_index(slot, probe)];
         }
         slot
     }
