@@ -3,8 +3,8 @@
 //! The input is a partition of the whole key space into ranges (sorted starts, one answer
 //! index each). The trie is a 16-bit root array, then internal nodes of variable stride (4 to
 //! 16 bits, chosen per node), ending in either a uniform slot (the whole region has one
-//! answer) or a small sorted leaf of at most [`LEAF_MAX`] range starts, found by a branchless binary search.
-//! Every slot is one `u32`:
+//! answer) or a small sorted leaf of at most [`LEAF_MAX`] range starts, searched by a
+//! branchless binary search. Every slot is one `u32`:
 //!
 //! ```text
 //!  31 30 29 ............................................. 0
