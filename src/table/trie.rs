@@ -532,15 +532,22 @@ impl<K: Key> Builder<'_, K> {
         // to its top 32 (or, wide, 64) bits, which must lose nothing.
         let align = 128 - K::BITS + depth;
         let aligned = |s: &K| (s.to_u128() - base) << align;
+        // The key words after keys[0] (always 0): one per narrow key, else two per wide key
+        // (high word first).
         let narrow: Option<Vec<u32>> =
             later.iter().map(&aligned).map(|a| (a << 32 == 0).then_some((a >> 96) as u32)).collect();
-        let wide: Option<Vec<u64>> = match narrow {
-            Some(_) => None,
-            None => later.iter().map(&aligned).map(|a| (a << 64 == 0).then_some((a >> 64) as u64)).collect(),
+        let (words, wide) = match narrow {
+            Some(words) => (words, false),
+            None => {
+                let wide: Option<Vec<[u32; 2]>> = later
+                    .iter()
+                    .map(&aligned)
+                    .map(|a| (a << 64 == 0).then_some([(a >> 96) as u32, (a >> 64) as u32]))
+                    .collect();
+                let Some(wide) = wide else { return Ok(None) };
+                (wide.concat(), true)
+            }
         };
-        if narrow.is_none() && wide.is_none() {
-            return Ok(None);
-        }
         let off = self.arena.len().next_multiple_of(1 << LEAF_ALIGN);
         if off > MAX_LEAF_OFFSET {
             return Err(TrieError::TooLarge);
@@ -548,17 +555,11 @@ impl<K: Key> Builder<'_, K> {
         self.arena.resize(off, 0);
         let count = later.len() + 1;
         let mut payload = (((off >> LEAF_ALIGN) as u32) << LEN_BITS) | (count as u32 - 1);
-        if let Some(keys) = narrow {
-            self.arena.push(0);
-            self.arena.extend_from_slice(&keys);
-        } else if let Some(keys) = wide {
-            self.arena.extend_from_slice(&[0, 0]);
-            for k in keys {
-                self.arena.push((k >> 32) as u32);
-                self.arena.push(k as u32);
-            }
+        if wide {
             payload |= WIDE_BIT;
         }
+        self.arena.extend_from_slice(if wide { &[0, 0] } else { &[0] });
+        self.arena.extend_from_slice(&words);
         self.arena.extend_from_slice(&self.answers[first..first + count]);
         Ok(Some((TAG_LEAF << TAG_SHIFT) | payload))
     }
