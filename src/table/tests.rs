@@ -338,3 +338,26 @@ fn regression_v6_fine_range_near_zero() {
     }];
     check(&layers, &[]);
 }
+
+#[test]
+fn few_fine_ranges_make_one_wide_leaf() {
+    // Three /127s and a /128 inside 2001:db8::/32, far below bit 64: too fine for 32-bit leaf
+    // keys, so the root's region becomes a single wide leaf, not a chain of nodes down to them.
+    let v6: Vec<(Ipv6Net, u32)> = vec![
+        ("2001:db8::/32".parse().unwrap(), 1),
+        ("2001:db8:0:1::2/127".parse().unwrap(), 2),
+        ("2001:db8:77:1::6/127".parse().unwrap(), 3),
+        ("2001:db8:ffff:ffff:ffff:ffff:ffff:fffe/127".parse().unwrap(), 4),
+        ("2001:db8:1::1/128".parse().unwrap(), 5),
+    ];
+    let layers = vec![Layer::Db { v4: vec![("0.0.0.0/0".parse().unwrap(), 0)], v6 }];
+    let t = build(&layers);
+    assert_eq!(t.stats().nodes_v6, 0);
+    let at = |s: &str| t.lookup(s.parse().unwrap()).geo.clone();
+    assert_eq!(at("2001:db8:0:1::1"), record(1));
+    assert_eq!(at("2001:db8:0:1::3"), record(2));
+    assert_eq!(at("2001:db8:0:1::4"), record(1));
+    assert_eq!(at("2001:db8:1::1"), record(5));
+    assert_eq!(at("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"), record(4));
+    check(&layers, &[]);
+}

@@ -32,8 +32,10 @@
 //!   stay sparse there hold few ranges, so the "which kind of node" branch is well predicted.
 //! - a **leaf** is its `n` keys followed by its `n` answers. A key is the offset of a range
 //!   start in the leaf's region, left-aligned and cut to 32 bits when that is exact;
-//!   otherwise (fine-grained IPv6 ranges high in the trie) a *wide* leaf keeps 64 bits as
-//!   two words per key, instead of splitting the region level after level.
+//!   otherwise (fine-grained IPv6 ranges high in the trie) a *wide* leaf keeps all 128
+//!   bits as four words per key. Any region of at most `LEAF_MAX` ranges is thus one leaf:
+//!   a /40 holding a few /127s is not split 4 bits at a time down to them (with 64-bit
+//!   wide keys it was, and those chains of up to 12 levels were a third of the IPv6 time).
 //!
 //! A lookup reads the root slot, then one slot per level (on the shipped database: 1-3 for
 //! IPv6, 0-1 for IPv4), then one leaf; it never allocates and takes no lock.
@@ -86,8 +88,6 @@ pub(crate) trait Key: Copy + Ord + std::fmt::Debug + Send + Sync + 'static {
     fn shl(self, bits: u32) -> Self;
     /// The top 32 bits: what narrow leaf keys are compared with.
     fn top32(self) -> u32;
-    /// The top 64 bits: what wide leaf keys are compared with.
-    fn top64(self) -> u64;
 }
 
 /// The immutable trie for one family.
@@ -148,10 +148,6 @@ impl Key for u32 {
     fn top32(self) -> u32 {
         self
     }
-    #[inline(always)]
-    fn top64(self) -> u64 {
-        u64::from(self) << 32
-    }
 }
 
 // === impl Key for u128 ===
@@ -179,10 +175,6 @@ impl Key for u128 {
     #[inline(always)]
     fn top32(self) -> u32 {
         (self >> 96) as u32
-    }
-    #[inline(always)]
-    fn top64(self) -> u64 {
-        (self >> 64) as u64
     }
 }
 
@@ -261,14 +253,13 @@ impl<K: Key> Trie<K> {
         }
         let (off, len) = leaf_parts(slot);
         let wide = slot & WIDE_BIT != 0;
-        let keys_len = if wide { 2 * len } else { len };
+        let keys_len = if wide { 4 * len } else { len };
         let at = self.leaf_answer_index(slot, rest);
         let j = at - off - keys_len;
         // Leaf keys are the top bits of the offset in the region, left-aligned: undo that.
         let align = 128 - K::BITS + depth;
         let rel = |j: usize| {
-            let top =
-                if wide { u128::from(self.wide_key(off, j)) << 64 } else { u128::from(self.arena[off + j]) << 96 };
+            let top = if wide { self.wide_key(off, j) } else { u128::from(self.arena[off + j]) << 96 };
             top >> align
         };
         let first = base + rel(j);
@@ -350,17 +341,18 @@ impl<K: Key> Trie<K> {
     #[cold]
     fn wide_answer_index(&self, slot: u32, rest: K) -> usize {
         let (off, len) = leaf_parts(slot);
-        let probe = rest.top64();
+        let probe = rest.to_u128() << (128 - K::BITS);
         let mut i = 0usize;
         for j in 1..len {
             i += usize::from(self.wide_key(off, j) <= probe);
         }
-        off + 2 * len + i
+        off + 4 * len + i
     }
 
     #[inline(always)]
-    fn wide_key(&self, off: usize, j: usize) -> u64 {
-        (u64::from(self.arena[off + 2 * j]) << 32) | u64::from(self.arena[off + 2 * j + 1])
+    fn wide_key(&self, off: usize, j: usize) -> u128 {
+        let word = |k: usize| u128::from(self.arena[off + 4 * j + k]);
+        (word(0) << 96) | (word(1) << 64) | (word(2) << 32) | word(3)
     }
 
     /// Heap bytes owned by this trie.
@@ -477,12 +469,9 @@ impl<K: Key> Builder<'_, K> {
         }
         let count = inside + 1;
         if count <= LEAF_MAX {
-            if let Some(slot) = self.leaf(base, depth, first, &rest[..inside])? {
-                return Ok(slot);
-            }
+            return self.leaf(base, depth, first, &rest[..inside]);
         }
-        // Too many ranges (or starts too fine for a leaf's keys): split the region into
-        // 2^stride children.
+        // Too many ranges for a leaf: split the region into 2^stride children.
         let stride = self.stride(base, depth, &rest[..inside]);
         let child_depth = depth + stride;
         let span = 1u128 << (K::BITS - child_depth);
@@ -527,24 +516,25 @@ impl<K: Key> Builder<'_, K> {
         max
     }
 
-    fn leaf(&mut self, base: u128, depth: u32, first: usize, later: &[K]) -> Result<Option<u32>, TrieError> {
-        // A leaf key is the offset of a start in the region, left-aligned in 128 bits and cut
-        // to its top 32 (or, wide, 64) bits, which must lose nothing.
+    fn leaf(&mut self, base: u128, depth: u32, first: usize, later: &[K]) -> Result<u32, TrieError> {
+        // A leaf key is the offset of a start in the region, left-aligned in 128 bits. A
+        // narrow leaf keeps the top 32 bits of each, when that loses nothing; a wide one
+        // keeps all 128, so any region of few enough ranges is one leaf, however fine its
+        // starts (a /64 holding a few /127s is not split level after level down to them).
         let align = 128 - K::BITS + depth;
         let aligned = |s: &K| (s.to_u128() - base) << align;
-        // The key words after keys[0] (always 0): one per narrow key, else two per wide key
+        // The key words after keys[0] (always 0): one per narrow key, else four per wide key
         // (high word first).
         let narrow: Option<Vec<u32>> =
             later.iter().map(&aligned).map(|a| (a << 32 == 0).then_some((a >> 96) as u32)).collect();
         let (words, wide) = match narrow {
             Some(words) => (words, false),
             None => {
-                let wide: Option<Vec<[u32; 2]>> = later
+                let wide: Vec<[u32; 4]> = later
                     .iter()
                     .map(&aligned)
-                    .map(|a| (a << 64 == 0).then_some([(a >> 96) as u32, (a >> 64) as u32]))
+                    .map(|a| [(a >> 96) as u32, (a >> 64) as u32, (a >> 32) as u32, a as u32])
                     .collect();
-                let Some(wide) = wide else { return Ok(None) };
                 (wide.concat(), true)
             }
         };
@@ -558,10 +548,10 @@ impl<K: Key> Builder<'_, K> {
         if wide {
             payload |= WIDE_BIT;
         }
-        self.arena.extend_from_slice(if wide { &[0, 0] } else { &[0] });
+        self.arena.extend_from_slice(if wide { &[0; 4] } else { &[0] });
         self.arena.extend_from_slice(&words);
         self.arena.extend_from_slice(&self.answers[first..first + count]);
-        Ok(Some((TAG_LEAF << TAG_SHIFT) | payload))
+        Ok((TAG_LEAF << TAG_SHIFT) | payload)
     }
 
     fn node(&mut self, slots: &[u32], stride: u32, top: bool) -> Result<u32, TrieError> {
