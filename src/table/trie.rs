@@ -338,15 +338,23 @@ impl<K: Key> Trie<K> {
         w
     }
 
+    /// [`leaf_answer_index`](Self::leaf_answer_index) for a leaf of 128-bit keys: the same
+    /// fixed-step binary search as a narrow leaf (one such leaf holds up to 512 bytes of
+    /// keys; a scan would read them all).
     #[cold]
     fn wide_answer_index(&self, slot: u32, rest: K) -> usize {
         let (off, len) = leaf_parts(slot);
         let probe = rest.to_u128() << (128 - K::BITS);
-        let mut i = 0usize;
-        for j in 1..len {
-            i += usize::from(self.wide_key(off, j) <= probe);
+        let mut pos = 0usize;
+        let mut step = LEAF_MAX / 2;
+        while step > 0 {
+            let c = pos + step;
+            if c < len && self.wide_key(off, c) <= probe {
+                pos = c;
+            }
+            step /= 2;
         }
-        off + 4 * len + i
+        off + 4 * len + pos
     }
 
     #[inline(always)]
