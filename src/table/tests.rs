@@ -361,3 +361,35 @@ fn few_fine_ranges_make_one_wide_leaf() {
     assert_eq!(at("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"), record(4));
     check(&layers, &[]);
 }
+
+#[test]
+fn many_answers_are_numbered_by_use_and_all_answered() {
+    // 300 records in alternating /24s of 10.0.0.0/8 (record 7 between every pair) and /64s of
+    // 2001:db8::/32: leaves then hold answer numbers above 255, which compact leaves cannot
+    // store, next to the common record 7.
+    let recs: Vec<GeoRecord> = (0..300).map(record).collect();
+    let mut v4: Vec<(Ipv4Net, u32)> = vec![("10.0.0.0/8".parse().unwrap(), 7)];
+    let mut v6: Vec<(Ipv6Net, u32)> = vec![("2001:db8::/32".parse().unwrap(), 7)];
+    for i in 0..300u32 {
+        v4.push((Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 + (i << 9)), 24).unwrap(), i));
+        v6.push((Ipv6Net::new(Ipv6Addr::from((0x2001_0db8u128 << 96) + (u128::from(i) << 65)), 64).unwrap(), i));
+    }
+    let mut b = TableBuilder::new();
+    b.add_database(0, &recs, &v4, &v6).unwrap();
+    let t = b.build().unwrap();
+    for i in 0..300u32 {
+        let v4_in = Ipv4Addr::from(0x0a00_0000 + (i << 9) + 77);
+        let v4_gap = Ipv4Addr::from(0x0a00_0000 + (i << 9) + 256 + 77);
+        let v6_in = Ipv6Addr::from((0x2001_0db8u128 << 96) + (u128::from(i) << 65) + 5);
+        let v6_gap = Ipv6Addr::from((0x2001_0db8u128 << 96) + (u128::from(i) << 65) + (1 << 64) + 5);
+        assert_eq!(t.lookup(v4_in.into()).geo, recs[i as usize], "{v4_in}");
+        assert_eq!(t.lookup(v6_in.into()).geo, recs[i as usize], "{v6_in}");
+        if i != 7 {
+            assert_eq!(t.lookup(v4_gap.into()).geo, recs[7], "{v4_gap}");
+            assert_eq!(t.lookup(v6_gap.into()).geo, recs[7], "{v6_gap}");
+        }
+    }
+    // Record 7 fills ~600 gaps, more ranges than any other answer: it is number 0.
+    assert_eq!(t.answers()[0].geo, recs[7]);
+    assert_eq!(t.lookup("192.0.2.1".parse().unwrap()), &Answer::default());
+}

@@ -11,7 +11,8 @@
 //! [ tag ][ payload                                         ]
 //!  00     answer index (region is uniform)
 //!  01     dense node: bits 26..30 = stride - 1, bits 0..26 = arena index
-//!  10     leaf: bit 29 = wide keys, bits 4..29 = arena index, bits 0..4 = length - 1
+//!  10     leaf: bit 29 = wide, bit 28 = compact, bits 5..28 = arena index / 2,
+//!         bits 0..5 = length - 1
 //!  11     sparse node: as a dense one
 //! ```
 //!
@@ -30,12 +31,18 @@
 //!   neighbour and the number of runs before the block, then the distinct children; child
 //!   `i` is found with one popcount. Only that level can be sparse, and the IPv6 nodes that
 //!   stay sparse there hold few ranges, so the "which kind of node" branch is well predicted.
-//! - a **leaf** is its `n` keys followed by its `n` answers. A key is the offset of a range
-//!   start in the leaf's region, left-aligned and cut to 32 bits when that is exact;
-//!   otherwise (fine-grained IPv6 ranges high in the trie) a *wide* leaf keeps all 128
-//!   bits as four words per key. Any region of at most `LEAF_MAX` ranges is thus one leaf:
-//!   a /40 holding a few /127s is not split 4 bits at a time down to them (with 64-bit
-//!   wide keys it was, and those chains of up to 12 levels were a third of the IPv6 time).
+//! - a **leaf** holds the `n` ranges of its region. A key is the offset of a range start in
+//!   the region, left-aligned, in the first of three forms that is exact:
+//!   - *compact*: one word per range, the key's top 24 bits above an 8-bit answer, when
+//!     every answer of the leaf is below 256 (answers are numbered by use, most used
+//!     first). The search reads the answer with the key: no answer line to fetch, and half
+//!     the memory of the narrow form. Every IPv4 leaf and most IPv6 ones on the shipped
+//!     database are compact.
+//!   - *narrow*: `n` 32-bit keys, then `n` answers.
+//!   - *wide* (fine-grained IPv6 ranges high in the trie): all 128 bits, four words per
+//!     key, then the answers. Any region of at most `LEAF_MAX` ranges is thus one leaf: a
+//!     /40 holding a few /127s is not split 4 bits at a time down to them (with 64-bit wide
+//!     keys it was, and those chains of up to 12 levels cost a dependent load each).
 //!
 //! A lookup reads the root slot, then one slot per level (on the shipped database: 1-3 for
 //! IPv6, 0-1 for IPv4), then one leaf; it never allocates and takes no lock.
@@ -46,7 +53,8 @@
 pub(crate) const LEAF_MAX: usize = 32;
 const _: () = assert!(LEAF_MAX.is_power_of_two());
 /// Leaves start at even word offsets, so a leaf slot's offset field (23 bits once the length
-/// takes 5) still addresses 2^24 words (64 MiB) of arena, as with 16-key leaves.
+/// takes 5 and the kind 2) addresses 2^24 words (64 MiB) of arena: the shipped database's
+/// two tries take 11 MiB.
 const LEAF_ALIGN: u32 = 1;
 const ROOT_BITS: u32 = 16;
 /// Bounds of a node's stride (bits it consumes).
@@ -67,7 +75,10 @@ const TAG_SPARSE: u32 = 3;
 const PAYLOAD: u32 = (1 << TAG_SHIFT) - 1;
 const LEN_BITS: u32 = LEAF_MAX.trailing_zeros();
 const WIDE_BIT: u32 = 1 << 29;
-const MAX_LEAF_OFFSET: usize = ((1 << (TAG_SHIFT - 1 - LEN_BITS)) << LEAF_ALIGN) - 1;
+const COMPACT_BIT: u32 = 1 << 28;
+/// Answers a compact leaf can hold: its words keep 8 bits for the answer.
+const COMPACT_ANSWERS: u32 = 1 << 8;
+const MAX_LEAF_OFFSET: usize = ((1 << (TAG_SHIFT - 2 - LEN_BITS)) << LEAF_ALIGN) - 1;
 
 /// An address family's key: `u32` for IPv4, `u128` for IPv6.
 ///
@@ -233,7 +244,7 @@ impl<K: Key> Trie<K> {
             rest = rest.shl(stride);
         }
         if slot >> TAG_SHIFT == TAG_LEAF {
-            return self.arena[self.leaf_answer_index(slot, rest)];
+            return self.leaf_answer(slot, self.leaf_position(slot, rest));
         }
         slot
     }
@@ -252,19 +263,22 @@ impl<K: Key> Trie<K> {
             return Found { answer: slot, first: K::from_u128(base), last: K::from_u128(region_last) };
         }
         let (off, len) = leaf_parts(slot);
-        let wide = slot & WIDE_BIT != 0;
-        let keys_len = if wide { 4 * len } else { len };
-        let at = self.leaf_answer_index(slot, rest);
-        let j = at - off - keys_len;
+        let j = self.leaf_position(slot, rest);
         // Leaf keys are the top bits of the offset in the region, left-aligned: undo that.
         let align = 128 - K::BITS + depth;
         let rel = |j: usize| {
-            let top = if wide { self.wide_key(off, j) } else { u128::from(self.arena[off + j]) << 96 };
+            let top = if slot & WIDE_BIT != 0 {
+                self.wide_key(off, j)
+            } else if slot & COMPACT_BIT != 0 {
+                u128::from(self.arena[off + j] >> 8) << 104
+            } else {
+                u128::from(self.arena[off + j]) << 96
+            };
             top >> align
         };
         let first = base + rel(j);
         let last = if j + 1 < len { base + rel(j + 1) - 1 } else { region_last };
-        Found { answer: self.arena[at], first: K::from_u128(first), last: K::from_u128(last) }
+        Found { answer: self.leaf_answer(slot, j), first: K::from_u128(first), last: K::from_u128(last) }
     }
 
     /// Slot of child `i` of the node `slot` (of `stride` bits).
@@ -285,35 +299,60 @@ impl<K: Key> Trie<K> {
         self.arena[at + SPARSE_BLOCK * blocks + (before + upto) as usize - 1]
     }
 
-    /// Arena index of the answer in the leaf `slot` for a key whose bits below the leaf's
-    /// region are at the top of `rest`.
+    /// Position (0-based) of the last key in the leaf `slot` that is <= a key whose bits
+    /// below the leaf's region are at the top of `rest`.
     #[inline(always)]
-    fn leaf_answer_index(&self, slot: u32, rest: K) -> usize {
+    fn leaf_position(&self, slot: u32, rest: K) -> usize {
         if slot & WIDE_BIT != 0 {
-            return self.wide_answer_index(slot, rest);
+            return self.wide_position(slot, rest);
         }
-        self.narrow_answer_index(slot, rest.top32())
+        let (off, len) = leaf_parts(slot);
+        self.search(off, len, narrow_threshold(slot, rest.top32()))
     }
 
-    /// [`leaf_answer_index`](Self::leaf_answer_index) for a leaf of 32-bit keys.
-    #[inline(always)]
-    fn narrow_answer_index(&self, slot: u32, probe: u32) -> usize {
+    /// The answer at position `j` of the leaf `slot`.
+    fn leaf_answer(&self, slot: u32, j: usize) -> u32 {
         let (off, len) = leaf_parts(slot);
+        if slot & WIDE_BIT != 0 {
+            self.arena[off + 4 * len + j]
+        } else if slot & COMPACT_BIT != 0 {
+            self.arena[off + j] & (COMPACT_ANSWERS - 1)
+        } else {
+            self.arena[off + len + j]
+        }
+    }
+
+    /// The answer in a narrow or compact leaf for the 32 key bits below its region. A
+    /// compact leaf's words are key and answer at once, so the answer comes from a word the
+    /// search has just read instead of one more cache line: the selects below keep the two
+    /// layouts on one branch-free path.
+    #[inline(always)]
+    fn narrow_answer(&self, slot: u32, probe: u32) -> u32 {
+        let (off, len) = leaf_parts(slot);
+        let compact = slot & COMPACT_BIT != 0;
+        let pos = self.search(off, len, narrow_threshold(slot, probe));
+        let word = self.arena[off + pos + if compact { 0 } else { len }];
+        word & if compact { COMPACT_ANSWERS - 1 } else { u32::MAX }
+    }
+
+    /// Position of the last of the `len` words at `off` that is <= `threshold` (word 0 always
+    /// is: it holds key 0).
+    #[inline(always)]
+    fn search(&self, off: usize, len: usize, threshold: u32) -> usize {
         let keys = &self.arena[off..off + LEAF_MAX];
-        // Binary search for the last key <= probe (keys[0] is 0, so there is one) in a fixed
-        // log2(LEAF_MAX) steps that compile to conditional moves: no data-dependent branch to
-        // mispredict, a third of the instructions of a vector scan of the window, and only
-        // the keys' lines are read.
+        // Binary search in a fixed log2(LEAF_MAX) steps that compile to conditional moves:
+        // no data-dependent branch to mispredict, a third of the instructions of a vector
+        // scan of the window, and only the keys' lines are read.
         let mut pos = 0usize;
         let mut step = LEAF_MAX / 2;
         while step > 0 {
             let c = pos + step;
-            if c < len && keys[c] <= probe {
+            if c < len && keys[c] <= threshold {
                 pos = c;
             }
             step /= 2;
         }
-        off + len + pos
+        pos
     }
 
     /// Levels below the root a lookup of `key` visits, and whether it ends in a leaf (for
@@ -338,11 +377,11 @@ impl<K: Key> Trie<K> {
         w
     }
 
-    /// [`leaf_answer_index`](Self::leaf_answer_index) for a leaf of 128-bit keys: the same
+    /// [`leaf_position`](Self::leaf_position) for a leaf of 128-bit keys: the same
     /// fixed-step binary search as a narrow leaf (one such leaf holds up to 512 bytes of
     /// keys; a scan would read them all).
     #[cold]
-    fn wide_answer_index(&self, slot: u32, rest: K) -> usize {
+    fn wide_position(&self, slot: u32, rest: K) -> usize {
         let (off, len) = leaf_parts(slot);
         let probe = rest.to_u128() << (128 - K::BITS);
         let mut pos = 0usize;
@@ -354,7 +393,7 @@ impl<K: Key> Trie<K> {
             }
             step /= 2;
         }
-        off + 4 * len + pos
+        pos
     }
 
     #[inline(always)]
@@ -412,7 +451,7 @@ impl Trie<u128> {
             // The 32 key bits below the leaf's region: the rest of `hi`, then the top of the
             // low half (depth is 16..=64 here, so both shifts are in range).
             let probe = ((hi | ((key as u64) >> (64 - depth))) >> 32) as u32;
-            return self.arena[self.narrow_answer_index(slot, probe)];
+            return self.narrow_answer(slot, probe);
         }
         slot
     }
@@ -427,7 +466,7 @@ impl Trie<u128> {
     #[cold]
     #[inline(never)]
     fn wide_v6(&self, slot: u32, key: u128, depth: u32) -> u32 {
-        self.arena[self.wide_answer_index(slot, key << depth)]
+        self.leaf_answer(slot, self.wide_position(slot, key << depth))
     }
 
     /// Few IPv6 nodes are sparse (see `Key::DENSE_FACTOR`).
@@ -442,6 +481,14 @@ fn is_node(slot: u32) -> bool {
     (slot >> TAG_SHIFT) & 1 == 1
 }
 
+/// What the words of a narrow or compact leaf are compared with, for the 32 key bits below
+/// the leaf's region: a compact word holds a 24-bit key above an 8-bit answer, so every word
+/// whose key is at most the probe's top 24 bits is at most `probe | 0xff`.
+#[inline(always)]
+fn narrow_threshold(slot: u32, probe: u32) -> u32 {
+    probe | if slot & COMPACT_BIT != 0 { COMPACT_ANSWERS - 1 } else { 0 }
+}
+
 #[inline(always)]
 fn node_stride(slot: u32) -> u32 {
     ((slot >> STRIDE_SHIFT) & 0xf) + 1
@@ -449,7 +496,7 @@ fn node_stride(slot: u32) -> u32 {
 
 #[inline(always)]
 fn leaf_parts(slot: u32) -> (usize, usize) {
-    let payload = slot & PAYLOAD & !WIDE_BIT;
+    let payload = slot & PAYLOAD & !WIDE_BIT & !COMPACT_BIT;
     (((payload >> LEN_BITS) as usize) << LEAF_ALIGN, (payload & ((1 << LEN_BITS) - 1)) as usize + 1)
 }
 
@@ -525,41 +572,38 @@ impl<K: Key> Builder<'_, K> {
     }
 
     fn leaf(&mut self, base: u128, depth: u32, first: usize, later: &[K]) -> Result<u32, TrieError> {
-        // A leaf key is the offset of a start in the region, left-aligned in 128 bits. A
-        // narrow leaf keeps the top 32 bits of each, when that loses nothing; a wide one
-        // keeps all 128, so any region of few enough ranges is one leaf, however fine its
-        // starts (a /64 holding a few /127s is not split level after level down to them).
+        // A leaf key is the offset of a start in the region, left-aligned in 128 bits, kept
+        // in the first of these forms that loses nothing:
+        // - compact: the top 24 bits, in one word with the answer (if every answer of the
+        //   leaf is below COMPACT_ANSWERS): no separate answer to fetch;
+        // - narrow: the top 32 bits, answers in the words after the keys;
+        // - wide: all 128 bits, so any region of few enough ranges is one leaf, however fine
+        //   its starts (a /64 holding a few /127s is not split level after level down to them).
         let align = 128 - K::BITS + depth;
         let aligned = |s: &K| (s.to_u128() - base) << align;
-        // The key words after keys[0] (always 0): one per narrow key, else four per wide key
-        // (high word first).
-        let narrow: Option<Vec<u32>> =
-            later.iter().map(&aligned).map(|a| (a << 32 == 0).then_some((a >> 96) as u32)).collect();
-        let (words, wide) = match narrow {
-            Some(words) => (words, false),
-            None => {
-                let wide: Vec<[u32; 4]> = later
-                    .iter()
-                    .map(&aligned)
-                    .map(|a| [(a >> 96) as u32, (a >> 64) as u32, (a >> 32) as u32, a as u32])
-                    .collect();
-                (wide.concat(), true)
-            }
+        let count = later.len() + 1;
+        let answers = &self.answers[first..first + count];
+        let compact = answers.iter().all(|&a| a < COMPACT_ANSWERS) && later.iter().all(|s| aligned(s) << 24 == 0);
+        let narrow = later.iter().all(|s| aligned(s) << 32 == 0);
+        let (kind, words): (u32, Vec<u32>) = if compact {
+            let keys = std::iter::once(0).chain(later.iter().map(|s| ((aligned(s) >> 104) as u32) << 8));
+            (COMPACT_BIT, keys.zip(answers).map(|(k, &a)| k | a).collect())
+        } else if narrow {
+            let keys = std::iter::once(0).chain(later.iter().map(|s| (aligned(s) >> 96) as u32));
+            (0, keys.chain(answers.iter().copied()).collect())
+        } else {
+            // Four words per key, high word first, then the answers.
+            let keys = std::iter::once(0).chain(later.iter().map(aligned));
+            let key_words = keys.flat_map(|a| [(a >> 96) as u32, (a >> 64) as u32, (a >> 32) as u32, a as u32]);
+            (WIDE_BIT, key_words.chain(answers.iter().copied()).collect())
         };
         let off = self.arena.len().next_multiple_of(1 << LEAF_ALIGN);
         if off > MAX_LEAF_OFFSET {
             return Err(TrieError::TooLarge);
         }
         self.arena.resize(off, 0);
-        let count = later.len() + 1;
-        let mut payload = (((off >> LEAF_ALIGN) as u32) << LEN_BITS) | (count as u32 - 1);
-        if wide {
-            payload |= WIDE_BIT;
-        }
-        self.arena.extend_from_slice(if wide { &[0; 4] } else { &[0] });
         self.arena.extend_from_slice(&words);
-        self.arena.extend_from_slice(&self.answers[first..first + count]);
-        Ok((TAG_LEAF << TAG_SHIFT) | payload)
+        Ok((TAG_LEAF << TAG_SHIFT) | kind | (((off >> LEAF_ALIGN) as u32) << LEN_BITS) | (count as u32 - 1))
     }
 
     fn node(&mut self, slots: &[u32], stride: u32, top: bool) -> Result<u32, TrieError> {
