@@ -10,10 +10,11 @@
 //!   internal nodes of 4 to 16 bits (stride chosen per node from where its ranges cluster;
 //!   Poptrie-style compressed right below the root where that saves enough memory, plain
 //!   arrays elsewhere) only where a region holds more than 32 ranges, and leaves of at most
-//!   32 range starts with their answer indices side by side.
-//! - Per range: one `u32` leaf key and one `u32` answer index (8 bytes), plus node slots
-//!   (at most two per range per level). The shipped database (494k IPv4 + 1.01M IPv6
-//!   networks) takes about 14.5 MiB.
+//!   32 range starts with their answer indices.
+//! - Per range: one `u32` word in a compact leaf (24-bit key and 8-bit answer index, the
+//!   common case: answers are numbered by use), else a `u32` or 128-bit key and a `u32`
+//!   answer index, plus node slots (at most two per range per level). The shipped database
+//!   (494k IPv4 + 1.01M IPv6 networks) takes about 11.1 MiB.
 //!
 //! # Cost of each operation
 //! - `lookup`: one root load, then one load per level (on the shipped database 0-1 for

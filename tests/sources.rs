@@ -11,8 +11,9 @@ use geogate::config::{FieldPaths, MmdbSchema};
 use geogate::geo::{CountryCode, GeoRecord};
 use geogate::source::mmdb::{self, Database};
 use geogate::source::{cidr, SourceError};
+use geogate::table::{GeoTable, TableBuilder};
 use maxminddb::{Reader, WithinOptions};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use common::expected_record;
 use common::fixtures::{Fixture, XorShift, BUILD_EPOCH};
@@ -637,4 +638,141 @@ fn shipped_database_agrees_with_maxminddb_at_random_addresses() {
         };
         assert_eq!(bisect(&db, ip), reference(&reader, ip, Reference::Fields).as_ref(), "{ip}");
     }
+}
+
+// --- full-size databases in both schemas, through the compiled table -------------------------
+
+/// The compiled table of `db` (one database source, no lists).
+fn table_of(db: &Database) -> GeoTable {
+    let mut builder = TableBuilder::new();
+    builder.add_database(0, &db.records, &db.v4, &db.v6).unwrap();
+    builder.build().unwrap()
+}
+
+/// Compares the compiled table of `db` with `reader` at the first and last address of every
+/// network the reader holds, one address inside each, the addresses just outside, and the
+/// IPv4-compatible, 6to4 and Teredo forms of every tenth IPv4 network's first address.
+/// Returns how many addresses were compared.
+fn table_agrees_with_reader(db: &Database, reader: &Reader<Vec<u8>>) -> usize {
+    let table = table_of(db);
+    let mut rng = XorShift::new(7);
+    let mut compared = 0;
+    let mut check = |ip: IpAddr| {
+        // IPv4-mapped addresses are canonicalised to IPv4 by design; the reader does not.
+        if let IpAddr::V6(a) = ip {
+            if a.to_ipv4_mapped().is_some() {
+                return;
+            }
+        }
+        let want = reference(reader, ip, Reference::Fields);
+        let got = table.lookup(ip);
+        assert_eq!(got.source.map(|_| &got.geo), want.as_ref(), "{ip}");
+        compared += 1;
+    };
+    for (k, item) in reader.networks(WithinOptions::default()).unwrap().enumerate() {
+        let net = item.unwrap().network().unwrap();
+        let (first, last) = match (net.network(), net.broadcast()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
+            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+            _ => unreachable!(),
+        };
+        let r = u128::from(rng.next()) << 64 | u128::from(rng.next());
+        let inside = (last - first).checked_add(1).map_or(r, |span| first + r % span);
+        let v4 = net.is_ipv4();
+        let ip = |x: u128| if v4 { IpAddr::V4(Ipv4Addr::from(x as u32)) } else { IpAddr::V6(Ipv6Addr::from(x)) };
+        let top = if v4 { u128::from(u32::MAX) } else { u128::MAX };
+        for x in [first, inside, last] {
+            check(ip(x));
+        }
+        if let Some(before) = first.checked_sub(1) {
+            check(ip(before));
+        }
+        if last < top {
+            check(ip(last + 1));
+        }
+        if v4 && k % 10 == 0 {
+            check(IpAddr::V6(Ipv6Addr::from(first)));
+            check(IpAddr::V6(Ipv6Addr::from(0x2002u128 << 112 | first << 80)));
+            check(IpAddr::V6(Ipv6Addr::from(0x2001_0000u128 << 96 | first << 64)));
+        }
+    }
+    compared
+}
+
+/// Every network of the shipped database with a GeoIP2-City-shaped record instead of its
+/// flat one, written by `mmdb-writer` with the usual IPv4 aliases: a full-size database in
+/// the other schema. The record is derived from the network's country and its position, so
+/// every GeoIP2 field geogate reads occurs across the file: registered and represented
+/// countries that differ from the country, records with no country, the occupied Ukrainian
+/// regions as subdivisions, two-level subdivisions (the most specific is the last), and the
+/// anonymous-proxy and satellite traits. The shipped database's own networks inside the alias
+/// ranges (6to4 `2002::/16`, Teredo `2001::/32`, `::ffff:0:0/96`) are left out: there the
+/// aliases of the IPv4 data answer, as in MaxMind's own databases.
+fn full_size_geoip2(shipped: &Reader<Vec<u8>>) -> Vec<u8> {
+    let cc = |c: &str| json!({"iso_code": c, "names": {"en": format!("Country {c}")}});
+    let subs = |codes: &[&str]| -> Value { codes.iter().map(|c| json!({"iso_code": c})).collect() };
+    let mut writer = mmdb_writer::Writer::builder("Geogate-Test-Full-City")
+        .ip_version(mmdb_writer::IpVersion::V6)
+        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Enabled)
+        .build();
+    let aliased: Vec<ipnet::IpNet> =
+        ["2002::/16", "2001::/32", "::ffff:0:0/96"].iter().map(|n| n.parse().unwrap()).collect();
+    for (k, item) in shipped.networks(WithinOptions::default()).unwrap().enumerate() {
+        let item = item.unwrap();
+        let net = item.network().unwrap();
+        let flat: Value = item.decode().unwrap().unwrap();
+        let country = flat["country_code"].as_str().unwrap_or("ZZ");
+        let mut record = json!({"country": cc(country), "registered_country": cc(country)});
+        match k % 12 {
+            0 => record["registered_country"] = cc("US"),
+            1 if country == "UA" => record["subdivisions"] = subs(&[["43", "40", "14", "09"][k / 12 % 4]]),
+            1 | 2 => record["subdivisions"] = subs(&["A", ["B1", "C22", "9"][k / 12 % 3]]),
+            3 if k % 7 == 0 => record["represented_country"] = cc("DE"),
+            4 if k % 5 == 0 => record = json!({"registered_country": cc(country)}),
+            5 if k % 11 == 0 => record["traits"] = json!({"is_anonymous_proxy": true}),
+            6 if k % 13 == 0 => record["traits"] = json!({"is_satellite_provider": true}),
+            _ => {}
+        }
+        let net: ipnet::IpNet = match net.network() {
+            IpAddr::V4(a) => ipnet::Ipv4Net::new(a, net.prefix()).unwrap().into(),
+            IpAddr::V6(a) => ipnet::Ipv6Net::new(a, net.prefix()).unwrap().into(),
+        };
+        if aliased.iter().any(|alias| alias.contains(&net) || net.contains(alias)) {
+            continue;
+        }
+        writer.insert(net, &record).unwrap();
+    }
+    writer.to_bytes().unwrap()
+}
+
+/// With `GEOGATE_FULL_CITY_OUT=FILE` set, also writes the generated GeoIP2 database to FILE,
+/// for the by-hand check of `geogate lookup` against `../shared/bench/mmdb_tool.py`.
+#[test]
+fn full_size_databases_in_both_schemas_agree_with_maxminddb_through_the_table() {
+    let flat_reader = Reader::open_readfile(shipped()).unwrap();
+    let flat = mmdb::load("shipped", &shipped(), &MmdbSchema::Auto).unwrap();
+    let n = table_agrees_with_reader(&flat, &flat_reader);
+    assert!(n > 4_000_000, "flat: only {n} addresses compared");
+    eprintln!("flat: {n} addresses agree");
+
+    let bytes = full_size_geoip2(&flat_reader);
+    if let Some(out) = std::env::var_os("GEOGATE_FULL_CITY_OUT") {
+        std::fs::write(out, &bytes).unwrap();
+    }
+    let city = mmdb::load_bytes("city", "full-size city", bytes.clone(), &MmdbSchema::Auto).unwrap();
+    assert_eq!(city.provenance.schema, "geoip2");
+    assert_eq!(city.v4.len(), flat.v4.len());
+    let city_reader = Reader::from_source(bytes).unwrap();
+    let n = table_agrees_with_reader(&city, &city_reader);
+    assert!(n > 4_000_000, "geoip2: only {n} addresses compared");
+    eprintln!("geoip2: {n} addresses agree");
+    // Every GeoIP2 field the loader reads took part.
+    let records = &city.records;
+    let sub = |code: &str| records.iter().any(|r| r.subdivision.as_deref() == Some(code));
+    assert!(["UA-43", "UA-40", "UA-14", "UA-09"].into_iter().all(sub));
+    assert!(records.iter().any(|r| r.subdivision.as_deref().is_some_and(|s| s.ends_with("-C22"))));
+    assert!(records.iter().any(|r| r.country.is_none() && r.registered_country.is_some()));
+    assert!(records.iter().any(|r| r.represented_country.is_some()));
+    assert!(records.iter().any(|r| r.anonymous_proxy) && records.iter().any(|r| r.satellite_provider));
+    assert!(records.iter().any(|r| r.country.is_some() && r.registered_country != r.country));
 }
