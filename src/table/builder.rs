@@ -168,7 +168,8 @@ impl TableBuilder {
 
     /// Interns answers and builds both tries.
     pub fn build(self) -> Result<GeoTable, BuildError> {
-        // Answer ids: the cells still in use, numbered in order of first use.
+        // Answer ids: the cells still in use, numbered in order of first use, then renumbered
+        // by how many ranges use them (`by_use`).
         let mut answer_of = vec![u32::MAX; self.cells.list.len()];
         let mut cells: Vec<Cell> = Vec::new();
         let (s4, mut a4, n4) = self.v4.finish(&self.cells.list, &mut answer_of, &mut cells);
