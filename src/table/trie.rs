@@ -311,28 +311,25 @@ impl<K: Key> Trie<K> {
     }
 
     /// The answer at position `j` of the leaf `slot`.
+    #[inline(always)]
     fn leaf_answer(&self, slot: u32, j: usize) -> u32 {
         let (off, len) = leaf_parts(slot);
         if slot & WIDE_BIT != 0 {
-            self.arena[off + 4 * len + j]
-        } else if slot & COMPACT_BIT != 0 {
-            self.arena[off + j] & (COMPACT_ANSWERS - 1)
-        } else {
-            self.arena[off + len + j]
+            return self.arena[off + 4 * len + j];
         }
+        // A compact leaf's words are key and answer at once, so the answer comes from a word
+        // the search has just read instead of one more cache line: the selects keep the
+        // compact and narrow layouts on one branch-free path.
+        let compact = slot & COMPACT_BIT != 0;
+        let word = self.arena[off + j + if compact { 0 } else { len }];
+        word & if compact { COMPACT_ANSWERS - 1 } else { u32::MAX }
     }
 
-    /// The answer in a narrow or compact leaf for the 32 key bits below its region. A
-    /// compact leaf's words are key and answer at once, so the answer comes from a word the
-    /// search has just read instead of one more cache line: the selects below keep the two
-    /// layouts on one branch-free path.
+    /// The answer in a narrow or compact leaf for the 32 key bits below its region.
     #[inline(always)]
     fn narrow_answer(&self, slot: u32, probe: u32) -> u32 {
         let (off, len) = leaf_parts(slot);
-        let compact = slot & COMPACT_BIT != 0;
-        let pos = self.search(off, len, narrow_threshold(slot, probe));
-        let word = self.arena[off + pos + if compact { 0 } else { len }];
-        word & if compact { COMPACT_ANSWERS - 1 } else { u32::MAX }
+        self.leaf_answer(slot, self.search(off, len, narrow_threshold(slot, probe)))
     }
 
     /// Position of the last of the `len` words at `off` that is <= `threshold` (word 0 always
