@@ -118,7 +118,7 @@ fn check_agreement(db: &Database, reader: &Reader<Vec<u8>>, how: Reference, rand
         let a = rng.next() as u32;
         v4.push(Ipv4Addr::from(a));
         v6.push(Ipv6Addr::from(u128::from(rng.next()) << 64 | u128::from(rng.next())));
-        // (The bounds of these networks are in the list already, through `db.v6`.)
+        // Its IPv6 forms; the bounds of the alias networks they fall in were listed above.
         push_ipv6_forms(&mut v6, a);
     }
     v4.sort_unstable();
