@@ -156,6 +156,39 @@ pub fn effective_ip(res: &Resolution, peer: IpAddr, cfg: &ClientIpConfig) -> Dec
     }
 }
 
+/// The validated forwarding chain of a resolved request, left to right: the client, then
+/// every trusted hop between it and the peer (the peer itself is not included). Empty when
+/// the client is the peer or the headers were not believed. This is what the upstream is
+/// told: the entries left of the client were written by the client and are dropped.
+pub fn validated_chain(cfg: &ClientIpConfig, headers: &HeaderMap, res: &Resolution) -> Vec<IpAddr> {
+    let last = match res.outcome {
+        Outcome::Header { index } | Outcome::AllTrusted { index } => index,
+        _ => return Vec::new(),
+    };
+    let mut chain: Vec<IpAddr> = match &cfg.source {
+        ClientIpSource::XForwardedFor => ips(xff_entries(headers), last),
+        ClientIpSource::Forwarded => ips(forwarded_entries(headers), last),
+        ClientIpSource::Header(_) => res.client.into_iter().collect(),
+        ClientIpSource::Peer | ClientIpSource::ProxyProtocol => Vec::new(),
+    };
+    chain.reverse();
+    chain
+}
+
+/// The addresses of entries `0..=last` (rightmost first), which the walk already validated.
+fn ips<I>(entries: I, last: usize) -> Vec<IpAddr>
+where
+    I: Iterator<Item = Result<Node, Malformed>>,
+{
+    entries
+        .take(last + 1)
+        .filter_map(|e| match e {
+            Ok(Node::Ip(ip)) => Some(ip),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether `ip` (canonicalised here) is a trusted peer or hop.
 pub fn is_trusted(cfg: &ClientIpConfig, ip: IpAddr) -> bool {
     let ip = ip.to_canonical();

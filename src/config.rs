@@ -161,7 +161,8 @@ mod model;
 
 pub use check::MAX_DRY_RUN_RULES;
 pub use defaults::{
-    DEFAULT_ADMIN, DEFAULT_DB, DEFAULT_HTML_BODY, DEFAULT_JSON_BODY, DEFAULT_LISTEN, DEFAULT_UPSTREAM, MIN_HEADER_BYTES,
+    CLIENT_ADDRESS_HEADERS, DEFAULT_ADMIN, DEFAULT_CLIENT_IP_HEADER, DEFAULT_DB, DEFAULT_HTML_BODY, DEFAULT_JSON_BODY,
+    DEFAULT_LISTEN, DEFAULT_UPSTREAM, MIN_HEADER_BYTES,
 };
 pub use duration::{parse_duration, DurationError};
 pub use error::{ConfigError, ConfigErrors, Position};
@@ -193,11 +194,7 @@ pub fn defaults() -> Config {
     Config {
         origin: None,
         server: ServerConfig::default(),
-        listeners: vec![ListenerConfig {
-            name: "public".to_owned(),
-            address: DEFAULT_LISTEN,
-            client_ip: ClientIpConfig::default(),
-        }],
+        listeners: vec![ListenerConfig::new("public", DEFAULT_LISTEN)],
         admin: AdminConfig::default(),
         upstreams: vec![UpstreamConfig { name: "default".into(), url: Uri::from_static(DEFAULT_UPSTREAM) }],
         routes: Vec::new(),
@@ -256,11 +253,7 @@ impl Config {
     /// `--listen ADDR`: serve on this one address. The first listener's name and client-IP
     /// settings are kept; other listeners are dropped.
     pub fn with_listen(mut self, address: SocketAddr) -> Self {
-        let mut first = self.listeners.into_iter().next().unwrap_or(ListenerConfig {
-            name: "public".to_owned(),
-            address,
-            client_ip: ClientIpConfig::default(),
-        });
+        let mut first = self.listeners.into_iter().next().unwrap_or_else(|| ListenerConfig::new("public", address));
         first.address = address;
         self.listeners = vec![first];
         self

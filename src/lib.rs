@@ -20,6 +20,7 @@
 //! | [`client_ip`] | peer + forwarding headers + trusted CIDRs to a canonical client IP; pure |
 //! | [`source`] | mmdb and CIDR-list readers producing `(network, GeoRecord)` data |
 //! | [`table`] | the immutable IPv4/IPv6 longest-prefix table; no I/O, no async |
+//! | [`host`] | `Host` values: valid forms and the canonical one judged and forwarded; pure |
 //! | [`config`] | `geogate.toml -> FileConfig -> Config`, every error with key and position |
 //! | [`metrics`] | the process's own Prometheus registry and typed handles |
 //! | [`geo`] | plain data types: country codes, geo records, list sets, answers |
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod config;
 pub mod geo;
+pub mod host;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -23,35 +23,39 @@
 //!     dot ignored. A request with no host never matches a rule with `hosts`.
 //!   - `methods`: compared ASCII case-insensitively (`post` is POST: some servers accept it,
 //!     so it must not dodge a block). `GET` does not imply `HEAD`.
-//!   - `paths`: on the normalised path ([`normalize_path`]), ASCII case-insensitively, because
-//!     many backends (and every case-insensitive file system) serve `/SIGNUP` as `/signup`: a
-//!     block rule one capital letter can dodge would be a bug. A plain pattern is a segment
-//!     prefix (`/signup` matches `/signup` and `/signup/x`, not `/signupx`); a pattern with
-//!     `*` is a glob where `*` matches within one segment, matched the same way against the
-//!     whole path or a leading run of whole segments (`/api/*/accounts` matches
-//!     `/api/v1/accounts/42`). Patterns are normalised like paths.
-//! - Over-matching is the failure mode chosen throughout: a block rule should rather catch an
-//!   odd request too many than let a disguised one through. Allow rules (partner lists) are
-//!   normally keyed on addresses, which normalisation does not affect.
+//!   - `paths`: a plain pattern is a segment prefix (`/signup` matches `/signup` and
+//!     `/signup/x`, not `/signupx` or `/signups`); a pattern with `*` is a glob where `*`
+//!     matches within one segment, matched the same way against the whole path or a leading
+//!     run of whole segments (`/api/*/accounts` matches `/api/v1/accounts/42`). Patterns are
+//!     normalised like paths. How the request path is read depends on the rule's
+//!     `path_match` (see [`path`]'s module doc for the readings):
+//!     - `framework` (the default for `block` and `tag`): the rule matches if **any** reading
+//!       a common framework may route by matches, ASCII case-insensitively (`/SignUp`,
+//!       `/signup.json`, `/signup.`, `/ｓｉｇｎｕｐ`);
+//!     - `strict` (the default for `allow`): only the strict reading, byte for byte, so an
+//!       allow rule never covers a path some upstream routes elsewhere.
+//! - Over-matching is the failure mode chosen for block and tag rules: they should rather
+//!   catch an odd request too many than let a disguised one through. Allow rules err the
+//!   other way.
 //!
 //! # Cost
 //! `decide` walks the rules once; each test is a few byte comparisons over short, pre-lowered
 //! patterns. It allocates only when the path is not already clean (see [`normalize_path`]),
 //! and only once per request, on first need.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use http::Method;
 
-use crate::config::{ActionConfig, BlockResponse, PolicyConfig, TagHeaders, TagKind, MAX_DRY_RUN_RULES};
+use crate::config::{ActionConfig, BlockResponse, PathMatch, PolicyConfig, TagHeaders, TagKind, MAX_DRY_RUN_RULES};
 use crate::geo::{Answer, CountryCode, ListSet, MAX_LISTS};
 
 mod path;
+mod pattern;
 
-pub use path::normalize_path;
+pub use path::{normalize_path, screen, EncodedDelimiters, PathReadings, PathRefusal};
 
-use path::{bare_host, HostPattern, PathPattern};
+use pattern::{bare_host, HostPattern, PathPattern};
 
 /// A compiled policy.
 #[derive(Clone, Debug)]
@@ -179,6 +183,7 @@ struct Rule {
     geo: GeoMatch,
     hosts: Vec<HostPattern>,
     paths: Vec<PathPattern>,
+    path_match: PathMatch,
     methods: Vec<Method>,
 }
 
@@ -254,6 +259,10 @@ pub fn compile(cfg: &PolicyConfig, list_names: &[String]) -> Result<Policy, Poli
             },
             hosts: m.hosts.iter().map(|h| HostPattern::new(h)).collect(),
             paths: m.paths.iter().map(|p| PathPattern::new(p)).collect(),
+            path_match: m.path_match.unwrap_or(match r.action {
+                ActionConfig::Allow => PathMatch::Strict,
+                ActionConfig::Block | ActionConfig::Tag(_) => PathMatch::Framework,
+            }),
             methods: m.methods.clone(),
         });
     }
@@ -274,7 +283,7 @@ impl Policy {
     /// Decides one request. `answer == None`: the client IP could not be resolved.
     pub fn decide(&self, req: &RequestFacts<'_>, answer: Option<&Answer>) -> Verdict {
         let host = req.host.map(bare_host);
-        let mut path: Option<Cow<'_, str>> = None;
+        let mut path: Option<PathReadings<'_>> = None;
         let mut dry_run = DryRunSet::default();
         for (i, rule) in self.rules.iter().enumerate() {
             let Some(criterion) = rule.geo.matches(answer) else {
@@ -401,7 +410,7 @@ impl Rule {
         &self,
         host: Option<&str>,
         req: &RequestFacts<'r>,
-        path: &mut Option<Cow<'r, str>>,
+        path: &mut Option<PathReadings<'r>>,
     ) -> Option<Miss> {
         if !self.methods.is_empty()
             && !self.methods.iter().any(|m| m.as_str().eq_ignore_ascii_case(req.method.as_str()))
@@ -417,8 +426,8 @@ impl Rule {
             }
         }
         if !self.paths.is_empty() {
-            let p = path.get_or_insert_with(|| normalize_path(req.path));
-            if !self.paths.iter().any(|pat| pat.matches(p)) {
+            let p = path.get_or_insert_with(|| PathReadings::new(req.path));
+            if !self.paths.iter().any(|pat| pat.matches_readings(p, self.path_match)) {
                 return Some(Miss::Path);
             }
         }

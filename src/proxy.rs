@@ -2,9 +2,10 @@
 //! responses geogate makes itself.
 //!
 //! `server` accepts and runs connections; `handler` decides each request under one
-//! snapshot; `headers` rewrites; `routing` picks the upstream; `forward` sends; `respond`
-//! builds every synthetic response.
+//! snapshot; `authority` decides its one host; `headers` rewrites; `routing` picks the
+//! upstream; `forward` sends; `respond` builds every synthetic response.
 
+pub mod authority;
 pub mod forward;
 pub mod handler;
 pub mod headers;

@@ -466,7 +466,81 @@ impl<'a> Checker<'a> {
                 Some(c) => self.client_ip(&format!("{key}.client_ip"), c),
                 None => ClientIpConfig::default(),
             };
-            out.push(ListenerConfig { name, address, client_ip });
+            let default_host =
+                l.default_host.as_ref().and_then(|h| self.default_host(&format!("{key}.default_host"), h));
+            let client_headers = self.client_headers(&key, l, &client_ip);
+            let encoded_delimiters = match &l.encoded_delimiters {
+                None => EncodedDelimiters::Refuse,
+                Some(v) => self
+                    .one_of(
+                        &format!("{key}.encoded_delimiters"),
+                        v,
+                        &[("refuse", EncodedDelimiters::Refuse), ("allow", EncodedDelimiters::Allow)],
+                    )
+                    .unwrap_or_default(),
+            };
+            out.push(ListenerConfig { name, address, client_ip, default_host, client_headers, encoded_delimiters });
+        }
+        out
+    }
+
+    /// `host` or `host:port`, as a `Host` header would carry it; stored lower-case without a
+    /// trailing dot, the form the proxy judges and forwards.
+    fn default_host(&mut self, key: &str, v: &S<String>) -> Option<String> {
+        match crate::host::canonical(v.get_ref().as_bytes()) {
+            Some(h) => Some(h.header),
+            None => {
+                self.at(
+                    key,
+                    v,
+                    format!("`{}` is not a host name or address with an optional port", v.get_ref()),
+                    r#"e.g. default_host = "console.example.com""#,
+                );
+                None
+            }
+        }
+    }
+
+    /// `client_ip_header` and `pass_client_headers` of a listener.
+    fn client_headers(&mut self, key: &str, l: &FileListener, client_ip: &ClientIpConfig) -> ClientHeaders {
+        let mut out = ClientHeaders::default();
+        if let Some(v) = &l.client_ip_header {
+            out.upstream =
+                if v.get_ref().is_empty() { None } else { self.header_name(&format!("{key}.client_ip_header"), v) };
+        }
+        for (j, h) in l.pass_client_headers.iter().flatten().enumerate() {
+            let hk = format!("{key}.pass_client_headers[{j}]");
+            let Some(name) = self.header_name(&hk, h) else { continue };
+            if !CLIENT_ADDRESS_HEADERS.contains(&name.as_str()) {
+                self.at(
+                    &hk,
+                    h,
+                    format!("`{name}` is not a client-address header geogate rewrites"),
+                    &format!("one of: {}", CLIENT_ADDRESS_HEADERS.join(", ")),
+                );
+                continue;
+            }
+            if out.upstream.as_ref() == Some(&name) {
+                self.at(
+                    &hk,
+                    h,
+                    format!("`{name}` is the client_ip_header geogate writes itself"),
+                    "remove it from pass_client_headers",
+                );
+                continue;
+            }
+            if let ClientIpSource::Header(source) = &client_ip.source {
+                if *source == name {
+                    self.at(
+                        &hk,
+                        h,
+                        format!("`{name}` is this listener's client-IP source: geogate rewrites it to the address it decided"),
+                        "remove it from pass_client_headers",
+                    );
+                    continue;
+                }
+            }
+            out.pass.push(name);
         }
         out
     }
@@ -1249,6 +1323,18 @@ impl<'a> Checker<'a> {
         }
         for (j, m) in r.methods.iter().enumerate() {
             matcher.methods.extend(self.method(&format!("{key}.methods[{j}]"), m));
+        }
+        if let Some(v) = &r.path_match {
+            matcher.path_match =
+                self.one_of(&k("path_match"), v, &[("framework", PathMatch::Framework), ("strict", PathMatch::Strict)]);
+            if r.paths.is_empty() {
+                self.at(
+                    &k("path_match"),
+                    v,
+                    "`path_match` has no effect without `paths`".into(),
+                    "remove it, or add paths",
+                );
+            }
         }
         let action = match kind {
             Some("block") => ActionConfig::Block,

@@ -44,6 +44,24 @@ pub const DEFAULT_UPSTREAM: &str = "http://127.0.0.1:3000";
 /// The shipped database, relative to the working directory (the repository or image root).
 pub const DEFAULT_DB: &str = "geoip/geo-whois-asn-country.mmdb";
 
+/// The header that carries the client address geogate decided to the upstream.
+pub const DEFAULT_CLIENT_IP_HEADER: &str = "x-geo-client-ip";
+
+/// Headers that name a client address. geogate removes them from requests, or rewrites them
+/// to the address it decided, unless a listener's `pass_client_headers` names them: an
+/// application reading any of them must never see an address the client chose.
+pub const CLIENT_ADDRESS_HEADERS: [&str; 9] = [
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-original-forwarded-for",
+];
+
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_BYTES: u64 = 200_000_000;
@@ -60,6 +78,31 @@ fn nz(n: usize) -> NonZeroUsize {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self { worker_threads: None, shutdown_grace: Duration::from_secs(30) }
+    }
+}
+
+// === impl ListenerConfig ===
+
+impl ListenerConfig {
+    /// A listener with every setting at its default: client IP from the TCP peer, no default
+    /// host, `X-Geo-Client-IP` to the upstream, encoded delimiters refused.
+    pub fn new(name: &str, address: SocketAddr) -> Self {
+        Self {
+            name: name.to_owned(),
+            address,
+            client_ip: ClientIpConfig::default(),
+            default_host: None,
+            client_headers: ClientHeaders::default(),
+            encoded_delimiters: EncodedDelimiters::default(),
+        }
+    }
+}
+
+// === impl ClientHeaders ===
+
+impl Default for ClientHeaders {
+    fn default() -> Self {
+        Self { upstream: Some(HeaderName::from_static(DEFAULT_CLIENT_IP_HEADER)), pass: Vec::new() }
     }
 }
 

@@ -53,6 +53,10 @@ pub(super) struct FileListener {
     pub name: Option<S<String>>,
     pub address: Option<S<String>>,
     pub client_ip: Option<S<FileClientIp>>,
+    pub default_host: Option<S<String>>,
+    pub client_ip_header: Option<S<String>>,
+    pub pass_client_headers: Option<Strings>,
+    pub encoded_delimiters: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +186,7 @@ pub(super) struct FileRule {
     pub hosts: Strings,
     #[serde(default)]
     pub paths: Strings,
+    pub path_match: Option<S<String>>,
     #[serde(default)]
     pub methods: Strings,
     pub tag: Option<S<Strings>>,

@@ -46,6 +46,22 @@ pub struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
     pub client_ip: ClientIpConfig,
+    /// Host judged and forwarded for requests that carry none (HTTP/1.0 without `Host`, h2
+    /// without `:authority`): `host[:port]`, lower-case, no trailing dot. `None`: answer 400.
+    pub default_host: Option<String>,
+    /// What the upstream is told about the client address.
+    pub client_headers: ClientHeaders,
+    /// Whether paths holding an encoded `?` or `#` are refused.
+    pub encoded_delimiters: EncodedDelimiters,
+}
+
+/// The client-address headers the upstream receives (see `proxy::headers`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientHeaders {
+    /// Carries the client address geogate decided (`X-Geo-Client-IP`); `None` = not sent.
+    pub upstream: Option<HeaderName>,
+    /// Client-address headers passed as the client sent them instead of removed/rewritten.
+    pub pass: Vec<HeaderName>,
 }
 
 /// How a listener determines the client IP.
@@ -207,7 +223,28 @@ pub struct RuleMatch {
     pub hosts: Vec<String>,
     /// Path patterns: a prefix, or a glob when it contains `*`.
     pub paths: Vec<String>,
+    /// How `paths` read the request path; `None` = by action (allow: strict, else framework).
+    pub path_match: Option<PathMatch>,
     pub methods: Vec<Method>,
+}
+
+/// Whether a listener lets paths holding an encoded `?` or `#` through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EncodedDelimiters {
+    /// Refuse them with 400 (default): stacks that decode before they split read a shorter path.
+    #[default]
+    Refuse,
+    /// Let them through; block rules also match the path cut at them.
+    Allow,
+}
+
+/// How a rule's path patterns read the request path (see `policy`'s module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    /// Every reading a common framework may route by, case-insensitively.
+    Framework,
+    /// The strict reading only, case-sensitively.
+    Strict,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,12 +1,25 @@
-//! Request-path normalisation and the path/host pattern matchers.
+//! Request paths: how geogate reads them, the readings rules match against, and the forms
+//! refused before any rule runs.
 //!
-//! Matching happens on a normalised path so that spelling tricks cannot dodge a rule. The
-//! steps, in order (each is a form some backend treats as the plain path):
+//! The upstream decides what a path means, and upstreams disagree (Rails routes
+//! `/signup.json` to the sign-up action, Express folds case, IIS trims a trailing dot). So a
+//! path has more than one reading:
 //!
+//! - the **strict** reading, [`normalize_path`]: what every common framework reads *at
+//!   least*. Allow rules match this one only, case-sensitively, so an allow rule never
+//!   matches more than the upstream would route there;
+//! - the **framework** readings, [`PathReadings`]: the strict one plus every other reading a
+//!   common framework may route by. Block and tag rules match if *any* reading matches,
+//!   ASCII case-insensitively, so a block rule catches every disguise of the path.
+//!
+//! Forms that stacks read in incompatible ways are refused before either reading is needed
+//! ([`screen`]): see [`PathRefusal`].
+//!
+//! # The strict reading, in order
 //! 1. cut the query (`?`) and fragment (`#`);
 //! 2. percent-decode repeatedly until no valid `%XX` remains (`/%2573ignup` -> `/signup`; a
-//!    backend that decodes twice must not see more than we do). `%2F` decodes to `/` too:
-//!    over-matching a block rule is the safe side; invalid escapes stay as written;
+//!    backend that decodes twice must not see more than we do). `%2F` decodes to `/` too;
+//!    invalid escapes stay as written;
 //! 3. `\` becomes `/` (IIS and some frameworks);
 //! 4. path parameters are dropped from each segment (`/signup;jsessionid=x` -> `/signup`);
 //! 5. empty and `.` segments are dropped and `..` pops one (never above the root), so `//`,
@@ -14,13 +27,99 @@
 //! 6. `%`, `?` and `#` left in the result are re-encoded (`%25`, `%3F`, `%23`) so that the
 //!    function is idempotent.
 //!
-//! Case is kept: the matchers compare ASCII case-insensitively instead (see the policy doc),
-//! which saves an allocation for ordinary mixed-case paths. An already-clean path is returned
+//! Case is kept; the matchers decide how to compare it. An already-clean path is returned
 //! borrowed; only odd paths allocate.
+//!
+//! # The framework readings, beyond the strict one
+//! - **Unicode compatibility forms folded** (NFKC, as Python's and some Java stacks do):
+//!   `/ｓｉｇｎｕｐ` and `/ſignup` read as `/signup`;
+//! - **trailing dots and spaces trimmed** from every segment (Windows-backed servers:
+//!   `/signup.`, `/signup%20`);
+//! - **a format suffix dropped** from the last segment (Rails' `(.:format)`, Spring MVC's suffix
+//!   patterns before 5.3): `/signup.json`, `/api/v1/accounts.XML`, `/signup.tar.gz`; a leading
+//!   dot (`/.well-known`) is not a suffix;
+//! - **cut at a decoded `?` or `#`** (stacks that decode before they split): `/signup%3Fx`.
+//!   Reached only where a listener lets encoded delimiters through.
 
 use std::borrow::Cow;
 
-/// Normalises a request path (or path-and-query) for matching; see the module doc.
+use unicode_normalization::UnicodeNormalization;
+
+pub use crate::config::EncodedDelimiters;
+
+#[cfg(test)]
+mod tests;
+
+/// Why a request path is refused before policy. `as_str` is the bounded metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathRefusal {
+    /// Decodes (at any depth) to a control character: `%00`, `%0a`, `%09`, `%7f`. Servers
+    /// truncate at NUL, trim whitespace or split lines; none of it has a legitimate reading.
+    Control,
+    /// Decodes to `?` or `#` (`%3F`, `%23`, `%253F`): a stack that decodes before it splits
+    /// reads a shorter path than one that does not.
+    EncodedDelimiter,
+    /// Decodes to bytes that are not UTF-8, overlong forms included (`%c0%af` is an old `/`).
+    InvalidUtf8,
+    /// Holds a character whose compatibility form is a delimiter or control character (the
+    /// fullwidth solidus `／` is `/` after NFKC).
+    AmbiguousUnicode,
+}
+
+/// The readings of one request path that rules match against; built once per request, on
+/// first need.
+#[derive(Clone, Debug)]
+pub struct PathReadings<'a> {
+    strict: Cow<'a, str>,
+    /// Further framework readings, each different from `strict` and from each other.
+    others: Vec<String>,
+}
+
+// === impl PathRefusal ===
+
+impl PathRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Control => "path_control",
+            Self::EncodedDelimiter => "path_encoded_delimiter",
+            Self::InvalidUtf8 => "path_invalid_utf8",
+            Self::AmbiguousUnicode => "path_ambiguous_unicode",
+        }
+    }
+
+    /// Every label, for metrics initialised at zero.
+    pub const ALL: [Self; 4] = [Self::Control, Self::EncodedDelimiter, Self::InvalidUtf8, Self::AmbiguousUnicode];
+}
+
+/// Checks a raw request path (a query is allowed and not examined) for forms that have no
+/// single reading. Cheap for ordinary paths: one scan when there is no `%` and no non-ASCII.
+pub fn screen(raw: &str, delimiters: EncodedDelimiters) -> Result<(), PathRefusal> {
+    let cut = raw.find(['?', '#']).map_or(raw, |i| &raw[..i]);
+    let bytes = cut.as_bytes();
+    if !bytes.iter().any(|&b| b == b'%' || b >= 0x80 || b < 0x20 || b == 0x7f) {
+        return Ok(());
+    }
+    let decoded = decode_fully(bytes);
+    if decoded.iter().any(|&b| b < 0x20 || b == 0x7f) {
+        return Err(PathRefusal::Control);
+    }
+    if delimiters == EncodedDelimiters::Refuse && decoded.iter().any(|&b| b == b'?' || b == b'#') {
+        return Err(PathRefusal::EncodedDelimiter);
+    }
+    let text = std::str::from_utf8(&decoded).map_err(|_| PathRefusal::InvalidUtf8)?;
+    if !text.is_ascii() && text.chars().filter(|c| !c.is_ascii()).any(folds_into_syntax) {
+        return Err(PathRefusal::AmbiguousUnicode);
+    }
+    Ok(())
+}
+
+/// True when NFKC turns `c` into something that changes a path's structure.
+fn folds_into_syntax(c: char) -> bool {
+    std::iter::once(c).nfkc().any(|f| matches!(f, '/' | '\\' | '?' | '#') || f.is_control())
+}
+
+/// Normalises a request path (or path-and-query) for matching: the strict reading; see the
+/// module doc.
 pub fn normalize_path(raw: &str) -> Cow<'_, str> {
     let cut = raw.find(['?', '#']).map_or(raw, |i| &raw[..i]);
     if is_clean(cut) {
@@ -28,15 +127,27 @@ pub fn normalize_path(raw: &str) -> Cow<'_, str> {
     }
     let decoded = decode_fully(cut.as_bytes());
     let text = String::from_utf8_lossy(&decoded);
-    let text = text.replace('\\', "/");
+    Cow::Owned(join_segments(&text, false))
+}
+
+/// Splits on `/` and `\`, drops `;params`, resolves dot segments, and joins with `%`, `?` and
+/// `#` re-encoded. `trim` also drops trailing dots and spaces from each segment.
+fn join_segments(text: &str, trim: bool) -> String {
     let mut segments: Vec<&str> = Vec::new();
-    for segment in text.split('/') {
-        let segment = segment.split(';').next().unwrap_or("");
+    for segment in text.split(['/', '\\']) {
+        let mut segment = segment.split(';').next().unwrap_or("");
+        if trim {
+            segment = segment.trim_end_matches(' ');
+        }
         match segment {
             "" | "." => {}
             ".." => {
                 segments.pop();
             }
+            s if trim => match s.trim_end_matches(['.', ' ']) {
+                "" => {}
+                s => segments.push(s),
+            },
             s => segments.push(s),
         }
     }
@@ -55,7 +166,7 @@ pub fn normalize_path(raw: &str) -> Cow<'_, str> {
             }
         }
     }
-    Cow::Owned(out)
+    out
 }
 
 /// True when normalisation would return the path unchanged.
@@ -113,121 +224,53 @@ fn decode_fully(input: &[u8]) -> Vec<u8> {
     current
 }
 
-/// A path pattern, compiled from a normalised, lower-case pattern.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum PathPattern {
-    /// Matches the path itself and everything below it (`/signup`, `/signup/x`; not `/signupx`).
-    Prefix(Box<str>),
-    /// `*` matches any run of characters within one segment; like a prefix, the glob matches
-    /// the whole path or any leading run of whole segments.
-    Glob(Box<str>),
-}
+// === impl PathReadings ===
 
-/// A host pattern: exact, or `*.suffix` (stored as `.suffix`), lower-case.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum HostPattern {
-    Exact(Box<str>),
-    Suffix(Box<str>),
-}
-
-// === impl PathPattern ===
-
-impl PathPattern {
-    pub(super) fn new(pattern: &str) -> Self {
-        let normalized = normalize_path(pattern).to_ascii_lowercase();
-        if normalized.contains('*') {
-            Self::Glob(normalized.into_boxed_str())
-        } else {
-            Self::Prefix(normalized.into_boxed_str())
-        }
-    }
-
-    /// `path` must be normalised.
-    pub(super) fn matches(&self, path: &str) -> bool {
-        let p = path.as_bytes();
-        match self {
-            Self::Prefix(pat) => {
-                let pat = pat.as_bytes();
-                if pat == b"/" {
-                    return true;
-                }
-                p.len() >= pat.len()
-                    && p[..pat.len()].eq_ignore_ascii_case(pat)
-                    && (p.len() == pat.len() || p[pat.len()] == b'/')
+impl<'a> PathReadings<'a> {
+    /// Every reading of `raw`; see the module doc.
+    pub fn new(raw: &'a str) -> Self {
+        let strict = normalize_path(raw);
+        let mut others = Vec::new();
+        let cut = raw.find(['?', '#']).map_or(raw, |i| &raw[..i]);
+        let push = |s: String, others: &mut Vec<String>| {
+            if s != *strict && !others.contains(&s) {
+                others.push(s);
             }
-            Self::Glob(pat) => {
-                let pat = pat.as_bytes();
-                glob(pat, p) || p.iter().enumerate().any(|(i, &c)| c == b'/' && i > 0 && glob(pat, &p[..i]))
+        };
+        let needs_work =
+            !strict.is_ascii() || strict.contains(['.', ' ', '%']) || cut.bytes().any(|b| b == b'%' || b >= 0x80);
+        if needs_work {
+            let decoded = decode_fully(cut.as_bytes());
+            let text = String::from_utf8_lossy(&decoded);
+            let folded: Cow<'_, str> =
+                if text.is_ascii() { Cow::Borrowed(&text) } else { Cow::Owned(text.nfkc().collect()) };
+            // A stack that decodes before it splits reads only up to a decoded `?` or `#`.
+            let short = folded.find(['?', '#']).map_or(&*folded, |i| &folded[..i]);
+            let trimmed = join_segments(short, true);
+            if let Some(bare) = without_format_suffix(&trimmed) {
+                push(bare, &mut others);
             }
+            push(trimmed, &mut others);
         }
+        Self { strict, others }
+    }
+
+    /// The strict reading ([`normalize_path`]).
+    pub fn strict(&self) -> &str {
+        &self.strict
+    }
+
+    /// Every reading, the strict one first.
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&*self.strict).chain(self.others.iter().map(String::as_str))
     }
 }
 
-/// Whole-input wildcard match, ASCII case-insensitive, `*` never crossing `/`.
-/// Iterative with single backtrack point per segment: O(len(p) * len(s)) worst case, no heap.
-pub(super) fn glob(pat: &[u8], s: &[u8]) -> bool {
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < pat.len() && pat[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if pi < pat.len() && pat[pi].eq_ignore_ascii_case(&s[si]) {
-            pi += 1;
-            si += 1;
-        } else if let Some((sp, ss)) = star {
-            // Let the last `*` swallow one more character, unless that is a `/`.
-            if s[ss] == b'/' {
-                return false;
-            }
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    pat[pi..].iter().all(|&c| c == b'*')
-}
-
-// === impl HostPattern ===
-
-impl HostPattern {
-    pub(super) fn new(pattern: &str) -> Self {
-        let p = pattern.trim_end_matches('.').to_ascii_lowercase();
-        match p.strip_prefix('*') {
-            Some(suffix) => Self::Suffix(suffix.into()),
-            None => Self::Exact(p.into()),
-        }
-    }
-
-    /// `host` is without port and trailing dot, any case.
-    pub(super) fn matches(&self, host: &str) -> bool {
-        let h = host.as_bytes();
-        match self {
-            Self::Exact(p) => h.eq_ignore_ascii_case(p.as_bytes()),
-            Self::Suffix(s) => {
-                let s = s.as_bytes();
-                h.len() > s.len() && h[h.len() - s.len()..].eq_ignore_ascii_case(s)
-            }
-        }
-    }
-}
-
-/// The host of a `Host` header or URI authority, without port or trailing dot.
-pub(super) fn bare_host(host: &str) -> &str {
-    let host = if let Some(rest) = host.strip_prefix('[') {
-        // `[v6]` or `[v6]:port`: keep the brackets, as patterns write them.
-        match rest.find(']') {
-            Some(i) => &host[..i + 2],
-            None => host,
-        }
-    } else {
-        match host.rsplit_once(':') {
-            // A bare IPv6 address has several colons and no port.
-            Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
-        }
-    };
-    host.strip_suffix('.').unwrap_or(host)
+/// `/a/b.json` -> `/a/b`: the last segment cut at its first dot, unless the dot leads it.
+fn without_format_suffix(path: &str) -> Option<String> {
+    let start = path.rfind('/').map_or(0, |i| i + 1);
+    let last = &path[start..];
+    let dot = last.find('.').filter(|&i| i > 0)?;
+    let stem = last[..dot].trim_end_matches(' ');
+    (!stem.is_empty()).then(|| format!("{}{stem}", &path[..start]))
 }

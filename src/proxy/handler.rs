@@ -16,15 +16,16 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use super::authority;
 use super::forward::UpstreamError;
 use super::headers;
 use super::respond::{self, Body, Failure};
 use super::routing;
 use super::ProxyContext;
 use crate::client_ip::{self, Decision};
-use crate::config::{ClientIpConfig, ClientIpSource, TagKind};
+use crate::config::{ClientIpSource, ListenerConfig, TagKind};
 use crate::geo::Answer;
-use crate::policy::{Action, RequestFacts};
+use crate::policy::{self, Action, RequestFacts};
 use crate::snapshot::Snapshot;
 
 /// What one connection knows about its client side.
@@ -43,16 +44,14 @@ pub struct ConnInfo {
 /// What to do with a request, decided under the snapshot guard.
 enum Plan {
     Respond(Response<Body>),
+    /// Forward: the request's headers are already rewritten.
     Forward(Forward),
 }
 
 struct Forward {
     base: Uri,
     upstream: Arc<str>,
-    tags: Vec<(HeaderName, HeaderValue)>,
-    strip: [HeaderName; 4],
     response_timeout: Duration,
-    peer_trusted: bool,
 }
 
 /// Fields for the access log line, gathered while deciding.
@@ -63,6 +62,8 @@ struct LogLine {
     subdivision: Option<String>,
     rule: Option<String>,
     action: &'static str,
+    /// Why a request was refused before policy (a bounded `rejected` reason).
+    reason: Option<&'static str>,
     dry_run: bool,
     upstream: Option<Arc<str>>,
     sample: f64,
@@ -78,38 +79,16 @@ pub async fn handle(
     let started = Instant::now();
     let mut log = LogLine::default();
     let conflicting = req.version() <= http::Version::HTTP_11 && conn.framing.next_request_is_conflicting();
-    if let Some(reason) = if conflicting { Some("smuggling_cl_te") } else { smuggling_shape(&req) } {
-        ctx.metrics.rejected.with_label_values(&[reason]).inc();
-        log.action = "bad_request";
-        return Ok(finish(&ctx, &log, started, respond::failure(Failure::BadRequest)));
-    }
-    let host = routing::request_host(&req);
+    let upgrade = is_upgrade(&req).then(|| req.headers().get(header::UPGRADE).cloned()).flatten();
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let plan = {
         let snapshot = ctx.current.load();
-        decide(&ctx, &snapshot, &conn, &req, host.as_deref(), &mut log)
+        decide(&ctx, &snapshot, &conn, &mut req, conflicting, upgrade, &mut log)
     };
     let fwd = match plan {
         Plan::Respond(resp) => return Ok(finish(&ctx, &log, started, resp)),
         Plan::Forward(f) => f,
     };
-
-    // Rewrite headers: strip first, then add geogate's own, so nothing the client sent can
-    // remove or impersonate them.
-    let upgrade = is_upgrade(&req).then(|| req.headers().get(header::UPGRADE).cloned()).flatten();
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let h = req.headers_mut();
-    headers::strip_hop_by_hop(h, upgrade.clone());
-    headers::strip_tag_lookalikes(h, &fwd.strip);
-    headers::add_forwarding(h, conn.peer, host.as_deref(), fwd.peer_trusted);
-    if !h.contains_key(header::HOST) {
-        // HTTP/2 carries the host in :authority; HTTP/1.1 upstreams need a Host header.
-        if let Some(v) = host.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
-            h.insert(header::HOST, v);
-        }
-    }
-    for (n, v) in fwd.tags {
-        h.insert(n, v);
-    }
 
     let sent = Instant::now();
     let result = ctx.upstreams.send(&fwd.base, req, fwd.response_timeout).await;
@@ -119,6 +98,8 @@ pub async fn handle(
         Err(UpstreamError::ClientBody) => {
             // The client's body broke, not the upstream: a client error, not an upstream one.
             ctx.metrics.rejected.with_label_values(&["bad_request_body"]).inc();
+            log.action = "bad_request";
+            log.reason = Some("bad_request_body");
             return Ok(finish(&ctx, &log, started, respond::failure(Failure::BadRequest)));
         }
         Err(e) => {
@@ -143,35 +124,48 @@ pub async fn handle(
     Ok(finish(&ctx, &log, started, resp.map(|b| b.boxed())))
 }
 
+/// Refuses a request before policy: counted by reason, logged, answered 400.
+fn refuse(ctx: &ProxyContext, log: &mut LogLine, reason: &'static str) -> Plan {
+    ctx.metrics.rejected.with_label_values(&[reason]).inc();
+    log.action = "bad_request";
+    log.reason = Some(reason);
+    Plan::Respond(respond::failure(Failure::BadRequest))
+}
+
 fn decide(
     ctx: &ProxyContext,
     s: &Snapshot,
     conn: &ConnInfo,
-    req: &Request<Incoming>,
-    host: Option<&str>,
+    req: &mut Request<Incoming>,
+    conflicting: bool,
+    upgrade: Option<HeaderValue>,
     log: &mut LogLine,
 ) -> Plan {
     let cfg = &s.config;
     log.enabled = cfg.access_log.enabled;
     log.sample = cfg.access_log.sample;
-    let default_ip_cfg;
-    let ip_cfg = match cfg.listeners.get(conn.listener) {
-        Some(l) => &l.client_ip,
+    if let Some(reason) = if conflicting { Some("smuggling_cl_te") } else { smuggling_shape(req) } {
+        return refuse(ctx, log, reason);
+    }
+    let fallback;
+    let listener = match cfg.listeners.get(conn.listener) {
+        Some(l) => l,
         None => {
-            default_ip_cfg = ClientIpConfig {
-                source: ClientIpSource::Peer,
-                trusted: Vec::new(),
-                on_unresolved: crate::config::OnUnresolved::Block,
-            };
-            &default_ip_cfg
+            fallback = ListenerConfig::new("", std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+            &fallback
         }
+    };
+    let ip_cfg = &listener.client_ip;
+    if let Err(refusal) = policy::screen(req.uri().path(), listener.encoded_delimiters) {
+        return refuse(ctx, log, refusal.as_str());
+    }
+    let host = match authority::decide(req, listener.default_host.as_deref()) {
+        Ok(h) => h,
+        Err(e) => return refuse(ctx, log, e.as_str()),
     };
     let res = client_ip::resolve(ip_cfg, conn.peer, req.headers());
     ctx.metrics.client_ip.with_label_values(&[source_label(&ip_cfg.source), res.outcome.as_str()]).inc();
-    let path = req.uri().path();
-    let tags_cfg = &cfg.policy.tag_headers;
-    let strip =
-        [tags_cfg.country.clone(), tags_cfg.subdivision.clone(), tags_cfg.restricted.clone(), tags_cfg.rule.clone()];
+    let raw_path = req.uri().path();
     let answer: Option<&Answer> = match client_ip::effective_ip(&res, conn.peer, ip_cfg) {
         Decision::Lookup(ip) => {
             log.client = Some(ip);
@@ -188,72 +182,91 @@ fn decide(
         log.country = a.geo.country.map(|c| c.to_string());
         log.subdivision = a.geo.subdivision.as_deref().map(str::to_owned);
     }
-    let upstream_index = routing::choose(cfg, host, path);
+    // The router reads the same host and the same strict path as the policy, so no request is
+    // judged for one upstream and sent to another.
+    let upstream_index = routing::choose(cfg, Some(&host.name), &policy::normalize_path(raw_path));
     let Some(upstream) = cfg.upstreams.get(upstream_index) else {
         return Plan::Respond(respond::failure(Failure::Internal));
     };
-    let forward = |tags| Forward {
-        base: upstream.url.clone(),
-        upstream: upstream.name.clone(),
-        tags,
-        strip: strip.clone(),
-        response_timeout: cfg.limits.upstream_response_timeout,
-        peer_trusted: client_ip::is_trusted(ip_cfg, conn.peer),
-    };
-    let Some(answer) = answer else {
+    let tags_cfg = &cfg.policy.tag_headers;
+    let mut tags: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    if let Some(answer) = answer {
+        let facts = RequestFacts { host: Some(&host.name), path: raw_path, method: req.method() };
+        let verdict = s.policy.decide(&facts, Some(answer));
+        for rule in s.policy.dry_run_matches(verdict.dry_run) {
+            let would = s.policy.rule_action(rule).map_or("none", |a| a.name());
+            ctx.metrics.dry_run.with_label_values(&[s.policy.rule_name(rule).unwrap_or(""), would]).inc();
+            log.dry_run = true;
+        }
+        let rule_name = verdict.rule.and_then(|r| s.policy.rule_name(r)).unwrap_or("");
+        if log.enabled {
+            log.rule = verdict.rule.and_then(|r| s.policy.rule_name(r)).map(str::to_owned);
+        }
+        let bucket = s.country_bucket(answer);
+        match &verdict.action {
+            Action::Block(block) => {
+                log.action = "block";
+                ctx.metrics.requests.with_label_values(&["block", rule_name, bucket]).inc();
+                let block = s.policy.block_response(*block);
+                return Plan::Respond(respond::blocked(
+                    block,
+                    req.headers().get(header::ACCEPT),
+                    verdict.rule.map(|_| rule_name),
+                ));
+            }
+            Action::Allow => {
+                log.action = "allow";
+                ctx.metrics.requests.with_label_values(&["allow", rule_name, bucket]).inc();
+            }
+            Action::Tag(kinds) => {
+                log.action = "tag";
+                ctx.metrics.requests.with_label_values(&["tag", rule_name, bucket]).inc();
+                for kind in kinds.iter() {
+                    let (name, value) = match kind {
+                        TagKind::Country => (&tags_cfg.country, answer.geo.country.map(|c| c.to_string())),
+                        TagKind::Subdivision => {
+                            (&tags_cfg.subdivision, answer.geo.subdivision.as_deref().map(str::to_owned))
+                        }
+                        TagKind::Restricted => (&tags_cfg.restricted, verdict.rule.map(|_| "true".to_owned())),
+                        TagKind::Rule => (&tags_cfg.rule, verdict.rule.map(|_| rule_name.to_owned())),
+                    };
+                    if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                        tags.push((name.clone(), v));
+                    }
+                }
+            }
+        }
+    } else {
         // Unresolved and allowed through: untagged, counted apart.
         log.action = "unresolved_allow";
         ctx.metrics.requests.with_label_values(&["unresolved_allow", "", "unknown"]).inc();
-        log.upstream = Some(upstream.name.clone());
-        return Plan::Forward(forward(Vec::new()));
-    };
-    let method = req.method();
-    let facts = RequestFacts { host, path, method };
-    let verdict = s.policy.decide(&facts, Some(answer));
-    for rule in s.policy.dry_run_matches(verdict.dry_run) {
-        let would = s.policy.rule_action(rule).map_or("none", |a| a.name());
-        ctx.metrics.dry_run.with_label_values(&[s.policy.rule_name(rule).unwrap_or(""), would]).inc();
-        log.dry_run = true;
     }
-    let rule_name = verdict.rule.and_then(|r| s.policy.rule_name(r)).unwrap_or("");
-    if log.enabled {
-        log.rule = verdict.rule.and_then(|r| s.policy.rule_name(r)).map(str::to_owned);
+    log.upstream = Some(upstream.name.clone());
+
+    // Rewrite headers: strip first, then add geogate's own, so nothing the client sent can
+    // remove or impersonate them.
+    let chain = client_ip::validated_chain(ip_cfg, req.headers(), &res);
+    let address = headers::ClientAddress { client: log.client, chain: &chain, peer: conn.peer };
+    let peer_trusted = client_ip::is_trusted(ip_cfg, conn.peer);
+    let h = req.headers_mut();
+    headers::strip_hop_by_hop(h, upgrade);
+    headers::strip_tag_lookalikes(
+        h,
+        &[tags_cfg.country.clone(), tags_cfg.subdivision.clone(), tags_cfg.restricted.clone(), tags_cfg.rule.clone()],
+    );
+    headers::rewrite_client_address(h, &address, &ip_cfg.source, &listener.client_headers, &host.header, peer_trusted);
+    if let Ok(v) = HeaderValue::from_str(&host.header) {
+        // The host judged is the host forwarded: it replaces whatever Host lines came in.
+        h.insert(header::HOST, v);
     }
-    let bucket = s.country_bucket(answer);
-    match &verdict.action {
-        Action::Block(block) => {
-            log.action = "block";
-            ctx.metrics.requests.with_label_values(&["block", rule_name, bucket]).inc();
-            let block = s.policy.block_response(*block);
-            Plan::Respond(respond::blocked(block, req.headers().get(header::ACCEPT), verdict.rule.map(|_| rule_name)))
-        }
-        Action::Allow => {
-            log.action = "allow";
-            ctx.metrics.requests.with_label_values(&["allow", rule_name, bucket]).inc();
-            log.upstream = Some(upstream.name.clone());
-            Plan::Forward(forward(Vec::new()))
-        }
-        Action::Tag(kinds) => {
-            log.action = "tag";
-            ctx.metrics.requests.with_label_values(&["tag", rule_name, bucket]).inc();
-            let mut tags = Vec::with_capacity(4);
-            for kind in kinds.iter() {
-                let (name, value) = match kind {
-                    TagKind::Country => (&tags_cfg.country, answer.geo.country.map(|c| c.to_string())),
-                    TagKind::Subdivision => {
-                        (&tags_cfg.subdivision, answer.geo.subdivision.as_deref().map(str::to_owned))
-                    }
-                    TagKind::Restricted => (&tags_cfg.restricted, verdict.rule.map(|_| "true".to_owned())),
-                    TagKind::Rule => (&tags_cfg.rule, verdict.rule.map(|_| rule_name.to_owned())),
-                };
-                if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                    tags.push((name.clone(), v));
-                }
-            }
-            log.upstream = Some(upstream.name.clone());
-            Plan::Forward(forward(tags))
-        }
+    for (n, v) in tags {
+        h.insert(n, v);
     }
+    Plan::Forward(Forward {
+        base: upstream.url.clone(),
+        upstream: upstream.name.clone(),
+        response_timeout: cfg.limits.upstream_response_timeout,
+    })
 }
 
 /// Request-smuggling shapes refused before anything is forwarded (HTTP/1 only; HTTP/2
@@ -313,6 +326,7 @@ fn finish(ctx: &ProxyContext, log: &LogLine, started: Instant, resp: Response<Bo
             subdivision = log.subdivision.as_deref().unwrap_or("-"),
             rule = log.rule.as_deref().unwrap_or("-"),
             action,
+            reason = log.reason.unwrap_or("-"),
             dry_run = log.dry_run,
             status = resp.status().as_u16(),
             upstream = log.upstream.as_deref().unwrap_or("-"),

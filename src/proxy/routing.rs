@@ -1,28 +1,9 @@
 //! Chooses the upstream for a request by host and path prefix; first matching route wins.
+//!
+//! The host is the one `authority` decided and the path the strict reading the policy uses
+//! (`policy::normalize_path`), so the upstream chosen is the one the request was judged for.
 
 use crate::config::Config;
-
-/// The request's host without port, lower-cased: the URI authority (HTTP/2, absolute-form)
-/// or the `Host` header.
-pub fn request_host<B>(req: &http::Request<B>) -> Option<String> {
-    let raw = match req.uri().authority() {
-        Some(a) => a.host(),
-        None => strip_port(req.headers().get(http::header::HOST)?.to_str().ok()?),
-    };
-    let h = raw.trim().trim_end_matches('.');
-    (!h.is_empty()).then(|| h.to_ascii_lowercase())
-}
-
-fn strip_port(h: &str) -> &str {
-    if let Some(rest) = h.strip_prefix('[') {
-        // [v6]:port
-        return rest.split(']').next().unwrap_or("");
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-        _ => h,
-    }
-}
 
 /// True if `host` matches `pattern`: exact, or `*.suffix` for any subdomain of suffix.
 pub fn host_matches(pattern: &str, host: &str) -> bool {
@@ -62,9 +43,5 @@ mod tests {
         assert!(host_matches("*.example.com", "a.example.com"));
         assert!(!host_matches("*.example.com", "example.com"));
         assert!(!host_matches("*.example.com", "badexample.com"));
-        let req = http::Request::builder().uri("/").header("host", "Console.Example.com:8080").body(()).unwrap();
-        assert_eq!(request_host(&req).as_deref(), Some("console.example.com"));
-        let req = http::Request::builder().uri("/").header("host", "[::1]:80").body(()).unwrap();
-        assert_eq!(request_host(&req).as_deref(), Some("::1"));
     }
 }
