@@ -154,19 +154,16 @@ pub async fn start(source: ConfigSource, config: Config, shutdown: watch::Receiv
     };
     spawn_triggers(&reloader, &config, shutdown.clone(), degraded);
 
-    let ctx = Arc::new(ProxyContext {
-        current: current.clone(),
-        metrics: metrics.clone(),
-        upstreams: Upstreams::new(config.limits.upstream_connect_timeout),
-    });
+    let ctx = Arc::new(ProxyContext::new(current.clone(), metrics.clone(), Upstreams::new()));
     let mut tasks = Vec::new();
+    // One cap for the process, as documented: every listener draws from the same permits.
+    let permits = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections.get()));
     for (i, (tcp, l)) in listeners.into_iter().zip(config.listeners.iter()).enumerate() {
         tracing::info!(listener = %l.name, address = %listen_addrs[i], "listening");
         tasks.push(tokio::spawn(server::serve(
             tcp,
             i,
-            l.clone(),
-            config.limits.clone(),
+            permits.clone(),
             ctx.clone(),
             shutdown.clone(),
             config.server.shutdown_grace,

@@ -79,7 +79,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error; the documented code is 64 (EX_USAGE). Help and version
+    // requests are not errors and keep exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage { ExitCode::from(EXIT_CONFIG) } else { ExitCode::SUCCESS };
+        }
+    };
     geogate::app::init_tracing();
     match cli.command {
         Command::Run { config, listen, upstream } => run(config, listen, upstream),

@@ -29,3 +29,23 @@ pub struct ProxyContext {
     pub metrics: Metrics,
     pub upstreams: forward::Upstreams,
 }
+
+/// Reasons a request is refused before policy, besides path and host refusals.
+const REQUEST_REJECTIONS: [&str; 4] = ["smuggling_cl_te", "smuggling_te", "smuggling_cl", "bad_request_body"];
+
+// === impl ProxyContext ===
+
+impl ProxyContext {
+    /// The shared state, with every request-refusal series present at 0 from the first scrape,
+    /// so dashboards and alerts see a zero rather than no data.
+    pub fn new(current: Arc<ArcSwap<Snapshot>>, metrics: Metrics, upstreams: forward::Upstreams) -> Self {
+        let reasons = REQUEST_REJECTIONS
+            .into_iter()
+            .chain(crate::policy::PathRefusal::ALL.map(|r| r.as_str()))
+            .chain(authority::HostError::ALL.map(|e| e.as_str()));
+        for reason in reasons {
+            metrics.rejected.with_label_values(&[reason]);
+        }
+        Self { current, metrics, upstreams }
+    }
+}

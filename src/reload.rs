@@ -6,6 +6,7 @@
 //!   └ Reloader::reload ── one at a time (mutex)
 //!       └ a fresh thread at background priority: read config → load sources → compile
 //!         table + policy
+//!       └ a start-up-only key changed? "refused" (`restart`)
 //!       └ same fingerprint? "unchanged" : guards pass? store : "refused"
 //!       └ the old snapshot is dropped on a blocking thread once no request holds it
 //! ```
@@ -14,6 +15,7 @@
 //! `geogate_reloads_total{result="failed"|"refused"}`.
 
 pub mod remote;
+pub mod restart;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -153,6 +155,14 @@ impl Reloader {
 
         let outcome = match compiled {
             Err(errors) => self.outcome(trigger, "failed", prev.generation, started, errors),
+            Ok(next) if !restart::restart_required(&prev.config, &next.config).is_empty() => {
+                let errors = restart::restart_required(&prev.config, &next.config)
+                    .into_iter()
+                    .map(|key| format!("{key} changed: only a restart applies it; nothing was reloaded"))
+                    .collect();
+                drop_off_path(Arc::new(next));
+                self.outcome(trigger, "refused", prev.generation, started, errors)
+            }
             Ok(next) if next.fingerprint() == prev.fingerprint() => {
                 drop_off_path(Arc::new(next));
                 self.outcome(trigger, "unchanged", prev.generation, started, Vec::new())

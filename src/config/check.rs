@@ -450,7 +450,8 @@ impl<'a> Checker<'a> {
                 .required(&format!("{key}.address"), &l.address, span.clone(), r#"e.g. address = "0.0.0.0:8080""#)
                 .and_then(|a| {
                     let parsed = self.socket_addr(&format!("{key}.address"), a)?;
-                    if addrs.contains(&parsed) {
+                    // Port 0 asks the kernel for a free port: two of those never collide.
+                    if parsed.port() != 0 && addrs.contains(&parsed) {
                         self.at(
                             &format!("{key}.address"),
                             a,

@@ -45,7 +45,6 @@ pub struct Upstreams {
 #[derive(Debug)]
 struct Pool {
     idle: Mutex<Vec<(Authority, VecDeque<Idle>)>>,
-    connect_timeout: Duration,
 }
 
 #[derive(Debug)]
@@ -159,8 +158,8 @@ impl Body for UpstreamBody {
 // === impl Upstreams ===
 
 impl Upstreams {
-    pub fn new(connect_timeout: Duration) -> Self {
-        Self { pool: Arc::new(Pool { idle: Mutex::new(Vec::new()), connect_timeout }) }
+    pub fn new() -> Self {
+        Self { pool: Arc::new(Pool { idle: Mutex::new(Vec::new()) }) }
     }
 
     /// Sends `req` to `base` (scheme + authority), keeping the request's path and query.
@@ -168,6 +167,7 @@ impl Upstreams {
         &self,
         base: &Uri,
         req: Request<Incoming>,
+        connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let authority = base.authority().cloned().ok_or(UpstreamError::Protocol)?;
@@ -177,7 +177,7 @@ impl Upstreams {
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
         *req.version_mut() = http::Version::HTTP_11;
-        match tokio::time::timeout(response_timeout, self.pool.clone().send(authority, req)).await {
+        match tokio::time::timeout(response_timeout, self.pool.clone().send(authority, req, connect_timeout)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(UpstreamError::Protocol)) if failed.load(Ordering::Acquire) => Err(UpstreamError::ClientBody),
@@ -193,13 +193,14 @@ impl Pool {
         self: Arc<Self>,
         authority: Authority,
         mut req: Request<ClientBody>,
+        connect_timeout: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         loop {
             let (mut sender, reused) = match self.checkout(&authority).await {
                 Some(s) => (s, true),
                 // Boxed: connecting is rare, and its large state would otherwise be carried
                 // (and moved) by every request's future.
-                None => (Box::pin(self.connect(&authority)).await?, false),
+                None => (Box::pin(self.connect(&authority, connect_timeout)).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => {
@@ -263,10 +264,14 @@ impl Pool {
         stack.push_back(Idle { sender, since: now });
     }
 
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<ClientBody>, UpstreamError> {
+    async fn connect(
+        &self,
+        authority: &Authority,
+        timeout: Duration,
+    ) -> Result<SendRequest<ClientBody>, UpstreamError> {
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let port = authority.port_u16().unwrap_or(80);
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port))).await {
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tracing::debug!(%authority, error = %e, "upstream connect failed");

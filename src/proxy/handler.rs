@@ -51,6 +51,7 @@ enum Plan {
 struct Forward {
     base: Uri,
     upstream: Arc<str>,
+    connect_timeout: Duration,
     response_timeout: Duration,
 }
 
@@ -91,7 +92,7 @@ pub async fn handle(
     };
 
     let sent = Instant::now();
-    let result = ctx.upstreams.send(&fwd.base, req, fwd.response_timeout).await;
+    let result = ctx.upstreams.send(&fwd.base, req, fwd.connect_timeout, fwd.response_timeout).await;
     ctx.metrics.upstream_duration.with_label_values(&[&fwd.upstream]).observe(sent.elapsed().as_secs_f64());
     let mut resp = match result {
         Ok(r) => r,
@@ -124,12 +125,19 @@ pub async fn handle(
     Ok(finish(&ctx, &log, started, resp.map(|b| b.boxed())))
 }
 
-/// Refuses a request before policy: counted by reason, logged, answered 400.
-fn refuse(ctx: &ProxyContext, log: &mut LogLine, reason: &'static str) -> Plan {
+/// Refuses a request before policy: counted by reason, logged, answered 400. On HTTP/1 the
+/// connection is closed after the answer: after a smuggling shape the framing of whatever
+/// follows cannot be trusted, and a client sending ambiguous requests gets no second try on
+/// the same connection.
+fn refuse(ctx: &ProxyContext, log: &mut LogLine, reason: &'static str, version: http::Version) -> Plan {
     ctx.metrics.rejected.with_label_values(&[reason]).inc();
     log.action = "bad_request";
     log.reason = Some(reason);
-    Plan::Respond(respond::failure(Failure::BadRequest))
+    let mut resp = respond::failure(Failure::BadRequest);
+    if version <= http::Version::HTTP_11 {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Plan::Respond(resp)
 }
 
 fn decide(
@@ -145,7 +153,7 @@ fn decide(
     log.enabled = cfg.access_log.enabled;
     log.sample = cfg.access_log.sample;
     if let Some(reason) = if conflicting { Some("smuggling_cl_te") } else { smuggling_shape(req) } {
-        return refuse(ctx, log, reason);
+        return refuse(ctx, log, reason, req.version());
     }
     let fallback;
     let listener = match cfg.listeners.get(conn.listener) {
@@ -157,11 +165,11 @@ fn decide(
     };
     let ip_cfg = &listener.client_ip;
     if let Err(refusal) = policy::screen(req.uri().path(), listener.encoded_delimiters) {
-        return refuse(ctx, log, refusal.as_str());
+        return refuse(ctx, log, refusal.as_str(), req.version());
     }
     let host = match authority::decide(req, listener.default_host.as_deref()) {
         Ok(h) => h,
-        Err(e) => return refuse(ctx, log, e.as_str()),
+        Err(e) => return refuse(ctx, log, e.as_str(), req.version()),
     };
     let res = client_ip::resolve(ip_cfg, conn.peer, req.headers());
     ctx.metrics.client_ip.with_label_values(&[source_label(&ip_cfg.source), res.outcome.as_str()]).inc();
@@ -190,56 +198,54 @@ fn decide(
     };
     let tags_cfg = &cfg.policy.tag_headers;
     let mut tags: Vec<(HeaderName, HeaderValue)> = Vec::new();
-    if let Some(answer) = answer {
-        let facts = RequestFacts { host: Some(&host.name), path: raw_path, method: req.method() };
-        let verdict = s.policy.decide(&facts, Some(answer));
-        for rule in s.policy.dry_run_matches(verdict.dry_run) {
-            let would = s.policy.rule_action(rule).map_or("none", |a| a.name());
-            ctx.metrics.dry_run.with_label_values(&[s.policy.rule_name(rule).unwrap_or(""), would]).inc();
-            log.dry_run = true;
+    // An unresolved client let through (`on_unresolved = "allow"`) still goes through the
+    // policy, with no answer: `unknown` rules and rules without geo criteria see it.
+    let facts = RequestFacts { host: Some(&host.name), path: raw_path, method: req.method() };
+    let verdict = s.policy.decide(&facts, answer);
+    for rule in s.policy.dry_run_matches(verdict.dry_run) {
+        let would = s.policy.rule_action(rule).map_or("none", |a| a.name());
+        ctx.metrics.dry_run.with_label_values(&[s.policy.rule_name(rule).unwrap_or(""), would]).inc();
+        log.dry_run = true;
+    }
+    let rule_name = verdict.rule.and_then(|r| s.policy.rule_name(r)).unwrap_or("");
+    if log.enabled {
+        log.rule = verdict.rule.and_then(|r| s.policy.rule_name(r)).map(str::to_owned);
+    }
+    let bucket = answer.map_or("unknown", |a| s.country_bucket(a));
+    let forwarded_as = |action: &'static str| if answer.is_some() { action } else { "unresolved_allow" };
+    match &verdict.action {
+        Action::Block(block) => {
+            log.action = "block";
+            ctx.metrics.requests.with_label_values(&["block", rule_name, bucket]).inc();
+            let block = s.policy.block_response(*block);
+            return Plan::Respond(respond::blocked(
+                block,
+                req.headers().get(header::ACCEPT),
+                verdict.rule.map(|_| rule_name),
+            ));
         }
-        let rule_name = verdict.rule.and_then(|r| s.policy.rule_name(r)).unwrap_or("");
-        if log.enabled {
-            log.rule = verdict.rule.and_then(|r| s.policy.rule_name(r)).map(str::to_owned);
+        Action::Allow => {
+            log.action = forwarded_as("allow");
+            ctx.metrics.requests.with_label_values(&[log.action, rule_name, bucket]).inc();
         }
-        let bucket = s.country_bucket(answer);
-        match &verdict.action {
-            Action::Block(block) => {
-                log.action = "block";
-                ctx.metrics.requests.with_label_values(&["block", rule_name, bucket]).inc();
-                let block = s.policy.block_response(*block);
-                return Plan::Respond(respond::blocked(
-                    block,
-                    req.headers().get(header::ACCEPT),
-                    verdict.rule.map(|_| rule_name),
-                ));
-            }
-            Action::Allow => {
-                log.action = "allow";
-                ctx.metrics.requests.with_label_values(&["allow", rule_name, bucket]).inc();
-            }
-            Action::Tag(kinds) => {
-                log.action = "tag";
-                ctx.metrics.requests.with_label_values(&["tag", rule_name, bucket]).inc();
-                for kind in kinds.iter() {
-                    let (name, value) = match kind {
-                        TagKind::Country => (&tags_cfg.country, answer.geo.country.map(|c| c.to_string())),
-                        TagKind::Subdivision => {
-                            (&tags_cfg.subdivision, answer.geo.subdivision.as_deref().map(str::to_owned))
-                        }
-                        TagKind::Restricted => (&tags_cfg.restricted, verdict.rule.map(|_| "true".to_owned())),
-                        TagKind::Rule => (&tags_cfg.rule, verdict.rule.map(|_| rule_name.to_owned())),
-                    };
-                    if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                        tags.push((name.clone(), v));
+        Action::Tag(kinds) => {
+            log.action = forwarded_as("tag");
+            ctx.metrics.requests.with_label_values(&[log.action, rule_name, bucket]).inc();
+            let geo = answer.map(|a| &a.geo);
+            for kind in kinds.iter() {
+                let (name, value) = match kind {
+                    TagKind::Country => (&tags_cfg.country, geo.and_then(|g| g.country).map(|c| c.to_string())),
+                    TagKind::Subdivision => {
+                        (&tags_cfg.subdivision, geo.and_then(|g| g.subdivision.as_deref()).map(str::to_owned))
                     }
+                    TagKind::Restricted => (&tags_cfg.restricted, verdict.rule.map(|_| "true".to_owned())),
+                    TagKind::Rule => (&tags_cfg.rule, verdict.rule.map(|_| rule_name.to_owned())),
+                };
+                if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    tags.push((name.clone(), v));
                 }
             }
         }
-    } else {
-        // Unresolved and allowed through: untagged, counted apart.
-        log.action = "unresolved_allow";
-        ctx.metrics.requests.with_label_values(&["unresolved_allow", "", "unknown"]).inc();
     }
     log.upstream = Some(upstream.name.clone());
 
@@ -265,6 +271,7 @@ fn decide(
     Plan::Forward(Forward {
         base: upstream.url.clone(),
         upstream: upstream.name.clone(),
+        connect_timeout: cfg.limits.upstream_connect_timeout,
         response_timeout: cfg.limits.upstream_response_timeout,
     })
 }

@@ -73,7 +73,7 @@ pub fn blocked(block: &BlockResponse, accept: Option<&HeaderValue>, rule: Option
     if html {
         if let Some(to) = &block.redirect {
             return builder
-                .status(StatusCode::FOUND)
+                .status(block.redirect_status)
                 .header(header::LOCATION, to.to_string())
                 .body(empty())
                 .unwrap_or_else(|_| internal());

@@ -1,7 +1,7 @@
 //! The accept loop and the per-connection task.
 //!
-//! The loop only accepts: it waits for a connection permit (the `max_connections` cap),
-//! accepts, and spawns. The connection task reads a PROXY header where the listener requires
+//! The loop only accepts: it waits for a connection permit (the process-wide
+//! `max_connections` cap), accepts, and spawns. The connection task reads a PROXY header where the listener requires
 //! one (trusted peers only, bounded in size and time), then serves HTTP/1.1 and HTTP/2 (prior
 //! knowledge) with upgrades. Shutdown stops accepting, then lets hyper finish in-flight
 //! requests until the grace deadline.
@@ -20,25 +20,29 @@ use tokio::sync::{watch, Semaphore};
 use super::handler::{self, ConnInfo};
 use super::ProxyContext;
 use crate::client_ip;
-use crate::config::{ClientIpSource, Limits, ListenerConfig};
+use crate::config::{ClientIpConfig, ClientIpSource, Limits};
 use crate::proxy_protocol;
 
 /// Largest PROXY v2 header accepted (address block plus TLVs).
 const PROXY_HEADER_MAX: usize = 4096;
 
 /// Serves one public listener until `shutdown` turns true, then drains for `grace`.
+///
+/// `permits` is the process-wide connection cap (`limits.max_connections`), shared by every
+/// listener. Everything else a connection uses (the PROXY-protocol requirement and trust
+/// list, timeouts, hyper's limits) is read from the snapshot serving when it is accepted, so
+/// a reload applies to the next connection.
 pub async fn serve(
     listener: TcpListener,
     index: usize,
-    config: ListenerConfig,
-    limits: Limits,
+    permits: Arc<Semaphore>,
     ctx: Arc<ProxyContext>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.get()));
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(http_builder(&limits));
+    // hyper's builder for the limits of one snapshot generation, rebuilt when it changes.
+    let mut built: Option<(u64, Arc<auto::Builder<TokioExecutor>>)> = None;
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -57,28 +61,30 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        let (settings, builder) = {
+            let snapshot = ctx.current.load();
+            let limits = &snapshot.config.limits;
+            let builder = match &built {
+                Some((generation, b)) if *generation == snapshot.generation => b.clone(),
+                _ => {
+                    let b = Arc::new(http_builder(limits));
+                    built = Some((snapshot.generation, b.clone()));
+                    b
+                }
+            };
+            let settings = ConnSettings {
+                client_ip: snapshot.config.listeners.get(index).map(|l| l.client_ip.clone()).unwrap_or_default(),
+                pp_timeout: limits.proxy_protocol_timeout,
+                header_timeout: limits.header_read_timeout,
+                max_head: limits.max_header_bytes.get().max(8192),
+            };
+            (settings, builder)
+        };
         let ctx = ctx.clone();
-        let builder = builder.clone();
         let watcher = graceful.watcher();
-        let config = config.clone();
-        let pp_timeout = limits.proxy_protocol_timeout;
-        let max_head = limits.max_header_bytes.get().max(8192);
-        let header_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             ctx.metrics.open_connections.inc();
-            serve_connection(
-                stream,
-                remote,
-                index,
-                &config,
-                pp_timeout,
-                header_timeout,
-                max_head,
-                ctx.clone(),
-                &builder,
-                watcher,
-            )
-            .await;
+            serve_connection(stream, remote, index, &settings, ctx.clone(), &builder, watcher).await;
             ctx.metrics.open_connections.dec();
             drop(permit);
         });
@@ -87,6 +93,14 @@ pub async fn serve(
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!(grace_s = grace.as_secs_f64(), "shutdown grace expired with requests in flight");
     }
+}
+
+/// What one connection takes from the snapshot serving when it was accepted.
+struct ConnSettings {
+    client_ip: ClientIpConfig,
+    pp_timeout: Duration,
+    header_timeout: Duration,
+    max_head: usize,
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -113,29 +127,25 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
     index: usize,
-    config: &ListenerConfig,
-    pp_timeout: Duration,
-    header_timeout: Duration,
-    max_head: usize,
+    settings: &ConnSettings,
     ctx: Arc<ProxyContext>,
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let tcp_peer = remote.ip().to_canonical();
     let mut peer = tcp_peer;
-    let io = if config.client_ip.source == ClientIpSource::ProxyProtocol {
-        if !client_ip::is_trusted(&config.client_ip, tcp_peer) {
+    let io = if settings.client_ip.source == ClientIpSource::ProxyProtocol {
+        if !client_ip::is_trusted(&settings.client_ip, tcp_peer) {
             ctx.metrics.rejected.with_label_values(&["proxy_protocol_untrusted"]).inc();
             tracing::debug!(%tcp_peer, "PROXY header from an untrusted peer refused");
             return;
         }
         let mut stream = stream;
-        match proxy_protocol::read_header(&mut stream, pp_timeout, PROXY_HEADER_MAX).await {
+        match proxy_protocol::read_header(&mut stream, settings.pp_timeout, PROXY_HEADER_MAX).await {
             Ok((header, rest)) => {
                 if let Some(src) = header.source {
                     peer = src.ip().to_canonical();
@@ -154,7 +164,7 @@ async fn serve_connection(
     // hyper's header timeout starts only once it has chosen HTTP/1; until the first bytes
     // decide the protocol, a silent client would hold the connection forever. Read up to the
     // HTTP/2 preface (or the first byte that cannot start it) under the same deadline.
-    let io = match read_preface(io, header_timeout).await {
+    let io = match read_preface(io, settings.header_timeout).await {
         Some(io) => io,
         None => {
             ctx.metrics.rejected.with_label_values(&["preface_timeout"]).inc();
@@ -162,7 +172,7 @@ async fn serve_connection(
         }
     };
     let framing = super::sniff::Framing::new();
-    let io = super::sniff::HeadWatch::new(io, framing.clone(), max_head);
+    let io = super::sniff::HeadWatch::new(io, framing.clone(), settings.max_head);
     let info = Arc::new(ConnInfo { tcp_peer, peer, listener: index, framing });
     let service = service_fn(move |req| handler::handle(ctx.clone(), info.clone(), req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

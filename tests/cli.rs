@@ -1,0 +1,269 @@
+//! The `geogate` binary itself, as a user runs it: exit codes, `lookup`, `check`, `explain`,
+//! `run --listen/--upstream`, and the access log it writes on stdout (every refusal and
+//! block, sampled allows).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_geogate");
+
+fn geogate(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+}
+
+fn code(o: &std::process::Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn exit_codes_are_the_documented_ones() {
+    // Usage errors: 64 (EX_USAGE), as for a bad configuration.
+    for args in [&["--bogus"][..], &["run", "--no-such-flag"], &["explain"], &["frobnicate"]] {
+        let o = geogate(args);
+        assert_eq!(code(&o), 64, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // Help and version are not errors.
+    assert_eq!(code(&geogate(&["--help"])), 0);
+    assert_eq!(code(&geogate(&["--version"])), 0);
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(dir.path(), "bad.toml", "[[listener]]\nname = \"x\"\naddress = \"nope\"\n");
+    let o = geogate(&["check", "--config", bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 64);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("listener[0].address"), "{o:?}");
+    let o = geogate(&["check", "--config", dir.path().join("absent.toml").to_str().unwrap()]);
+    assert_eq!(code(&o), 64);
+    assert_eq!(code(&geogate(&["check", "--config", "deploy/examples/geogate.toml"])), 0);
+}
+
+#[test]
+fn lookup_answers_each_line_and_reports_bad_ones() {
+    let mut child = Command::new(BIN)
+        .args(["lookup", "--db", "geoip/geo-whois-asn-country.mmdb"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"77.88.8.8\nnot-an-ip\n::1\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 1, "a bad line must make the exit status 1");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[0].starts_with("77.88.8.8\tRU\t"), "{out}");
+    assert!(rows[1].starts_with("::1\t-\t"), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not-an-ip"));
+    let o = geogate(&["lookup", "--db", "geoip/geo-whois-asn-country.mmdb", "--json", "77.88.8.8"]);
+    assert_eq!(code(&o), 0);
+    let v: Value = serde_json::from_slice(o.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(v["country"], "RU", "{v}");
+}
+
+#[test]
+fn explain_names_the_deciding_rule() {
+    let o = geogate(&[
+        "explain",
+        "--config",
+        "deploy/examples/geogate.toml",
+        "--ip",
+        "77.88.8.8",
+        "--method",
+        "POST",
+        "--path",
+        "/signup.json",
+    ]);
+    assert_eq!(code(&o), 0, "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("block by rule[1] \"block-signup-ru-by\" (country=RU)"), "{out}");
+}
+
+/// A running `geogate run`: its stdout lines (the access log) collected on a thread.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    stdout: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, stdout) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        // The bound address comes from the "listening" log line on stderr.
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut line = String::new();
+        let addr = loop {
+            line.clear();
+            assert!(Instant::now() < deadline, "geogate did not start");
+            if err.read_line(&mut line).unwrap() == 0 {
+                panic!("geogate exited before listening: {:?}", child.wait());
+            }
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let listening = v["fields"]["message"] == "listening" || v["message"] == "listening";
+                let address = v["fields"]["address"].as_str().or(v["address"].as_str());
+                if let (true, Some(a)) = (listening, address) {
+                    break a.parse().unwrap();
+                }
+            }
+        };
+        std::thread::spawn(move || for _ in err.lines() {});
+        Running { child, addr, stdout }
+    }
+
+    /// Access-log lines written so far (waits up to `wait` for at least `n`).
+    fn access_lines(&self, n: usize, wait: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + wait;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(l) => got.push(serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"))),
+                Err(_) => break,
+            }
+        }
+        got
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    if v["fields"].is_object() {
+        &v["fields"][name]
+    } else {
+        &v[name]
+    }
+}
+
+fn raw(addr: SocketAddr, request: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("the proxy left the connection open");
+    out
+}
+
+#[test]
+fn run_with_listen_and_upstream_logs_every_refusal_and_block() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let up = rt.block_on(support::upstream());
+    let dir = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cfg = write(
+        dir.path(),
+        "geogate.toml",
+        &format!(
+            r#"
+[[listener]]
+name = "public"
+address = "127.0.0.1:1"
+client_ip = {{ source = "x-forwarded-for", trusted = ["127.0.0.1/32"] }}
+
+[[upstream]]
+name = "app"
+url = "http://127.0.0.1:1"
+
+[admin]
+enabled = false
+
+[reload]
+watch = false
+
+[[source]]
+name = "geoip"
+type = "mmdb"
+path = "{root}/geoip/geo-whois-asn-country.mmdb"
+
+[policy]
+default = "allow"
+
+[[rule]]
+name = "ru"
+action = "block"
+countries = ["RU"]
+
+[access_log]
+enabled = true
+sample = 0.0
+"#
+        ),
+    );
+    // --listen and --upstream override the file's listener address and upstreams.
+    let g = Running::start(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &format!("http://{}", up.addr),
+    ]);
+    let ok = raw(g.addr, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 8.8.8.8\r\nConnection: close\r\n\r\n");
+    assert!(ok.starts_with("HTTP/1.1 200 "), "--upstream was not used: {ok}");
+    let blocked = raw(g.addr, "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 77.88.8.8\r\nConnection: close\r\n\r\n");
+    assert!(blocked.starts_with("HTTP/1.1 451 "), "{blocked}");
+    let refused = raw(g.addr, "GET /a%00 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 8.8.8.8\r\nConnection: close\r\n\r\n");
+    assert!(refused.starts_with("HTTP/1.1 400 "), "{refused}");
+    let smuggled = raw(
+        g.addr,
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    );
+    assert!(smuggled.starts_with("HTTP/1.1 400 "), "{smuggled}");
+    // sample = 0: the allowed request is not logged; the block and both refusals are.
+    let lines = g.access_lines(3, Duration::from_secs(10));
+    let summary: Vec<(String, String, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                field(l, "action").as_str().unwrap_or("").to_owned(),
+                field(l, "reason").as_str().unwrap_or("").to_owned(),
+                field(l, "status").as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("block".to_owned(), "-".to_owned(), 451),
+            ("bad_request".to_owned(), "path_control".to_owned(), 400),
+            ("bad_request".to_owned(), "smuggling_cl_te".to_owned(), 400),
+        ],
+        "{lines:?}"
+    );
+    assert!(g.access_lines(1, Duration::from_millis(300)).is_empty(), "an allowed request was logged at sample = 0");
+}
