@@ -230,13 +230,32 @@ pub fn header_of<'a>(h: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     h.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
 }
 
-/// Writes raw bytes on a fresh connection and reads until close or `wait` passes.
-pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+/// Writes raw bytes on a fresh connection and reads until the peer closes it (a reset counts
+/// as a close); returns what arrived before. Panics if the connection is still open after
+/// `wait`: "closed without an answer" must not pass on a connection left hanging.
+pub async fn raw_closed(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let (out, closed) = raw_exchange(addr, bytes, wait).await;
+    assert!(closed, "the connection was still open after {wait:?}; it sent {out:?}");
+    out
+}
+
+/// Writes raw bytes on a fresh connection and reads for `wait`; returns what arrived. Panics
+/// if the peer closes the connection within `wait` (for answers after which it stays open).
+pub async fn raw_open(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let (out, closed) = raw_exchange(addr, bytes, wait).await;
+    assert!(!closed, "the connection was closed within {wait:?}; it sent {out:?}");
+    out
+}
+
+/// What arrived, and whether the peer closed (EOF or reset) before `wait` passed.
+async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> (String, bool) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(bytes).await.unwrap();
+    // The server may refuse and close before reading everything: a failed write is an answer.
+    let _ = s.write_all(bytes).await;
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
+    // On a read error, `read_to_end` keeps the bytes read so far in `out`.
+    let closed = tokio::time::timeout(wait, s.read_to_end(&mut out)).await.is_ok();
+    (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
 /// The shared part of most test configs: one listener, one upstream, client IP from XFF
