@@ -77,6 +77,7 @@ pub fn run(source: ConfigSource) -> Result<(), AppError> {
         None => tokio::runtime::Builder::new_multi_thread(),
     };
     let rt = rt.enable_all().build().map_err(|e| AppError::Runtime(e.to_string()))?;
+    tracing::info!(worker_threads = rt.metrics().num_workers(), "runtime started");
     rt.block_on(async move {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let running = start(source, config, shutdown_rx).await?;

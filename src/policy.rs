@@ -32,8 +32,8 @@
 //!     - `framework` (the default for `block` and `tag`): the rule matches if **any** reading
 //!       a common framework may route by matches, ASCII case-insensitively (`/SignUp`,
 //!       `/signup.json`, `/signup.`, `/ｓｉｇｎｕｐ`);
-//!     - `strict` (the default for `allow`): only the strict reading, byte for byte, so an
-//!       allow rule never covers a path some upstream routes elsewhere.
+//!     - `strict` (the default for `allow`): only if **every** reading matches, byte for
+//!       byte, so an allow rule never covers a path some upstream routes elsewhere.
 //! - Over-matching is the failure mode chosen for block and tag rules: they should rather
 //!   catch an odd request too many than let a disguised one through. Allow rules err the
 //!   other way.

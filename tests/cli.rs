@@ -98,6 +98,8 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     stdout: std::sync::mpsc::Receiver<String>,
+    /// The JSON log lines on stderr up to "listening".
+    startup: Vec<Value>,
 }
 
 impl Running {
@@ -120,6 +122,7 @@ impl Running {
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut line = String::new();
+        let mut startup = Vec::new();
         let addr = loop {
             line.clear();
             assert!(Instant::now() < deadline, "geogate did not start");
@@ -127,6 +130,7 @@ impl Running {
                 panic!("geogate exited before listening: {:?}", child.wait());
             }
             if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                startup.push(v.clone());
                 let listening = v["fields"]["message"] == "listening" || v["message"] == "listening";
                 let address = v["fields"]["address"].as_str().or(v["address"].as_str());
                 if let (true, Some(a)) = (listening, address) {
@@ -135,7 +139,7 @@ impl Running {
             }
         };
         std::thread::spawn(move || for _ in err.lines() {});
-        Running { child, addr, stdout }
+        Running { child, addr, stdout, startup }
     }
 
     /// Access-log lines written so far (waits up to `wait` for at least `n`).
@@ -266,4 +270,126 @@ sample = 0.0
         "{lines:?}"
     );
     assert!(g.access_lines(1, Duration::from_millis(300)).is_empty(), "an allowed request was logged at sample = 0");
+}
+
+fn config_with(root: &str, extra: &str, list: &Path) -> String {
+    format!(
+        r#"
+[[listener]]
+name = "public"
+address = "127.0.0.1:0"
+client_ip = {{ source = "x-forwarded-for", trusted = ["127.0.0.1/32"] }}
+
+[[upstream]]
+name = "app"
+url = "http://127.0.0.1:1"
+
+[admin]
+enabled = false
+
+[[source]]
+name = "geoip"
+type = "mmdb"
+path = "{root}/geoip/geo-whois-asn-country.mmdb"
+
+[[source]]
+name = "blocked"
+type = "list"
+path = "{list}"
+
+[policy]
+default = "allow"
+
+[[rule]]
+name = "blocked"
+action = "block"
+lists = ["blocked"]
+
+{extra}
+"#,
+        list = list.display()
+    )
+}
+
+/// GET / from `ip` (trusted XFF): the status code.
+fn status_from(addr: SocketAddr, ip: &str) -> u16 {
+    let out = raw(addr, &format!("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {ip}\r\nConnection: close\r\n\r\n"));
+    out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+fn wait_for_status(addr: SocketAddr, ip: &str, want: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while status_from(addr, ip) != want {
+        assert!(Instant::now() < deadline, "{what}: still not {want}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn sighup_reloads_check_interval_rechecks_and_sigterm_drains_and_exits_0() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "blocked.txt", "192.0.2.0/24\n");
+    let cfg = write(dir.path(), "geogate.toml", &config_with(root, "[reload]\nwatch = false\n", &list));
+    let mut g = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    // The upstream is dead: an allowed request is answered 502, a blocked one 451.
+    assert_eq!(status_from(g.addr, "192.0.2.7"), 451);
+    assert_eq!(status_from(g.addr, "198.51.100.7"), 502);
+    // With watch = false, only SIGHUP picks up the changed list.
+    write(dir.path(), "blocked.txt", "198.51.100.0/24\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(status_from(g.addr, "198.51.100.7"), 502, "a list change was applied without any trigger");
+    signal(&g.child, "HUP");
+    wait_for_status(g.addr, "198.51.100.7", 451, "SIGHUP reload");
+    assert_eq!(status_from(g.addr, "192.0.2.7"), 502);
+    signal(&g.child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = g.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop geogate");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean shutdown");
+
+    // check_interval re-reads sources without any event.
+    let list = write(dir.path(), "blocked.txt", "192.0.2.0/24\n");
+    let cfg = write(
+        dir.path(),
+        "geogate.toml",
+        &config_with(root, "[reload]\nwatch = false\ncheck_interval = \"1s\"\n", &list),
+    );
+    let g = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(status_from(g.addr, "198.51.100.7"), 502);
+    write(dir.path(), "blocked.txt", "198.51.100.0/24\n");
+    wait_for_status(g.addr, "198.51.100.7", 451, "check_interval re-check");
+}
+
+#[test]
+fn worker_threads_sets_the_runtime_size() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "blocked.txt", "192.0.2.0/24\n");
+    for n in [1u64, 3] {
+        let cfg = write(
+            dir.path(),
+            "geogate.toml",
+            &format!("[server]\nworker_threads = {n}\n{}", config_with(root, "[reload]\nwatch = false\n", &list)),
+        );
+        let g = Running::start(&["run", "--config", cfg.to_str().unwrap()]);
+        // The runtime's own count (tokio's RuntimeMetrics), logged once at start-up.
+        let workers = g
+            .startup
+            .iter()
+            .find(|v| field(v, "message") == "runtime started")
+            .and_then(|v| field(v, "worker_threads").as_u64());
+        assert_eq!(workers, Some(n), "worker_threads = {n}: {:?}", g.startup);
+        assert_eq!(status_from(g.addr, "192.0.2.7"), 451);
+    }
 }

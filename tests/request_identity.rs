@@ -141,6 +141,9 @@ async fn paths_frameworks_route_to_signup_are_blocked_and_other_resources_forwar
         "/%EF%BD%93ignup",
         "/%C5%BFignup",
         "/x/..%2fsignup",
+        "/signup/..",
+        "/signup/%2e%2e/public",
+        "/api/v1/accounts/../x",
     ] {
         let (status, _) = exchange(p.addr, &post(path, RU)).await;
         assert_eq!(status, 451, "POST {path} from RU was not blocked");

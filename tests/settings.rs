@@ -309,3 +309,111 @@ async fn keys_only_a_restart_applies_are_refused_by_name() {
     assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_start_up_only_key_is_refused_by_name() {
+    let up = upstream().await;
+    let base = config(XFF, "");
+    let p = Proxy::start(&base, &up).await;
+    std::fs::write(p.dir.path().join("cache.txt"), "192.0.2.0/24\n").unwrap();
+    let admin_line = "[admin]\naddress = \"127.0.0.1:0\"";
+    let cases: [(&str, String); 10] = [
+        ("server.worker_threads", format!("[server]\nworker_threads = 3\n{base}")),
+        ("server.shutdown_grace", format!("[server]\nshutdown_grace = \"1s\"\n{base}")),
+        ("listener[0].name", base.replace("name = \"public\"", "name = \"renamed\"")),
+        ("listener[0].address", base.replace("address = \"127.0.0.1:0\"\nclient_ip", "address = \"127.0.0.1:1\"\nclient_ip")),
+        ("listener", base.replacen("[[upstream]]", "[[listener]]\nname = \"b\"\naddress = \"127.0.0.1:0\"\n\n[[upstream]]", 1)),
+        ("admin.address", base.replace(admin_line, "[admin]\nenabled = false")),
+        ("reload.watch", base.replace("watch = false", "watch = true")),
+        ("reload.debounce", base.replace("watch = false", "watch = false\ndebounce = \"2s\"")),
+        ("reload.on_no_data", base.replace("watch = false", "watch = false\non_no_data = \"fail-open\"")),
+        (
+            "source `remote` (remote source added)",
+            format!(
+                "{base}\n[[source]]\nname = \"remote\"\ntype = \"list\"\nurl = \"http://127.0.0.1:1/l.txt\"\ncache = \"{}\"\n",
+                p.dir.path().join("cache.txt").display()
+            ),
+        ),
+    ];
+    for (key, text) in cases {
+        let outcome = reload_with(&p, &up, &text).await;
+        assert_eq!(outcome["result"], "refused", "{key}: {outcome}");
+        let errors = outcome["errors"].as_array().unwrap();
+        assert!(errors.iter().any(|e| e.as_str().unwrap().starts_with(key)), "{key} not named: {outcome}");
+    }
+    // Back to the original text: nothing changed, nothing refused.
+    let outcome = reload_with(&p, &up, &base).await;
+    assert_eq!(outcome["result"], "unchanged", "{outcome}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_applies_every_request_setting_at_once() {
+    let up = upstream().await;
+    let rules = |status: u16, tag_name: &str, prefix: &str| {
+        format!(
+            r#"
+[policy]
+default = "allow"
+tag_headers = {{ country = "{tag_name}" }}
+
+[policy.block]
+status = {status}
+
+[[route]]
+path_prefix = "{prefix}"
+upstream = "other"
+
+[[upstream]]
+name = "other"
+url = "http://127.0.0.1:1"
+
+[[rule]]
+name = "signup"
+action = "block"
+countries = ["RU"]
+paths = ["/signup"]
+
+[[rule]]
+name = "tag-ru"
+action = "tag"
+countries = ["RU"]
+tag = ["country"]
+"#
+        )
+    };
+    let before = config(XFF, &rules(451, "X-Geo-Country", "/old"));
+    let p = Proxy::start(&before, &up).await;
+    let answer = |path: &'static str| {
+        let addr = p.addr;
+        async move { exchange(addr, &get_with(path, RU, "")).await }
+    };
+    assert!(answer("/signup").await.starts_with("HTTP/1.1 451 "));
+    // `other` is a dead address: a request routed there is answered 502.
+    assert!(answer("/old/x").await.starts_with("HTTP/1.1 502 "));
+    let out = answer("/new/x").await;
+    assert!(out.starts_with("HTTP/1.1 200 ") && out.contains("x-geo-country"), "{out}");
+    let after = config(XFF, &rules(403, "X-Country", "/new")).replace(
+        "client_ip = {",
+        "client_ip_header = \"X-Client\"\ndefault_host = \"console.example.com\"\nclient_ip = {",
+    );
+    let outcome = reload_with(&p, &up, &after).await;
+    assert_eq!(outcome["result"], "ok", "{outcome}");
+    // policy.block.status
+    assert!(answer("/signup").await.starts_with("HTTP/1.1 403 "), "block status not reloaded");
+    // route.path_prefix
+    assert!(answer("/new/x").await.starts_with("HTTP/1.1 502 "), "route not reloaded");
+    assert!(answer("/old/x").await.starts_with("HTTP/1.1 200 "), "route not reloaded");
+    // policy.tag_headers.country and listener.client_ip_header
+    let out = answer("/x").await;
+    let seen = echoed(&Bytes::from(out.split_once("\r\n\r\n").unwrap().1.to_owned()));
+    assert_eq!(header_of(&seen, "x-country"), ["RU"], "{seen:?}");
+    assert!(header_of(&seen, "x-geo-country").is_empty(), "{seen:?}");
+    assert_eq!(header_of(&seen, "x-client"), [RU]);
+    assert!(header_of(&seen, "x-geo-client-ip").is_empty());
+    // listener.default_host
+    let out = exchange(p.addr, format!("GET /x HTTP/1.0\r\nX-Forwarded-For: {RU}\r\n\r\n").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 200 ") || out.starts_with("HTTP/1.0 200 "), "{out}");
+    assert!(out.contains("[\"host\",\"console.example.com\"]"), "{out}");
+    p.shutdown().await;
+}

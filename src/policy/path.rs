@@ -5,12 +5,13 @@
 //! `/signup.json` to the sign-up action, Express folds case, IIS trims a trailing dot). So a
 //! path has more than one reading:
 //!
-//! - the **strict** reading, [`normalize_path`]: what every common framework reads *at
-//!   least*. Allow rules match this one only, case-sensitively, so an allow rule never
-//!   matches more than the upstream would route there;
+//! - the **strict** reading, [`normalize_path`]: the path as a normalising server reads it;
+//!   geogate's canonical form, shown by `explain` and used by the router;
 //! - the **framework** readings, [`PathReadings`]: the strict one plus every other reading a
 //!   common framework may route by. Block and tag rules match if *any* reading matches,
-//!   ASCII case-insensitively, so a block rule catches every disguise of the path.
+//!   ASCII case-insensitively, so a block rule catches every disguise of the path. Allow
+//!   rules match only if *every* reading matches, byte for byte, so an allow rule never
+//!   covers a path that some upstream routes elsewhere.
 //!
 //! Forms that stacks read in incompatible ways are refused before either reading is needed
 //! ([`screen`]): see [`PathRefusal`].
@@ -39,7 +40,9 @@
 //!   patterns before 5.3): `/signup.json`, `/api/v1/accounts.XML`, `/signup.tar.gz`; a leading
 //!   dot (`/.well-known`) is not a suffix;
 //! - **cut at a decoded `?` or `#`** (stacks that decode before they split): `/signup%3Fx`.
-//!   Reached only where a listener lets encoded delimiters through.
+//!   Reached only where a listener lets encoded delimiters through;
+//! - **dot segments kept as names** (routers that never resolve them: a `/signup/<rest>`
+//!   route in Flask, Django, Express or Rails matches `/signup/..`).
 
 use std::borrow::Cow;
 
@@ -127,24 +130,37 @@ pub fn normalize_path(raw: &str) -> Cow<'_, str> {
     }
     let decoded = decode_fully(cut.as_bytes());
     let text = String::from_utf8_lossy(&decoded);
-    Cow::Owned(join_segments(&text, false))
+    Cow::Owned(join_segments(&text, Segments::Strict))
 }
 
-/// Splits on `/` and `\`, drops `;params`, resolves dot segments, and joins with `%`, `?` and
-/// `#` re-encoded. `trim` also drops trailing dots and spaces from each segment.
-fn join_segments(text: &str, trim: bool) -> String {
+/// How [`join_segments`] treats each segment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Segments {
+    /// Dot segments resolved: the strict reading.
+    Strict,
+    /// Dot segments resolved, trailing dots and spaces dropped from each segment.
+    Trimmed,
+    /// Dot segments kept as names: what a router that never resolves them matches.
+    Literal,
+}
+
+/// Splits on `/` and `\`, drops `;params` and empty segments, treats dot segments as `mode`
+/// says, and joins with `%`, `?` and `#` re-encoded.
+fn join_segments(text: &str, mode: Segments) -> String {
     let mut segments: Vec<&str> = Vec::new();
     for segment in text.split(['/', '\\']) {
         let mut segment = segment.split(';').next().unwrap_or("");
-        if trim {
+        if mode == Segments::Trimmed {
             segment = segment.trim_end_matches(' ');
         }
         match segment {
-            "" | "." => {}
+            "" => {}
+            s if mode == Segments::Literal => segments.push(s),
+            "." => {}
             ".." => {
                 segments.pop();
             }
-            s if trim => match s.trim_end_matches(['.', ' ']) {
+            s if mode == Segments::Trimmed => match s.trim_end_matches(['.', ' ']) {
                 "" => {}
                 s => segments.push(s),
             },
@@ -237,8 +253,9 @@ impl<'a> PathReadings<'a> {
                 others.push(s);
             }
         };
-        let needs_work =
-            !strict.is_ascii() || strict.contains(['.', ' ', '%']) || cut.bytes().any(|b| b == b'%' || b >= 0x80);
+        let needs_work = !strict.is_ascii()
+            || strict.contains(['.', ' ', '%'])
+            || cut.bytes().any(|b| b == b'%' || b == b'.' || b >= 0x80);
         if needs_work {
             let decoded = decode_fully(cut.as_bytes());
             let text = String::from_utf8_lossy(&decoded);
@@ -246,11 +263,14 @@ impl<'a> PathReadings<'a> {
                 if text.is_ascii() { Cow::Borrowed(&text) } else { Cow::Owned(text.nfkc().collect()) };
             // A stack that decodes before it splits reads only up to a decoded `?` or `#`.
             let short = folded.find(['?', '#']).map_or(&*folded, |i| &folded[..i]);
-            let trimmed = join_segments(short, true);
+            let trimmed = join_segments(short, Segments::Trimmed);
             if let Some(bare) = without_format_suffix(&trimmed) {
                 push(bare, &mut others);
             }
             push(trimmed, &mut others);
+            // Frameworks that route without resolving dot segments read `/signup/..` as a
+            // path below `/signup` (Flask, Django, Express, Rails with a `/signup/*rest` route).
+            push(join_segments(short, Segments::Literal), &mut others);
         }
         Self { strict, others }
     }

@@ -2,8 +2,8 @@
 //!
 //! Path patterns are normalised like paths ([`normalize_path`]) when compiled. How a pattern
 //! compares depends on the rule's [`PathMatch`]: `framework` tries every reading of the path
-//! ([`PathReadings::all`]) ASCII case-insensitively; `strict` tries the strict reading only,
-//! byte for byte.
+//! ([`PathReadings::all`]) ASCII case-insensitively and matches if any does; `strict`
+//! matches only if every reading does, byte for byte.
 
 use super::path::{normalize_path, PathReadings};
 use crate::config::PathMatch;
@@ -40,7 +40,8 @@ impl PathPattern {
     /// Whether the request path, read as `mode` says, matches.
     pub(super) fn matches_readings(&self, readings: &PathReadings<'_>, mode: PathMatch) -> bool {
         match mode {
-            PathMatch::Strict => self.matches(readings.strict(), false),
+            // Every reading must match: only a path that all frameworks read as the pattern.
+            PathMatch::Strict => readings.all().all(|p| self.matches(p, false)),
             PathMatch::Framework => readings.all().any(|p| self.matches(p, true)),
         }
     }

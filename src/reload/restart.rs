@@ -10,11 +10,12 @@
 //! |---|---|
 //! | `server.worker_threads` | the runtime is built once |
 //! | `server.shutdown_grace` | the drain deadline is armed at start-up |
-//! | `listener` (count, `name`, `address`) | sockets are bound at start-up |
+//! | `listener.name`, `listener.address`, the number of listeners | sockets are bound at start-up |
 //! | `limits.max_connections` | one process-wide permit pool, sized at start-up |
 //! | `admin.enabled`, `admin.address` | the admin socket is bound at start-up |
 //! | `reload.watch`, `reload.debounce`, `reload.check_interval` | the trigger tasks start once |
-//! | a remote source's `url`, `cache`, `poll_interval`, `timeout`, `max_bytes`, or a remote source added or removed | its poller starts once |
+//! | `reload.on_no_data` | it decides only how a process starts without data |
+//! | `source.url`, `source.cache`, `source.poll_interval`, `source.timeout`, `source.max_bytes` of a remote source, or a remote source added or removed | its poller starts once |
 
 use crate::config::{Config, ListLocation, Location, RemoteSource, SourceKind};
 
@@ -41,6 +42,7 @@ pub fn restart_required(prev: &Config, next: &Config) -> Vec<String> {
     differs("reload.watch".into(), prev.reload.watch != next.reload.watch);
     differs("reload.debounce".into(), prev.reload.debounce != next.reload.debounce);
     differs("reload.check_interval".into(), prev.reload.check_interval != next.reload.check_interval);
+    differs("reload.on_no_data".into(), prev.reload.on_no_data != next.reload.on_no_data);
     let before = remotes(prev);
     let after = remotes(next);
     for (name, r) in &after {

@@ -45,6 +45,14 @@ fn framework_readings_catch_what_frameworks_route_to_the_path() {
         ("/signup", "/signup%3Fx=1"),
         ("/signup", "/signup%23frag"),
         ("/signup", "/signup%253Fx"),
+        // Dot segments kept as names, for routers that never resolve them (`/signup/<rest>`
+        // routes in Flask, Django, Express and Rails match `/signup/..`).
+        ("/signup", "/signup/.."),
+        ("/signup", "/signup/../"),
+        ("/signup", "/signup/%2e%2e"),
+        ("/signup", "/signup/.%2e/public"),
+        ("/signup", "/signup/."),
+        ("/api/v1/accounts", "/api/v1/accounts/../public"),
         // The strict reading is always one of them.
         ("/signup", "/SignUp"),
         ("/signup", "//signup/./"),
@@ -79,10 +87,22 @@ fn framework_readings_leave_different_resources_alone() {
 
 #[test]
 fn strict_reading_matches_only_what_every_framework_reads_as_the_path() {
-    for yes in ["/public", "/public/x", "//public", "/x/../public", "/public;jsessionid=1", "/public/"] {
+    for yes in ["/public", "/public/x", "//public", "/public;jsessionid=1", "/public/", "/public/x.json"] {
         assert!(strict("/public", yes), "{yes}");
     }
-    for no in ["/PUBLIC", "/Public/x", "/public.json", "/public.", "/public%20", "/publicx", "/%EF%BD%90ublic"] {
+    for no in [
+        "/PUBLIC",
+        "/Public/x",
+        "/public.json",
+        "/public.",
+        "/public%20",
+        "/publicx",
+        "/%EF%BD%90ublic",
+        // Routers that keep dot segments read these as below /x or /signup, not /public.
+        "/x/../public",
+        "/signup/../public",
+        "/signup/%2e%2e/public/x",
+    ] {
         assert!(!strict("/public", no), "{no}");
         assert!(!strict("/public", no) || framework("/public", no));
     }
@@ -95,6 +115,8 @@ fn ordinary_paths_read_once_without_allocating() {
     assert_eq!(r.all().count(), 1);
     let r = PathReadings::new("/signup.json");
     assert_eq!(r.all().collect::<Vec<_>>(), ["/signup.json", "/signup"]);
+    let r = PathReadings::new("/signup/../x");
+    assert_eq!(r.all().collect::<Vec<_>>(), ["/x", "/signup/../x"]);
 }
 
 #[test]
