@@ -417,3 +417,147 @@ tag = ["country"]
     assert!(out.contains("[\"host\",\"console.example.com\"]"), "{out}");
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn block_responses_take_every_configured_form() {
+    let up = upstream().await;
+    let page = "<!doctype html><p>Not from here.</p>";
+    let rules = r#"
+[policy]
+default = "allow"
+
+[policy.block]
+status = 403
+json_body = '{"error":"policy"}'
+html_body = "<p>default page</p>"
+
+[[rule]]
+name = "signup"
+action = "block"
+countries = ["RU"]
+paths = ["/signup"]
+status = 451
+json_body = '{"error":"signup_closed"}'
+html_file = "blocked.html"
+
+[[rule]]
+name = "ru"
+action = "block"
+countries = ["RU"]
+"#;
+    let text = config(XFF, rules);
+    let p = Proxy::start_with_files(&text, &up, &[("blocked.html", page.as_bytes())]).await;
+    let api = "Accept: application/json\r\n";
+    let browser = "Accept: text/html,application/xhtml+xml\r\n";
+    let out = exchange(p.addr, &get_with("/signup", RU, api)).await;
+    assert!(out.starts_with("HTTP/1.1 451 ") && out.ends_with(r#"{"error":"signup_closed"}"#), "{out}");
+    assert!(out.contains("content-type: application/json"), "{out}");
+    let out = exchange(p.addr, &get_with("/signup", RU, browser)).await;
+    assert!(out.starts_with("HTTP/1.1 451 ") && out.ends_with(page), "{out}");
+    assert!(out.contains("content-type: text/html"), "{out}");
+    // The rule without overrides answers with [policy.block].
+    let out = exchange(p.addr, &get_with("/x", RU, api)).await;
+    assert!(out.starts_with("HTTP/1.1 403 ") && out.ends_with(r#"{"error":"policy"}"#), "{out}");
+    let out = exchange(p.addr, &get_with("/x", RU, browser)).await;
+    assert!(out.starts_with("HTTP/1.1 403 ") && out.ends_with("<p>default page</p>"), "{out}");
+    assert!(out.contains("x-geogate-rule: ru"), "{out}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn custom_tag_headers_are_sent_in_subsets_and_forgeries_stripped() {
+    let up = upstream().await;
+    let rules = r#"
+[policy]
+default = "allow"
+tag_headers = { country = "X-Country", subdivision = "X-Region", restricted = "X-Restricted", rule = "X-Why" }
+
+[[rule]]
+name = "crimea"
+action = "tag"
+subdivisions = ["UA-43"]
+tag = ["subdivision", "rule"]
+"#;
+    let p = Proxy::start(&config(XFF, rules), &up).await;
+    let forged = "X-Country: US\r\nX_Region: none\r\nx-restricted: false\r\nX-WHY: forged\r\n";
+    let body = |out: &str| echoed(&Bytes::from(out.split_once("\r\n\r\n").unwrap().1.to_owned()));
+    // Tagged: only the subset, with geogate's values.
+    let out = exchange(p.addr, &get_with("/", "198.51.100.7", forged)).await;
+    let h = body(&out);
+    assert_eq!(header_of(&h, "x-region"), ["UA-43"], "{h:?}");
+    assert_eq!(header_of(&h, "x-why"), ["crimea"], "{h:?}");
+    for absent in ["x-country", "x_region", "x-restricted", "x-geo-country", "x-geo-rule"] {
+        assert!(header_of(&h, absent).is_empty(), "{absent}: {h:?}");
+    }
+    // Not tagged: every forged spelling is still removed.
+    let out = exchange(p.addr, &get_with("/", "192.0.2.7", forged)).await;
+    let h = body(&out);
+    for absent in ["x-country", "x_region", "x-restricted", "x-why"] {
+        assert!(header_of(&h, absent).is_empty(), "{absent}: {h:?}");
+    }
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn routes_choose_by_host_and_fall_back_to_default_upstream() {
+    let up = upstream().await;
+    // `default_upstream` is a top-level key: it precedes the first table.
+    let routes = "[[upstream]]\nname = \"dead\"\nurl = \"http://127.0.0.1:1\"\n\n\
+                  [[route]]\nhost = \"*.dead.example\"\nupstream = \"dead\"\n\n[admin]";
+    let text = format!("default_upstream = \"app\"\n{}", config(XFF, "").replacen("[admin]", routes, 1));
+    let p = Proxy::start(&text, &up).await;
+    let host = |h: &str| format!("GET / HTTP/1.1\r\nHost: {h}\r\nX-Forwarded-For: {RU}\r\nConnection: close\r\n\r\n");
+    let out = exchange(p.addr, host("a.dead.example").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 502 "), "route by host not taken: {out}");
+    let out = exchange(p.addr, host("A.DEAD.EXAMPLE.:8080").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 502 "), "the router did not read the canonical host: {out}");
+    let out = exchange(p.addr, host("dead.example").as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 200 "), "default_upstream not used: {out}");
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn fail_open_serves_with_rules_and_no_data() {
+    let up = upstream().await;
+    let text = r#"
+[[listener]]
+name = "public"
+address = "127.0.0.1:0"
+client_ip = { source = "x-forwarded-for", trusted = ["127.0.0.1/32"] }
+
+[[upstream]]
+name = "app"
+url = "http://{upstream}"
+
+[admin]
+enabled = false
+
+[reload]
+watch = false
+on_no_data = "fail-open"
+
+[[source]]
+name = "geo"
+type = "mmdb"
+path = "missing.mmdb"
+
+[policy]
+default = "allow"
+
+[[rule]]
+name = "ru"
+action = "block"
+countries = ["RU"]
+
+[[rule]]
+name = "no-data"
+action = "tag"
+unknown = true
+"#;
+    let p = Proxy::start(text, &up).await;
+    // Every address is unknown: the country rule never matches, the `unknown` rule does.
+    let out = exchange(p.addr, &get_with("/", RU, "")).await;
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    assert!(out.contains("[\"x-geo-rule\",\"no-data\"]"), "{out}");
+    p.shutdown().await;
+}
