@@ -169,6 +169,10 @@ async fn allow_rules_read_the_path_strictly() {
     assert_eq!(status, 451, "an allow rule covered a path that reads as /signup");
     let (status, _) = exchange(p.addr, &post("/public%2f..%2fsignup.json", RU)).await;
     assert_eq!(status, 451);
+    // Normalised, this is /public; a router that keeps dot segments reads it below /signup.
+    // Not every reading is /public, so the allow rule does not cover it.
+    let (status, _) = exchange(p.addr, &post("/signup/%2e%2e/public", RU)).await;
+    assert_eq!(status, 451, "an allow rule covered a path some framework routes to /signup");
     p.shutdown().await;
 }
 
