@@ -99,7 +99,7 @@ impl PathRefusal {
 pub fn screen(raw: &str, delimiters: EncodedDelimiters) -> Result<(), PathRefusal> {
     let cut = raw.find(['?', '#']).map_or(raw, |i| &raw[..i]);
     let bytes = cut.as_bytes();
-    if !bytes.iter().any(|&b| b == b'%' || b >= 0x80 || b < 0x20 || b == 0x7f) {
+    if !bytes.iter().any(|&b| b == b'%' || b == 0x7f || !(0x20..0x80).contains(&b)) {
         return Ok(());
     }
     let decoded = decode_fully(bytes);

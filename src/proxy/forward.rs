@@ -157,9 +157,15 @@ impl Body for UpstreamBody {
 
 // === impl Upstreams ===
 
+impl Default for Upstreams {
+    fn default() -> Self {
+        Self { pool: Arc::new(Pool { idle: Mutex::new(Vec::new()) }) }
+    }
+}
+
 impl Upstreams {
     pub fn new() -> Self {
-        Self { pool: Arc::new(Pool { idle: Mutex::new(Vec::new()) }) }
+        Self::default()
     }
 
     /// Sends `req` to `base` (scheme + authority), keeping the request's path and query.
