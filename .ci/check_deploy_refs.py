@@ -857,9 +857,12 @@ def check_readme(r: Report, exported_src: dict[str, set[str]]) -> None:
 QUICKSTART = re.compile(r"<!-- quickstart:begin.*?-->\n(.*?)<!-- quickstart:end -->", re.S)
 
 
-def quickstart_script(script: str, expected: str, binary: str, log: str) -> int:
-    """Writes the README's quickstart lines as a shell script (geogate started from `binary`
-    instead of `cargo run --release --`, its log at `log`) and its expected-output lines."""
+def quickstart_script(script: str, expected: str) -> int:
+    """Writes the README's quickstart commands as a shell script, verbatim and in order, run
+    under `set -e` from the repository root as a user pastes them (`cargo run --release` finds
+    the binary deploy-checks.sh has just built), and its expected-output lines. Only a preamble
+    is added: loopback up in the private network namespace, and no background job left
+    running when a command fails."""
     m = QUICKSTART.search(README.read_text())
     if not m:
         print("README.md: no <!-- quickstart:begin --> ... <!-- quickstart:end --> block", file=sys.stderr)
@@ -867,29 +870,53 @@ def quickstart_script(script: str, expected: str, binary: str, log: str) -> int:
     lines = [line[4:] for line in m.group(1).splitlines() if line.startswith("    ")]
     cmds = [line for line in lines if not line.lstrip().startswith("#")]
     exp = [line.lstrip()[1:].strip() for line in lines if line.lstrip().startswith("#")]
-    sh = "\n".join(cmds)
-    for old in ("cargo run --release --", "./target/release/geogate"):
-        sh = sh.replace(old, shlex.quote(binary))
-    sh = sh.replace("/tmp/geogate.log", shlex.quote(log))
-    Path(script).write_text("ip link set lo up\nset -x\n" + sh + "\nwait\n")
+    preamble = [
+        "# harness, not the README's:",
+        "ip link set lo up",
+        "trap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT",
+        "trap 'exit 143' TERM",
+        "set -ex",
+        "# the README's quickstart, verbatim:",
+    ]
+    Path(script).write_text("\n".join(preamble + cmds) + "\n")
     Path(expected).write_text("\n".join(exp) + "\n")
     print(f"README quickstart: {len(cmds)} commands, {len(exp)} expected-output lines")
     return 0 if cmds and exp else 1
 
 
 def quickstart_compare(output: str, expected: str) -> int:
-    """Every expected line appears in the output, whitespace-insensitively; `…` elides, and a
-    fragment in parentheses is commentary."""
-    out = " ".join(Path(output).read_text().split())
+    """The expected lines appear in the output in the README's order: each one within a
+    single output line, at or after the place where the previous one ended (a response body
+    without a final newline shares its line with the next command's output). Whitespace-
+    insensitive; `…` elides within the line, and a fragment in parentheses is commentary."""
+    out = [" ".join(line.split()) for line in Path(output).read_text().splitlines()]
+    at_line, at_col = 0, 0
+
+    def find(frags: list[str], line: int, col: int) -> int | None:
+        """The end of `frags` found in order in out[line] from `col`, or None."""
+        for f in frags:
+            i = out[line].find(f, col)
+            if i < 0:
+                return None
+            col = i + len(f)
+        return col
+
     bad = 0
-    for line in Path(expected).read_text().splitlines():
+    for n, line in enumerate(Path(expected).read_text().splitlines(), 1):
         frags = [" ".join(f.split()) for f in line.split("…")]
         frags = [f for f in frags if f and not (f.startswith("(") and f.endswith(")"))]
-        missing = [f for f in frags if f not in out]
-        if missing:
+        for i in range(at_line, len(out)):
+            end = find(frags, i, at_col if i == at_line else 0)
+            if end is not None:
+                at_line, at_col = i, end
+                break
+        else:
             bad += 1
-            print(f"README says the output contains {missing}; it does not")
-    print(f"README quickstart: expected output {'differs' if bad else 'matches'} ({bad} lines missing)")
+            anywhere = any(find(frags, i, 0) is not None for i in range(len(out)))
+            where = "only earlier, out of order" if anywhere else "nowhere"
+            print(f"README expected-output line {n} {frags} is not in the output after line {at_line + 1} "
+                  f"({where})")
+    print(f"README quickstart: expected output {'differs' if bad else 'matches, in order'} ({bad} lines not found)")
     return 1 if bad else 0
 
 
@@ -1069,8 +1096,7 @@ def main() -> int:
                     help="print what the Dockerfile's runtime stage assembles, as JSON, and exit")
     ap.add_argument("--quickstart-script", metavar="FILE", help="write the README quickstart as a script")
     ap.add_argument("--quickstart-expected", metavar="FILE", help="its expected-output lines")
-    ap.add_argument("--quickstart-binary", metavar="PATH", help="geogate binary for the quickstart / image")
-    ap.add_argument("--quickstart-log", metavar="FILE", default="/tmp/geogate.log")
+    ap.add_argument("--quickstart-binary", metavar="PATH", help="geogate binary for the image emulation")
     ap.add_argument("--quickstart-compare", metavar="OUTPUT",
                     help="check OUTPUT against --quickstart-expected and exit")
     ap.add_argument("--emulate-layout", metavar="ROOT",
@@ -1079,8 +1105,7 @@ def main() -> int:
     if args.quickstart_compare:
         return quickstart_compare(args.quickstart_compare, args.quickstart_expected)
     if args.quickstart_script:
-        return quickstart_script(args.quickstart_script, args.quickstart_expected,
-                                 args.quickstart_binary, args.quickstart_log)
+        return quickstart_script(args.quickstart_script, args.quickstart_expected)
     if args.emulate_layout:
         return emulate_layout(args.emulate_layout, args.quickstart_binary)
 

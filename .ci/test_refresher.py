@@ -4,7 +4,8 @@
 Serves files from a temporary directory on 127.0.0.1 (with ETag / If-None-Match support),
 runs the script with ONESHOT=1 and checks: a good database is installed by rename, an
 unchanged one costs a 304 and keeps the file, a too-small or non-MaxMind download is
-refused and the old file kept, an HTTP error keeps the old file. Needs sh, curl, grep, tail.
+refused and the old file kept, an HTTP error keeps the old file. Needs sh, curl, grep, tail
+(fails without them).
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def main() -> int:
-    for tool in ("sh", "curl", "grep", "tail"):
-        if shutil.which(tool) is None:
-            print(f"test_refresher: SKIP ({tool} not installed)")
-            return 0
+    # A missing tool is a failure, not a pass: the script under test needs them all in the
+    # image, and .ci/deploy-checks.sh installs curl when it is missing.
+    missing = [tool for tool in ("sh", "curl", "grep", "tail") if shutil.which(tool) is None]
+    if missing:
+        print(f"test_refresher: FAIL (not installed: {', '.join(missing)})")
+        return 1
     good = DB.read_bytes()
     Handler.served = {
         "/good.mmdb": good,
