@@ -55,6 +55,13 @@ pub struct Outcome {
     pub errors: Vec<String>,
 }
 
+/// How a reload stopped short of a new snapshot.
+enum Step {
+    Failed(Vec<String>),
+    Refused(Vec<String>),
+    Unchanged,
+}
+
 /// Where the configuration comes from on every reload.
 #[derive(Clone, Debug)]
 pub enum ConfigSource {
@@ -145,24 +152,34 @@ impl Reloader {
         let prev = self.current.load_full();
         let generation = prev.generation + 1;
         let source = self.source.clone();
+        let previous = prev.clone();
+        // Settings first, then a cheap "did anything change" (file stamps and hashes), and only
+        // then a compile, which reuses what the unchanged databases compiled to.
         let compiled = in_background(move || {
-            let cfg = source.load().map_err(|e| vec![e])?;
-            snapshot::compile(Arc::new(cfg), generation).map_err(|e| e.errors.iter().map(|p| p.to_string()).collect())
+            let cfg = source.load().map_err(|e| Step::Failed(vec![e]))?;
+            let restart = restart::restart_required(&previous.config, &cfg);
+            if !restart.is_empty() {
+                return Err(Step::Refused(
+                    restart
+                        .into_iter()
+                        .map(|key| format!("{key} changed: only a restart applies it; nothing was reloaded"))
+                        .collect(),
+                ));
+            }
+            if snapshot::unchanged(&cfg, &previous) {
+                return Err(Step::Unchanged);
+            }
+            snapshot::compile_with(Arc::new(cfg), generation, Some(&previous))
+                .map_err(|e| Step::Failed(e.errors.iter().map(|p| p.to_string()).collect()))
         })
         .await
-        .unwrap_or_else(|e| Err(vec![e]));
+        .unwrap_or_else(|e| Err(Step::Failed(vec![e])));
         self.metrics.reload_duration.observe(started.elapsed().as_secs_f64());
 
         let outcome = match compiled {
-            Err(errors) => self.outcome(trigger, "failed", prev.generation, started, errors),
-            Ok(next) if !restart::restart_required(&prev.config, &next.config).is_empty() => {
-                let errors = restart::restart_required(&prev.config, &next.config)
-                    .into_iter()
-                    .map(|key| format!("{key} changed: only a restart applies it; nothing was reloaded"))
-                    .collect();
-                drop_off_path(Arc::new(next));
-                self.outcome(trigger, "refused", prev.generation, started, errors)
-            }
+            Err(Step::Failed(errors)) => self.outcome(trigger, "failed", prev.generation, started, errors),
+            Err(Step::Refused(errors)) => self.outcome(trigger, "refused", prev.generation, started, errors),
+            Err(Step::Unchanged) => self.outcome(trigger, "unchanged", prev.generation, started, Vec::new()),
             Ok(next) if next.fingerprint() == prev.fingerprint() => {
                 drop_off_path(Arc::new(next));
                 self.outcome(trigger, "unchanged", prev.generation, started, Vec::new())

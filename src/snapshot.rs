@@ -6,14 +6,16 @@
 //! Compilation is blocking work (file reads, table build): run it off the async runtime.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Config, ListLocation, Location, SourceKind};
+use crate::config::{Config, ListLocation, Location, MmdbSchema, SourceKind};
 use crate::geo::{Answer, CountryCode};
 use crate::policy::Policy;
+use crate::source::mapped::{sha256_file, MappedFile};
 use crate::source::{cidr, mmdb, Provenance, SourceError};
-use crate::table::{BuildError, GeoTable, TableBuilder};
+use crate::table::{BuildError, GeoTable, SourceLayer, TableBuilder};
 
 /// One immutable, consistent view: table + policy + the config they came from.
 #[derive(Debug)]
@@ -31,6 +33,29 @@ pub struct Snapshot {
     pub compile_time: Duration,
     /// Countries the policy names: the bounded `country` label set of the request metrics.
     pub metric_countries: Vec<CountryCode>,
+    /// What each database source compiled to, kept so that a reload whose file has not
+    /// changed reuses it instead of reading the file again (`None` for lists).
+    pub layers: Vec<Option<CachedLayer>>,
+}
+
+/// A database source's compiled ranges and where they came from.
+#[derive(Clone, Debug)]
+pub struct CachedLayer {
+    pub path: PathBuf,
+    pub schema: MmdbSchema,
+    /// The file as it was when read: an equal stamp means the same file, unread.
+    pub stamp: Option<FileStamp>,
+    pub layer: Arc<SourceLayer>,
+    pub provenance: Provenance,
+}
+
+/// Identity and version of a file without reading it: device, inode, size, mtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
 }
 
 /// Everything that went wrong while compiling, all at once.
@@ -70,6 +95,22 @@ impl Snapshot {
         }
     }
 
+    /// Heap bytes of the database layers this snapshot keeps for the next reload.
+    pub fn cached_bytes(&self) -> usize {
+        self.layers.iter().flatten().map(|c| c.layer.heap_bytes()).sum()
+    }
+
+    /// The cached layer of source `name`, if it was read from `path` with `schema`.
+    fn cached(&self, name: &str, path: &Path, schema: &MmdbSchema) -> Option<&CachedLayer> {
+        self.config
+            .sources
+            .iter()
+            .zip(&self.layers)
+            .find(|(s, _)| s.name == name)
+            .and_then(|(_, c)| c.as_ref())
+            .filter(|c| c.path == path && c.schema == *schema)
+    }
+
     /// Networks per family over all sources (for guards and metrics).
     pub fn networks(&self) -> (usize, usize) {
         self.provenance.iter().fold((0, 0), |(a, b), p| (a + p.networks_v4, b + p.networks_v6))
@@ -78,15 +119,59 @@ impl Snapshot {
 
 /// Fingerprint of a config plus the content hashes of what it loaded.
 pub fn fingerprint(config: &Config, provenance: &[Provenance]) -> String {
+    fingerprint_of(config, provenance.iter().map(|p| (p.name.as_str(), p.sha256.as_str())))
+}
+
+fn fingerprint_of<'a>(config: &Config, sources: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     // The checked config's Debug form covers every setting; sources add their contents.
     h.update(format!("{:?}", ConfigWithoutOrigin(config)).as_bytes());
-    for p in provenance {
-        h.update(p.name.as_bytes());
-        h.update(p.sha256.as_bytes());
+    for (name, sha) in sources {
+        h.update(name.as_bytes());
+        h.update(sha.as_bytes());
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether compiling `config` would give `previous` again, found without compiling: the same
+/// settings and every source file with the same content. A database whose stamp (device,
+/// inode, size, mtime) is unchanged is not read at all; any other file is hashed. Errors
+/// (a file gone) answer `false`: the compile then reports them.
+pub fn unchanged(config: &Config, previous: &Snapshot) -> bool {
+    let mut hashes: Vec<(String, String)> = Vec::with_capacity(config.sources.len());
+    for source in &config.sources {
+        let sha = match &source.kind {
+            SourceKind::Mmdb { location, schema } => {
+                let path = location_path(location);
+                match previous.cached(&source.name, path, schema) {
+                    Some(c) if c.stamp.is_some() && c.stamp == stamp(path) => Some(c.provenance.sha256.clone()),
+                    _ => sha256_file(path).ok(),
+                }
+            }
+            SourceKind::List { location: ListLocation::File(location), .. } => {
+                sha256_file(location_path(location)).ok()
+            }
+            SourceKind::List { location: ListLocation::Inline(entries), .. } => {
+                cidr::from_entries(&source.name, entries).ok().map(|l| l.provenance.sha256)
+            }
+        };
+        let Some(sha) = sha else { return false };
+        hashes.push((source.name.clone(), sha));
+    }
+    fingerprint_of(config, hashes.iter().map(|(n, s)| (n.as_str(), s.as_str()))) == previous.fingerprint()
+}
+
+/// The stamp of the file at `path`, if it can be read.
+pub fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
 }
 
 struct ConfigWithoutOrigin<'a>(&'a Config);
@@ -114,7 +199,19 @@ impl fmt::Debug for ConfigWithoutOrigin<'_> {
 
 /// Loads every source and compiles table and policy. `generation` is stamped as given.
 pub fn compile(config: Arc<Config>, generation: u64) -> Result<Snapshot, CompileError> {
+    compile_with(config, generation, None)
+}
+
+/// [`compile`], reusing what `previous` compiled from databases that have not changed: a
+/// database with the same stamp is not read; one with a new stamp but the same content (a
+/// `touch`, a copy of the same file) is read once to hash it, then reused.
+pub fn compile_with(
+    config: Arc<Config>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, CompileError> {
     let started = Instant::now();
+    let mut layers: Vec<Option<CachedLayer>> = Vec::with_capacity(config.sources.len());
     let mut builder = TableBuilder::new();
     let mut provenance = Vec::with_capacity(config.sources.len());
     let mut errors = Vec::new();
@@ -123,24 +220,22 @@ pub fn compile(config: Arc<Config>, generation: u64) -> Result<Snapshot, Compile
         let index = u16::try_from(index).unwrap_or(u16::MAX);
         let fail = |error| CompileProblem::Source { name: source.name.clone(), error };
         match &source.kind {
-            SourceKind::Mmdb { location, schema } => match mmdb::load(&source.name, location_path(location), schema) {
-                Ok(db) => {
-                    // One family at a time, each freed as soon as it is merged: the parsed
-                    // networks of a full database are the largest thing a compile holds, and
-                    // this keeps them from overlapping with both families' partitions.
-                    let mmdb::Database { v4, v6, records, provenance: origin } = db;
-                    let merged = builder.add_database(index, &records, &[], &v6);
-                    drop(v6);
-                    let merged = merged.and_then(|()| builder.add_database(index, &records, &v4, &[]));
-                    drop(v4);
-                    if let Err(e) = merged {
-                        errors.push(e.into());
+            SourceKind::Mmdb { location, schema } => {
+                let path = location_path(location);
+                match database_layer(&source.name, path, schema, previous) {
+                    Ok(cached) => {
+                        builder.add_layer(index, &cached.layer);
+                        provenance.push(cached.provenance.clone());
+                        layers.push(Some(cached));
                     }
-                    provenance.push(origin);
+                    Err(e) => {
+                        errors.push(fail(e));
+                        layers.push(None);
+                    }
                 }
-                Err(e) => errors.push(fail(e)),
-            },
+            }
             SourceKind::List { location, set } => {
+                layers.push(None);
                 // Keep list ids aligned with the policy's view even if this one fails.
                 list_names.push(source.name.clone());
                 let loaded = match location {
@@ -190,7 +285,33 @@ pub fn compile(config: Arc<Config>, generation: u64) -> Result<Snapshot, Compile
         provenance,
         loaded_at: SystemTime::now(),
         compile_time: started.elapsed(),
+        layers,
     })
+}
+
+/// A database source's layer: reused from `previous` when the file is unchanged, else read
+/// (streamed from a private mapped copy, see [`MappedFile`]).
+fn database_layer(
+    name: &str,
+    path: &Path,
+    schema: &MmdbSchema,
+    previous: Option<&Snapshot>,
+) -> Result<CachedLayer, SourceError> {
+    let before = stamp(path);
+    let cached = previous.and_then(|p| p.cached(name, path, schema));
+    if let Some(c) = cached.filter(|c| c.stamp.is_some() && c.stamp == before) {
+        return Ok(c.clone());
+    }
+    let origin = path.display().to_string();
+    let file = MappedFile::open(path).map_err(|source| SourceError::Io { origin: origin.clone(), source })?;
+    if let Some(c) = cached.filter(|c| c.provenance.sha256 == file.sha256()) {
+        return Ok(CachedLayer { stamp: before, ..c.clone() });
+    }
+    let (layer, provenance) = mmdb::load_layer_bytes(name, &origin, file.bytes(), Some(file.sha256()), schema)?;
+    // A file replaced while it was copied: the stamp taken before no longer names this
+    // content, so it is not kept (the next reload reads the file again).
+    let stamp = if stamp(path) == before { before } else { None };
+    Ok(CachedLayer { path: path.to_path_buf(), schema: schema.clone(), stamp, layer: Arc::new(layer), provenance })
 }
 
 /// The local file a location reads from: the path, or a remote source's cache file.

@@ -12,6 +12,7 @@
 //! which bytes a running snapshot was built from.
 
 pub mod cidr;
+pub mod mapped;
 pub mod mmdb;
 
 use std::fmt;

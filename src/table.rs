@@ -32,7 +32,7 @@
 mod builder;
 mod trie;
 
-pub use builder::{BuildError, TableBuilder};
+pub use builder::{BuildError, LayerError, SourceLayer, TableBuilder};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -211,6 +211,33 @@ fn every_fixture_answers_its_expectation_table() {
     }
 }
 
+/// Every fixture, streamed the way geogate serves it (alias subtrees replayed from the IPv4
+/// networks, not walked), answers what maxminddb answers at every expectation address and
+/// at the IPv4-compatible, IPv4-mapped, 6to4 and Teredo forms of each IPv4 one.
+#[test]
+fn every_fixture_streamed_agrees_with_maxminddb() {
+    for f in Fixture::ALL {
+        let (db, reader, bytes) = load_fixture(f, &MmdbSchema::Auto);
+        let table = table_of(&bytes);
+        assert_eq!(table.stats(), table_of_collected(&db).stats(), "{f:?}");
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for e in f.expectations() {
+            let ip: IpAddr = e.ip.parse().unwrap();
+            ips.push(ip);
+            if let (IpAddr::V4(a), true) = (ip, f.is_ipv6()) {
+                let mut forms = Vec::new();
+                push_ipv6_forms(&mut forms, u32::from(a));
+                ips.extend(forms.into_iter().filter(|a| a.to_ipv4_mapped().is_none()).map(IpAddr::V6));
+            }
+        }
+        // IPv4-mapped addresses are canonicalised to IPv4 by design; the reader does not.
+        for ip in ips.into_iter().filter(|ip| !matches!(ip, IpAddr::V6(a) if a.to_ipv4_mapped().is_some())) {
+            let got = table.lookup(ip);
+            assert_eq!(got.source.map(|_| &got.geo), reference(&reader, ip, Reference::Fields).as_ref(), "{f:?} {ip}");
+        }
+    }
+}
+
 #[test]
 fn provenance_describes_the_file() {
     use sha2::Digest;
@@ -224,10 +251,37 @@ fn provenance_describes_the_file() {
         assert_eq!(p.schema, want_schema, "{f:?}");
         assert!(p.database_type.as_deref().unwrap().starts_with("Geogate-Test-"));
         assert_eq!(p.build_epoch, Some(BUILD_EPOCH));
-        assert_eq!((p.networks_v4, p.networks_v6), (db.v4.len(), db.v6.len()));
+        // Every network counted once: not the `::/96` copies of the IPv4 networks in an IPv6
+        // tree, not the three alias subtrees that lead back to them.
+        let (v4, v6) = (db.v4.len(), db.v6.len());
+        let copies = if f.has_aliases() { 4 } else { 1 };
+        let want = match f {
+            Fixture::NoIpv4Subtree => (0, v6),
+            Fixture::FlatCountryV4Only => (v4, 0),
+            _ => (v4, v6 - v4 * copies),
+        };
+        assert_eq!((p.networks_v4, p.networks_v6), want, "{f:?}");
         assert_eq!(p.bytes, bytes.len() as u64);
         let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(p.sha256, sha);
+    }
+}
+
+/// A database written with MaxMind's alias nodes and the same networks written without them
+/// report the same network counts, so switching between the two is not a "drop".
+#[test]
+fn alias_nodes_do_not_change_network_counts() {
+    for (with, without) in
+        [(Fixture::Geoip2City, Fixture::Geoip2CityNoAliases), (Fixture::FlatCountry, Fixture::FlatCountryNoAliases)]
+    {
+        let (a, _, _) = load_fixture(with, &MmdbSchema::Auto);
+        let (b, _, _) = load_fixture(without, &MmdbSchema::Auto);
+        assert_eq!(
+            (a.provenance.networks_v4, a.provenance.networks_v6),
+            (b.provenance.networks_v4, b.provenance.networks_v6),
+            "{with:?} vs {without:?}"
+        );
+        assert!(a.v6.len() > b.v6.len(), "{with:?}: the aliases still answer (replayed from IPv4)");
     }
 }
 
@@ -662,8 +716,18 @@ fn shipped_database_agrees_with_maxminddb_at_random_addresses() {
 
 // --- full-size databases in both schemas, through the compiled table -------------------------
 
-/// The compiled table of `db` (one database source, no lists).
-fn table_of(db: &Database) -> GeoTable {
+/// The compiled table of a database file (one database source, no lists), built the way a
+/// running geogate builds it: streamed into a `SourceLayer`, then layered.
+fn table_of(bytes: &[u8]) -> GeoTable {
+    let (layer, _) = mmdb::load_layer_bytes("t", "t.mmdb", bytes, None, &MmdbSchema::Auto).unwrap();
+    let mut builder = TableBuilder::new();
+    builder.add_layer(0, &layer);
+    builder.build().unwrap()
+}
+
+/// The same table built from every network collected first (`mmdb::load`): the two paths
+/// must agree range for range.
+fn table_of_collected(db: &Database) -> GeoTable {
     let mut builder = TableBuilder::new();
     builder.add_database(0, &db.records, &db.v4, &db.v6).unwrap();
     builder.build().unwrap()
@@ -673,8 +737,9 @@ fn table_of(db: &Database) -> GeoTable {
 /// network the reader holds, one address inside each, the addresses just outside, and the
 /// IPv6 forms of every tenth IPv4 network's first address. Returns how many addresses were
 /// compared.
-fn table_agrees_with_reader(db: &Database, reader: &Reader<Vec<u8>>) -> usize {
-    let table = table_of(db);
+fn table_agrees_with_reader(db: &Database, bytes: &[u8], reader: &Reader<Vec<u8>>) -> usize {
+    let table = table_of(bytes);
+    assert_eq!(table.stats(), table_of_collected(db).stats(), "streamed and collected tables differ");
     let mut rng = XorShift::new(7);
     let mut compared = 0;
     let (mut v4, mut v6) = (Vec::new(), Vec::new());
@@ -758,7 +823,8 @@ fn full_size_geoip2(shipped: &Reader<Vec<u8>>) -> Vec<u8> {
 fn full_size_databases_in_both_schemas_agree_with_maxminddb_through_the_table() {
     let flat_reader = Reader::open_readfile(shipped()).unwrap();
     let flat = mmdb::load("shipped", &shipped(), &MmdbSchema::Auto).unwrap();
-    let n = table_agrees_with_reader(&flat, &flat_reader);
+    let flat_bytes = std::fs::read(shipped()).unwrap();
+    let n = table_agrees_with_reader(&flat, &flat_bytes, &flat_reader);
     assert!(n > 4_000_000, "flat: only {n} addresses compared");
     eprintln!("flat: {n} addresses agree");
 
@@ -769,8 +835,8 @@ fn full_size_databases_in_both_schemas_agree_with_maxminddb_through_the_table() 
     let city = mmdb::load_bytes("city", "full-size city", bytes.clone(), &MmdbSchema::Auto).unwrap();
     assert_eq!(city.provenance.schema, "geoip2");
     assert_eq!(city.v4.len(), flat.v4.len());
-    let city_reader = Reader::from_source(bytes).unwrap();
-    let n = table_agrees_with_reader(&city, &city_reader);
+    let city_reader = Reader::from_source(bytes.clone()).unwrap();
+    let n = table_agrees_with_reader(&city, &bytes, &city_reader);
     assert!(n > 4_000_000, "geoip2: only {n} addresses compared");
     eprintln!("geoip2: {n} addresses agree");
     // Every GeoIP2 field the loader reads took part.

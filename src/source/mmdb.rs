@@ -45,6 +45,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use super::{panic_message, sha256_hex, Provenance, SourceError};
 use crate::config::{FieldPaths, MmdbSchema};
 use crate::geo::{CountryCode, GeoRecord};
+use crate::table::SourceLayer;
 
 /// Everything a MaxMind DB says, flattened. See the module documentation for the meaning.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,11 +57,12 @@ pub struct Database {
 }
 
 /// How many terminals per search-tree node the walk accepts before calling the tree corrupt.
-/// A proper tree has `node_count + 1` terminals; the IPv4 subtree is walked once more for
-/// each of the three usual aliases, so 8 leaves room for unusual writers.
+/// A proper tree has `node_count + 1` terminals; a fallback walk of an alias that cannot be
+/// replayed (see [`walk`]) visits the IPv4 subtree again, so 8 leaves room for odd writers.
 const TERMINALS_PER_NODE: usize = 8;
 
-/// Reads and loads a database file. `name` is the source name for provenance and logs.
+/// Reads and loads a database file into vectors of every network (tests, benches, `lookup`
+/// of a single file). The serving path streams instead: [`load_layer`].
 pub fn load(name: &str, path: &Path, schema: &MmdbSchema) -> Result<Database, SourceError> {
     let origin = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| SourceError::Io { origin: origin.clone(), source })?;
@@ -69,14 +71,101 @@ pub fn load(name: &str, path: &Path, schema: &MmdbSchema) -> Result<Database, So
 
 /// Loads a database from memory; `origin` names it in errors and provenance.
 pub fn load_bytes(name: &str, origin: &str, bytes: Vec<u8>, schema: &MmdbSchema) -> Result<Database, SourceError> {
-    // Second line of defence: the reader and the walk are written not to panic on any input,
-    // but a panic here would take down a reload thread (or start-up) over a bad file.
-    panic::catch_unwind(AssertUnwindSafe(|| load_unguarded(name, origin, &bytes, schema))).unwrap_or_else(|payload| {
+    let mut sink = Collect::default();
+    let provenance = guarded(origin, || walk(name, origin, &bytes, None, schema, &mut sink))?;
+    let Collect { mut v4, mut v6, records } = sink;
+    // The walk is depth-first, left first, so this holds already; a cheap check keeps the
+    // documented order independent of the iterator's internals.
+    if !v4.is_sorted_by_key(|(net, _)| *net) {
+        v4.sort_unstable_by_key(|(net, _)| *net);
+    }
+    if !v6.is_sorted_by_key(|(net, _)| *net) {
+        v6.sort_unstable_by_key(|(net, _)| *net);
+    }
+    Ok(Database { v4, v6, records, provenance })
+}
+
+/// Streams a database file straight into its [`SourceLayer`]: the file is read in place
+/// from a private mapped copy ([`super::mapped::MappedFile`]), never copied into the heap,
+/// and no list of its networks is ever held; memory grows with the ranges after merging.
+pub fn load_layer(name: &str, path: &Path, schema: &MmdbSchema) -> Result<(SourceLayer, Provenance), SourceError> {
+    let origin = path.display().to_string();
+    let file =
+        super::mapped::MappedFile::open(path).map_err(|source| SourceError::Io { origin: origin.clone(), source })?;
+    load_layer_bytes(name, &origin, file.bytes(), Some(file.sha256()), schema)
+}
+
+/// [`load_layer`] over bytes already in memory; `sha256` if already known.
+pub fn load_layer_bytes(
+    name: &str,
+    origin: &str,
+    bytes: &[u8],
+    sha256: Option<&str>,
+    schema: &MmdbSchema,
+) -> Result<(SourceLayer, Provenance), SourceError> {
+    let mut sink = LayerSink::default();
+    let provenance = guarded(origin, || walk(name, origin, bytes, sha256, schema, &mut sink))?;
+    let mut layer = sink.layer;
+    layer.shrink();
+    Ok((layer, provenance))
+}
+
+/// Second line of defence: the reader and the walk are written not to panic on any input,
+/// but a panic here would take down a reload thread (or start-up) over a bad file.
+fn guarded<T>(origin: &str, f: impl FnOnce() -> Result<T, SourceError>) -> Result<T, SourceError> {
+    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
         Err(SourceError::Panicked { origin: origin.to_owned(), message: panic_message(payload.as_ref()) })
     })
 }
 
-fn load_unguarded(name: &str, origin: &str, bytes: &[u8], schema: &MmdbSchema) -> Result<Database, SourceError> {
+/// Where [`walk`] sends what it finds: records as first met (numbered from 0), then
+/// networks in ascending order per family, each family disjoint.
+trait Sink {
+    fn record(&mut self, record: &GeoRecord);
+    fn v4(&mut self, net: Ipv4Net, record: u32) -> Result<(), String>;
+    fn v6(&mut self, net: Ipv6Net, record: u32) -> Result<(), String>;
+    /// Copies every IPv4 network seen so far into IPv6 at `base`, the IPv4 address taking
+    /// the 32 bits that end `shift` bits above the bottom (an alias of the IPv4 subtree).
+    fn replay_v4(&mut self, base: u128, shift: u32) -> Result<(), String>;
+}
+
+/// Collects every network ([`Database`]).
+#[derive(Default)]
+struct Collect {
+    v4: Vec<(Ipv4Net, u32)>,
+    v6: Vec<(Ipv6Net, u32)>,
+    records: Vec<GeoRecord>,
+}
+
+/// Builds a [`SourceLayer`].
+#[derive(Default)]
+struct LayerSink {
+    layer: SourceLayer,
+}
+
+/// Where the walk has got to in the IPv6 space, to find the subtrees it skipped.
+struct Cursor {
+    /// The first IPv6 address not yet covered by a network the walk reported.
+    next: Option<u128>,
+}
+
+/// Walks the whole search tree once, sending every network to `sink`.
+///
+/// Alias subtrees (`::ffff:0:0/96`, `2002::/16`, `2001::/32`: nodes that point back to the
+/// IPv4 subtree) are not walked again. `maxminddb` skips every subtree whose node is the
+/// IPv4 root, and with networks without data included every other terminal is reported, so
+/// the IPv6 space the walk leaves out is exactly those subtrees. Each one answers a lookup
+/// with the IPv4 answer of the 32 address bits after its prefix, so the IPv4 networks are
+/// replayed there. Before trusting that, one lookup checks that the subtree really resolves
+/// through the IPv4 root; one that does not is walked the ordinary way.
+fn walk(
+    name: &str,
+    origin: &str,
+    bytes: &[u8],
+    sha256: Option<&str>,
+    schema: &MmdbSchema,
+    sink: &mut dyn Sink,
+) -> Result<Provenance, SourceError> {
     let mmdb_error = |source: MaxMindDbError| SourceError::Mmdb { origin: origin.to_owned(), source };
     let corrupt = |reason: String| SourceError::Corrupt { origin: origin.to_owned(), reason };
     if bytes.is_empty() {
@@ -89,66 +178,97 @@ fn load_unguarded(name: &str, origin: &str, bytes: &[u8], schema: &MmdbSchema) -
 
     let mut decoder = RecordDecoder::new(schema);
     let mut interner = Interner::default();
-    // A tree of n nodes has at most n + 1 leaves. Reserving that up front (untouched pages cost
-    // no memory) avoids the doubling copies that otherwise dominate peak memory while loading.
-    let leaves = (metadata.node_count as usize).saturating_add(1).min(1 << 24);
-    let mut v4 = Vec::with_capacity(leaves);
-    let mut v6 = Vec::with_capacity(if ipv6_db { leaves } else { 0 });
-    // Networks without data are yielded too, only so that every terminal counts against the
-    // budget: a shared-subtree tree of empty leaves would otherwise spin inside the iterator.
-    let options = WithinOptions::default().include_aliased_networks().include_networks_without_data();
+    let mut counts = (0usize, 0usize);
+    let mut visited = 0usize;
+    let mut cursor = Cursor { next: Some(0) };
+    // Networks without data are yielded too: every terminal then counts against the budget
+    // (a shared-subtree tree of empty leaves would otherwise spin inside the iterator), and
+    // the space the walk skips is exactly the alias subtrees.
+    let options = WithinOptions::default().include_networks_without_data();
     let walk = reader.networks(options).map_err(mmdb_error)?;
-    for (visited, item) in walk.enumerate() {
-        if visited >= budget {
+    let mut visit = |lookup: LookupResult<'_, &[u8]>,
+                     aliased: bool,
+                     cursor: &mut Cursor,
+                     sink: &mut dyn Sink|
+     -> Result<(), SourceError> {
+        visited += 1;
+        if visited > budget {
             return Err(corrupt(format!(
                 "the search tree has more than {budget} networks for {} nodes \
                  (shared or cyclic subtrees)",
                 metadata.node_count
             )));
         }
-        let lookup = item.map_err(mmdb_error)?;
-        let Some(offset) = lookup.offset() else {
-            continue;
-        };
-        let index = interner.index(offset, || decoder.decode(&lookup)).map_err(mmdb_error)?;
-        // `network()` has an `unreachable!` for (kind, address) pairs the iterator never builds:
-        // it gives an IPv4 address only with an IPv4 kind (`within.rs`, `network_ip_addr`).
-        // `catch_unwind` above covers a future change of that.
+        // `network()` has an `unreachable!` for (kind, address) pairs the iterator never
+        // builds: it gives an IPv4 address only with an IPv4 kind (`within.rs`,
+        // `network_ip_addr`). `catch_unwind` above covers a future change of that.
         let network = lookup.network().map_err(mmdb_error)?;
         let bad_network = |e: ipnet::PrefixLenError| corrupt(format!("bad network: {e}"));
-        match network.ip() {
+        let (v4, v6) = match network.ip() {
             IpAddr::V4(addr) => {
                 let net = Ipv4Net::new(addr, network.prefix()).map_err(bad_network)?;
-                v4.push((net, index));
-                if ipv6_db {
-                    // The iterator reports the `::/96` subtree in IPv4 form.
-                    let compat = Ipv6Addr::from(u128::from(u32::from(addr)));
-                    let net6 = Ipv6Net::new(compat, network.prefix().saturating_add(96)).map_err(bad_network)?;
-                    v6.push((net6, index));
-                }
+                // The iterator reports the `::/96` subtree in IPv4 form.
+                let compat = ipv6_db
+                    .then(|| {
+                        Ipv6Net::new(Ipv6Addr::from(u128::from(u32::from(addr))), network.prefix().saturating_add(96))
+                    })
+                    .transpose()
+                    .map_err(bad_network)?;
+                (Some(net), compat)
             }
             IpAddr::V6(addr) => {
                 let net = Ipv6Net::new(addr, network.prefix()).map_err(bad_network)?;
-                v6.push((net, index));
                 // No IPv4 subtree: the record holding `::/96` answers every IPv4 lookup.
-                if net.prefix_len() <= 96 && net.network() == Ipv6Addr::UNSPECIFIED {
-                    v4.push((Ipv4Net::default(), index));
-                }
+                let v4 = (net.prefix_len() <= 96 && net.network() == Ipv6Addr::UNSPECIFIED).then(Ipv4Net::default);
+                (v4, Some(net))
             }
+        };
+        if let Some(n6) = v6 {
+            cursor.next = u128::from(n6.broadcast()).checked_add(1);
+        }
+        let Some(offset) = lookup.offset() else {
+            return Ok(());
+        };
+        let index = interner.index(offset, || decoder.decode(&lookup), |r| sink.record(r)).map_err(mmdb_error)?;
+        if let Some(n4) = v4 {
+            sink.v4(n4, index).map_err(corrupt)?;
+            counts.0 += usize::from(!aliased && network.ip().is_ipv4());
+        }
+        if let Some(n6) = v6 {
+            sink.v6(n6, index).map_err(corrupt)?;
+            counts.1 += usize::from(!aliased && network.ip().is_ipv6());
+        }
+        Ok(())
+    };
+    for item in walk {
+        let lookup = item.map_err(mmdb_error)?;
+        if ipv6_db {
+            let first = match lookup.network().map_err(mmdb_error)?.ip() {
+                IpAddr::V4(a) => u128::from(u32::from(a)),
+                IpAddr::V6(a) => u128::from(a),
+            };
+            fill_gap(&reader, &mut cursor, first, sink, &mut |l, c, s| visit(l, true, c, s)).map_err(|e| match e {
+                Gap::Source(e) => e,
+                Gap::Mmdb(e) => mmdb_error(e),
+                Gap::Sink(e) => corrupt(e),
+            })?;
+        }
+        visit(lookup, false, &mut cursor, sink)?;
+    }
+    if ipv6_db {
+        if let Some(next) = cursor.next {
+            // The skipped space runs to the top of the address space.
+            let mut c = Cursor { next: Some(next) };
+            fill_gap_to_end(&reader, &mut c, sink, &mut |l, c, s| visit(l, true, c, s)).map_err(|e| match e {
+                Gap::Source(e) => e,
+                Gap::Mmdb(e) => mmdb_error(e),
+                Gap::Sink(e) => corrupt(e),
+            })?;
         }
     }
-    if v4.is_empty() && v6.is_empty() {
+    if counts == (0, 0) {
         return Err(SourceError::NoNetworks { origin: origin.to_owned() });
     }
-    // The walk is depth-first, left first, so this holds already; a cheap check keeps the
-    // documented order independent of the iterator's internals.
-    if !v4.is_sorted_by_key(|(net, _)| *net) {
-        v4.sort_unstable_by_key(|(net, _)| *net);
-    }
-    if !v6.is_sorted_by_key(|(net, _)| *net) {
-        v6.sort_unstable_by_key(|(net, _)| *net);
-    }
-
     let found_schema = decoder.schema_found().ok_or_else(|| SourceError::NoGeoData {
         origin: origin.to_owned(),
         schema: decoder.schema_name().to_owned(),
@@ -164,19 +284,157 @@ fn load_unguarded(name: &str, origin: &str, bytes: &[u8], schema: &MmdbSchema) -
             "ignored invalid values in database records"
         );
     }
-    let provenance = Provenance {
+    Ok(Provenance {
         name: name.to_owned(),
         kind: "mmdb",
         origin: origin.to_owned(),
         schema: found_schema.to_owned(),
         database_type: Some(metadata.database_type.clone()),
         build_epoch: Some(metadata.build_epoch),
-        networks_v4: v4.len(),
-        networks_v6: v6.len(),
+        networks_v4: counts.0,
+        networks_v6: counts.1,
         bytes: bytes.len() as u64,
-        sha256: sha256_hex(bytes),
+        sha256: sha256.map_or_else(|| sha256_hex(bytes), str::to_owned),
+    })
+}
+
+/// Why filling a skipped stretch failed.
+enum Gap {
+    Source(SourceError),
+    Mmdb(MaxMindDbError),
+    Sink(String),
+}
+
+type Visit<'v, 'r> = dyn FnMut(LookupResult<'r, &'r [u8]>, &mut Cursor, &mut dyn Sink) -> Result<(), SourceError> + 'v;
+
+/// Fills the IPv6 space the walk skipped before `first` (alias subtrees).
+fn fill_gap<'r>(
+    reader: &'r Reader<&'r [u8]>,
+    cursor: &mut Cursor,
+    first: u128,
+    sink: &mut dyn Sink,
+    visit: &mut Visit<'_, 'r>,
+) -> Result<(), Gap> {
+    let Some(start) = cursor.next else { return Ok(()) };
+    if first <= start {
+        return Ok(());
+    }
+    for (base, len) in cidrs(start, first - 1) {
+        alias(reader, base, len, sink, visit, cursor)?;
+    }
+    cursor.next = Some(first);
+    Ok(())
+}
+
+fn fill_gap_to_end<'r>(
+    reader: &'r Reader<&'r [u8]>,
+    cursor: &mut Cursor,
+    sink: &mut dyn Sink,
+    visit: &mut Visit<'_, 'r>,
+) -> Result<(), Gap> {
+    let Some(start) = cursor.next else { return Ok(()) };
+    for (base, len) in cidrs(start, u128::MAX) {
+        alias(reader, base, len, sink, visit, cursor)?;
+    }
+    cursor.next = None;
+    Ok(())
+}
+
+/// One skipped subtree `base/len`: replayed from the IPv4 networks when a lookup confirms it
+/// resolves through the IPv4 root, else walked (with aliases followed) like any other.
+fn alias<'r>(
+    reader: &'r Reader<&'r [u8]>,
+    base: u128,
+    len: u8,
+    sink: &mut dyn Sink,
+    visit: &mut Visit<'_, 'r>,
+    cursor: &mut Cursor,
+) -> Result<(), Gap> {
+    let probe = |ip: IpAddr| -> Result<(Option<usize>, u8), MaxMindDbError> {
+        let r = reader.lookup(ip)?;
+        Ok((r.offset(), r.network()?.prefix()))
     };
-    Ok(Database { v4, v6, records: interner.records, provenance })
+    let through_v4 = len <= 96 && {
+        let (offset4, prefix4) = probe(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)).map_err(Gap::Mmdb)?;
+        let (offset6, prefix6) = probe(IpAddr::V6(Ipv6Addr::from(base))).map_err(Gap::Mmdb)?;
+        offset6 == offset4 && u32::from(prefix6) == u32::from(len) + u32::from(prefix4)
+    };
+    if through_v4 {
+        return sink.replay_v4(base, 96 - u32::from(len)).map_err(Gap::Sink);
+    }
+    let net = ipnetwork::Ipv6Network::new(Ipv6Addr::from(base), len)
+        .map_err(|e| Gap::Sink(format!("bad network {base:x}/{len}: {e}")))?;
+    let options = WithinOptions::default().include_aliased_networks().include_networks_without_data();
+    for item in reader.within(ipnetwork::IpNetwork::V6(net), options).map_err(Gap::Mmdb)? {
+        visit(item.map_err(Gap::Mmdb)?, cursor, sink).map_err(Gap::Source)?;
+    }
+    Ok(())
+}
+
+/// The CIDR blocks covering `first..=last`, largest first, in order.
+fn cidrs(mut first: u128, last: u128) -> Vec<(u128, u8)> {
+    let mut out = Vec::new();
+    loop {
+        let align = if first == 0 { 128 } else { first.trailing_zeros() };
+        let span = last - first;
+        let fit = if span == u128::MAX { 128 } else { 127 - (span + 1).leading_zeros() };
+        let bits = align.min(fit);
+        out.push((first, (128 - bits) as u8));
+        let size_minus_one = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+        match first.checked_add(size_minus_one).and_then(|end| (end < last).then(|| end + 1)) {
+            Some(next) => first = next,
+            None => return out,
+        }
+    }
+}
+
+// === impl Collect ===
+
+impl Sink for Collect {
+    fn record(&mut self, record: &GeoRecord) {
+        self.records.push(record.clone());
+    }
+
+    fn v4(&mut self, net: Ipv4Net, record: u32) -> Result<(), String> {
+        self.v4.push((net, record));
+        Ok(())
+    }
+
+    fn v6(&mut self, net: Ipv6Net, record: u32) -> Result<(), String> {
+        self.v6.push((net, record));
+        Ok(())
+    }
+
+    fn replay_v4(&mut self, base: u128, shift: u32) -> Result<(), String> {
+        let len = 96 - shift as u8;
+        for i in 0..self.v4.len() {
+            let (n4, record) = self.v4[i];
+            let addr = base | (u128::from(u32::from(n4.network())) << shift);
+            let n6 = Ipv6Net::new(Ipv6Addr::from(addr), len + n4.prefix_len()).map_err(|e| e.to_string())?;
+            self.v6.push((n6, record));
+        }
+        Ok(())
+    }
+}
+
+// === impl LayerSink ===
+
+impl Sink for LayerSink {
+    fn record(&mut self, record: &GeoRecord) {
+        self.layer.push_record(record.clone());
+    }
+
+    fn v4(&mut self, net: Ipv4Net, record: u32) -> Result<(), String> {
+        self.layer.push_v4(net, record).map_err(|e| e.to_string())
+    }
+
+    fn v6(&mut self, net: Ipv6Net, record: u32) -> Result<(), String> {
+        self.layer.push_v6(net, record).map_err(|e| e.to_string())
+    }
+
+    fn replay_v4(&mut self, base: u128, shift: u32) -> Result<(), String> {
+        self.layer.replay_v4_into_v6(base, shift).map_err(|e| e.to_string())
+    }
 }
 
 /// Maps data offsets to record indexes, decoding each offset once and sharing equal records.
@@ -264,7 +522,13 @@ struct Subdivisions<'a>(Place<'a>);
 // === impl Interner ===
 
 impl Interner {
-    fn index<E>(&mut self, offset: usize, decode: impl FnOnce() -> Result<GeoRecord, E>) -> Result<u32, E> {
+    /// The index of the record at `offset`; `fresh` sees each new distinct record once.
+    fn index<E>(
+        &mut self,
+        offset: usize,
+        decode: impl FnOnce() -> Result<GeoRecord, E>,
+        fresh: impl FnOnce(&GeoRecord),
+    ) -> Result<u32, E> {
         if let Some((last, index)) = self.last {
             if last == offset {
                 return Ok(index);
@@ -280,6 +544,7 @@ impl Interner {
                         // At most one record per data offset, and offsets are below 2^32.
                         let index = u32::try_from(self.records.len()).unwrap_or(u32::MAX);
                         self.by_record.insert(record.clone(), index);
+                        fresh(&record);
                         self.records.push(record);
                         index
                     }

@@ -181,12 +181,17 @@ fn path_segments() {
 fn interner_decodes_each_offset_once_and_shares_equal_records() {
     let mut interner = Interner::default();
     let mut decodes = 0;
+    let mut fresh = 0;
     let mut index = |offset: usize, country: &str| {
         interner
-            .index::<()>(offset, || {
-                decodes += 1;
-                Ok(GeoRecord { country: cc(country), ..GeoRecord::default() })
-            })
+            .index::<()>(
+                offset,
+                || {
+                    decodes += 1;
+                    Ok(GeoRecord { country: cc(country), ..GeoRecord::default() })
+                },
+                |_| fresh += 1,
+            )
             .unwrap()
     };
     assert_eq!(index(10, "RU"), 0);
@@ -195,6 +200,7 @@ fn interner_decodes_each_offset_once_and_shares_equal_records() {
     assert_eq!(index(10, "RU"), 0);
     assert_eq!(index(30, "RU"), 0);
     assert_eq!(decodes, 3);
+    assert_eq!(fresh, 2, "each distinct record is announced once");
     assert_eq!(interner.records.len(), 2);
 }
 

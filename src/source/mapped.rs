@@ -1,0 +1,151 @@
+//! A database file read in place: a private copy, mapped read-only.
+//!
+//! Mapping the file itself would leave geogate at the mercy of whoever writes it: a file
+//! truncated in place (`cp new.mmdb geo.mmdb` truncates before it writes) makes every access
+//! to a page past the new end a `SIGBUS`, which kills the process. So the file is first copied,
+//! in one streamed pass, into an unlinked file of our own in the scratch directory
+//! (`TMPDIR`, else `/tmp`), and that copy is mapped. Nobody else can open, truncate or write
+//! it; replacing or truncating the original while it is read changes nothing. The copy's
+//! pages are file-backed page cache, not anonymous memory: under a cgroup memory limit the
+//! kernel reclaims them instead of killing the process. (A scratch directory on tmpfs would
+//! make them shared memory that counts against the limit: point `TMPDIR` at a disk-backed
+//! directory, as the Kubernetes kit does.) The copy is gone when the map is dropped.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::Mmap;
+use sha2::{Digest, Sha256};
+
+/// A private, read-only mapping of a copy of a file.
+#[derive(Debug)]
+pub struct MappedFile {
+    map: Option<Mmap>,
+    /// Lower-case hex SHA-256 of the content, computed while copying.
+    sha256: String,
+}
+
+// === impl MappedFile ===
+
+impl MappedFile {
+    /// Copies `path` into the scratch directory and maps the copy.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let mut source = File::open(path)?;
+        let mut hasher = Sha256::new();
+        if source.metadata()?.len() == 0 {
+            return Ok(Self { map: None, sha256: hex(hasher.finalize().as_slice()) });
+        }
+        let (mut copy, scratch) = private_file()?;
+        // The name goes at once: from here on the copy is reachable only through `copy`.
+        let _ = std::fs::remove_file(&scratch);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            copy.write_all(&buf[..n])?;
+        }
+        copy.flush()?;
+        Ok(Self { map: Some(map(&copy)?), sha256: hex(hasher.finalize().as_slice()) })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+/// Lower-case hex SHA-256 of a file's content, read in 1 MiB pieces (no whole copy in memory).
+pub fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hex(hasher.finalize().as_slice()))
+}
+
+fn hex(digest: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Maps `file` read-only.
+#[allow(unsafe_code)]
+fn map(file: &File) -> io::Result<Mmap> {
+    // SAFETY: the mapping is undefined behaviour only if the file changes while mapped. This
+    // file is our own private copy: created with O_EXCL, unlinked before it was written (see
+    // `MappedFile::open`), so no other process can open it, and this process never writes to
+    // it after this point. The mapping is read-only and private.
+    unsafe { Mmap::map(file) }
+}
+
+/// A new file in the scratch directory that did not exist before (O_EXCL).
+fn private_file() -> io::Result<(File, PathBuf)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir();
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".geogate-{}-{n}.mmdb", std::process::id()));
+        match OpenOptions::new().read(true).write(true).create_new(true).open(&path) {
+            Ok(f) => return Ok((f, path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_copy_is_private_and_survives_the_original_being_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.mmdb");
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let mapped = MappedFile::open(&path).unwrap();
+        // Truncated and rewritten in place, as `cp` does: the mapping still reads the copy.
+        std::fs::write(&path, b"short").unwrap();
+        assert_eq!(mapped.bytes().len(), content.len());
+        assert!(mapped.bytes() == &content[..], "the mapped copy changed with the original");
+        assert_eq!(mapped.sha256(), super::super::sha256_hex(&content));
+        // No name is left behind in the scratch directory.
+        let leftovers = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&format!(".geogate-{}-", std::process::id())))
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn an_empty_file_maps_to_no_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.mmdb");
+        std::fs::write(&path, b"").unwrap();
+        assert!(MappedFile::open(&path).unwrap().bytes().is_empty());
+    }
+}
