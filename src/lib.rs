@@ -23,9 +23,11 @@
 //! | [`host`] | `Host` values: valid forms and the canonical one judged and forwarded; pure |
 //! | [`config`] | `geogate.toml -> FileConfig -> Config`, every error with key and position |
 //! | [`metrics`] | the process's own Prometheus registry and typed handles |
+//! | [`alloc`] | the allocator tuning a compile needs (freed memory returned at once) |
 //! | [`geo`] | plain data types: country codes, geo records, list sets, answers |
 
 pub mod admin;
+pub mod alloc;
 pub mod app;
 pub mod cli;
 pub mod client_ip;

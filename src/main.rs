@@ -109,7 +109,7 @@ fn load_config(path: Option<PathBuf>) -> Result<Config, ExitCode> {
 }
 
 fn compile(config: Config) -> Result<snapshot::Snapshot, ExitCode> {
-    snapshot::compile(Arc::new(config), 1).map_err(|e| {
+    snapshot::compile_once(Arc::new(config), 1).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(EXIT_CONFIG)
     })

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub ranges: IntGaugeVec,
     /// Heap bytes of the lookup table.
     pub table_bytes: IntGauge,
+    pub reload_cache_bytes: IntGauge,
     /// Build time (Unix seconds) of each database, by source name.
     pub database_build: IntGaugeVec,
 }
@@ -141,6 +142,10 @@ impl Metrics {
                 &["family"],
             )?,
             table_bytes: gauge("geogate_table_bytes", "Heap bytes held by the lookup table.")?,
+            reload_cache_bytes: gauge(
+                "geogate_reload_cache_bytes",
+                "Heap bytes of the compiled database ranges kept for reloads whose databases did not change.",
+            )?,
             database_build: gauge_vec(
                 "geogate_database_build_timestamp_seconds",
                 "Build time of each loaded database (from its metadata), by source.",
@@ -200,6 +205,7 @@ mod tests {
             "geogate_table_networks",
             "geogate_table_ranges",
             "geogate_table_bytes",
+            "geogate_reload_cache_bytes",
             "geogate_database_build_timestamp_seconds",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");

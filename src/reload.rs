@@ -251,6 +251,7 @@ pub fn record_snapshot(m: &Metrics, s: &Snapshot) {
     m.ranges.with_label_values(&["ipv4"]).set(t.ranges_v4 as i64);
     m.ranges.with_label_values(&["ipv6"]).set(t.ranges_v6 as i64);
     m.table_bytes.set(t.heap_bytes as i64);
+    m.reload_cache_bytes.set(i64::try_from(s.cached_bytes()).unwrap_or(i64::MAX));
     m.database_build.reset();
     for p in &s.provenance {
         if let Some(epoch) = p.build_epoch {

@@ -34,8 +34,10 @@ pub struct Snapshot {
     /// Countries the policy names: the bounded `country` label set of the request metrics.
     pub metric_countries: Vec<CountryCode>,
     /// What each database source compiled to, kept so that a reload whose file has not
-    /// changed reuses it instead of reading the file again (`None` for lists).
-    pub layers: Vec<Option<CachedLayer>>,
+    /// changed reuses it instead of reading the file again (`None` for lists). Behind a lock
+    /// (requests never touch it) so that a reload that must read a database again frees the
+    /// stale layer first instead of holding old and new at once.
+    pub layers: std::sync::Mutex<Vec<Option<CachedLayer>>>,
 }
 
 /// A database source's compiled ranges and where they came from.
@@ -97,18 +99,24 @@ impl Snapshot {
 
     /// Heap bytes of the database layers this snapshot keeps for the next reload.
     pub fn cached_bytes(&self) -> usize {
-        self.layers.iter().flatten().map(|c| c.layer.heap_bytes()).sum()
+        self.layers.lock().map_or(0, |l| l.iter().flatten().map(|c| c.layer.heap_bytes()).sum())
     }
 
     /// The cached layer of source `name`, if it was read from `path` with `schema`.
-    fn cached(&self, name: &str, path: &Path, schema: &MmdbSchema) -> Option<&CachedLayer> {
-        self.config
-            .sources
-            .iter()
-            .zip(&self.layers)
-            .find(|(s, _)| s.name == name)
-            .and_then(|(_, c)| c.as_ref())
-            .filter(|c| c.path == path && c.schema == *schema)
+    fn cached(&self, name: &str, path: &Path, schema: &MmdbSchema) -> Option<CachedLayer> {
+        let layers = self.layers.lock().ok()?;
+        let i = self.config.sources.iter().position(|s| s.name == name)?;
+        layers.get(i)?.as_ref().filter(|c| c.path == path && c.schema == *schema).cloned()
+    }
+
+    /// Drops the cached layer of source `name`: it is about to be rebuilt from a changed file.
+    fn forget(&self, name: &str) {
+        if let (Ok(mut layers), Some(i)) = (self.layers.lock(), self.config.sources.iter().position(|s| s.name == name))
+        {
+            if let Some(slot) = layers.get_mut(i) {
+                *slot = None;
+            }
+        }
     }
 
     /// Networks per family over all sources (for guards and metrics).
@@ -199,7 +207,13 @@ impl fmt::Debug for ConfigWithoutOrigin<'_> {
 
 /// Loads every source and compiles table and policy. `generation` is stamped as given.
 pub fn compile(config: Arc<Config>, generation: u64) -> Result<Snapshot, CompileError> {
-    compile_with(config, generation, None)
+    compile_inner(config, generation, None, true)
+}
+
+/// [`compile`] for a snapshot that will never be reloaded (`check`, `lookup`, `explain`):
+/// each database's ranges are freed as soon as they are layered, which lowers the peak.
+pub fn compile_once(config: Arc<Config>, generation: u64) -> Result<Snapshot, CompileError> {
+    compile_inner(config, generation, None, false)
 }
 
 /// [`compile`], reusing what `previous` compiled from databases that have not changed: a
@@ -209,6 +223,24 @@ pub fn compile_with(
     config: Arc<Config>,
     generation: u64,
     previous: Option<&Snapshot>,
+) -> Result<Snapshot, CompileError> {
+    compile_inner(config, generation, previous, true)
+}
+
+fn compile_inner(
+    config: Arc<Config>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+    keep_layers: bool,
+) -> Result<Snapshot, CompileError> {
+    crate::alloc::promptly_released(|| compile_unreleased(config, generation, previous, keep_layers))
+}
+
+fn compile_unreleased(
+    config: Arc<Config>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+    keep_layers: bool,
 ) -> Result<Snapshot, CompileError> {
     let started = Instant::now();
     let mut layers: Vec<Option<CachedLayer>> = Vec::with_capacity(config.sources.len());
@@ -223,10 +255,18 @@ pub fn compile_with(
             SourceKind::Mmdb { location, schema } => {
                 let path = location_path(location);
                 match database_layer(&source.name, path, schema, previous) {
-                    Ok(cached) => {
+                    Ok(cached) if keep_layers => {
                         builder.add_layer(index, &cached.layer);
                         provenance.push(cached.provenance.clone());
                         layers.push(Some(cached));
+                    }
+                    Ok(CachedLayer { layer, provenance: origin, .. }) => {
+                        match Arc::try_unwrap(layer) {
+                            Ok(owned) => builder.add_layer_owned(index, owned),
+                            Err(shared) => builder.add_layer(index, &shared),
+                        }
+                        provenance.push(origin);
+                        layers.push(None);
                     }
                     Err(e) => {
                         errors.push(fail(e));
@@ -285,7 +325,7 @@ pub fn compile_with(
         provenance,
         loaded_at: SystemTime::now(),
         compile_time: started.elapsed(),
-        layers,
+        layers: std::sync::Mutex::new(layers),
     })
 }
 
@@ -299,13 +339,18 @@ fn database_layer(
 ) -> Result<CachedLayer, SourceError> {
     let before = stamp(path);
     let cached = previous.and_then(|p| p.cached(name, path, schema));
-    if let Some(c) = cached.filter(|c| c.stamp.is_some() && c.stamp == before) {
+    if let Some(c) = cached.as_ref().filter(|c| c.stamp.is_some() && c.stamp == before) {
         return Ok(c.clone());
     }
     let origin = path.display().to_string();
     let file = MappedFile::open(path).map_err(|source| SourceError::Io { origin: origin.clone(), source })?;
-    if let Some(c) = cached.filter(|c| c.provenance.sha256 == file.sha256()) {
+    if let Some(c) = cached.as_ref().filter(|c| c.provenance.sha256 == file.sha256()) {
         return Ok(CachedLayer { stamp: before, ..c.clone() });
+    }
+    // The stale layer goes before the new one is built, so the two never coexist.
+    drop(cached);
+    if let Some(p) = previous {
+        p.forget(name);
     }
     let (layer, provenance) = mmdb::load_layer_bytes(name, &origin, file.bytes(), Some(file.sha256()), schema)?;
     // A file replaced while it was copied: the stamp taken before no longer names this

@@ -429,6 +429,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("geogate_table_networks", "gauge"),
     ("geogate_table_ranges", "gauge"),
     ("geogate_table_bytes", "gauge"),
+    ("geogate_reload_cache_bytes", "gauge"),
     ("geogate_database_build_timestamp_seconds", "gauge"),
 ];
 
@@ -601,6 +602,8 @@ async fn metrics_parse_strictly_with_every_family_and_bounded_labels() {
     let nets = "geogate_table_networks";
     assert!(v(nets, nets, &[("family", "ipv4")]) > 0.0 && v(nets, nets, &[("family", "ipv6")]) > 0.0);
     assert!(v("geogate_table_bytes", "geogate_table_bytes", &[]) > 0.0);
+    // The admin config's database layer is kept for the next reload, and counted.
+    assert!(v("geogate_reload_cache_bytes", "geogate_reload_cache_bytes", &[]) > 0.0);
     let loaded = v("geogate_snapshot_loaded_timestamp_seconds", "geogate_snapshot_loaded_timestamp_seconds", &[]);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!((now - loaded).abs() < 120.0, "loaded {loaded}, now {now}");

@@ -190,6 +190,28 @@ impl TableBuilder {
         self.v6.overlay_iter(&mut self.cells, layer.v6.len(), layer.v6.pieces().map(|(f, l, r)| (f, l, paint(r))));
     }
 
+    /// [`add_layer`](Self::add_layer) for a layer no longer needed: IPv6 first, its ranges
+    /// freed before IPv4 is layered, so the largest family's input and output never overlap
+    /// with the other family's (the peak of a one-off compile).
+    pub fn add_layer_owned(&mut self, source: u16, mut layer: SourceLayer) {
+        let ids: Vec<u32> = layer.records.iter().map(|r| self.intern(r)).collect();
+        let source = source.saturating_add(1);
+        let paint = |record: u32| Paint::Geo { geo: ids[record as usize], source };
+        let v6 = std::mem::take(&mut layer.v6);
+        if self.v6.is_pristine() {
+            // The first layer over an empty space: its ranges become the partition in place
+            // (starts moved, records turned into cell ids), with no second copy.
+            let Ranges { starts, records, end } = v6;
+            let cells = &mut self.cells;
+            self.v6.adopt(starts, records, end, |r| cells.apply(paint(r), Cells::EMPTY));
+        } else {
+            self.v6.overlay_iter(&mut self.cells, v6.len(), v6.pieces().map(|(f, l, r)| (f, l, paint(r))));
+            drop(v6);
+        }
+        let v4 = std::mem::take(&mut layer.v4);
+        self.v4.overlay_iter(&mut self.cells, v4.len(), v4.pieces().map(|(f, l, r)| (f, l, paint(r))));
+    }
+
     /// Adds a named list layer; `set` replaces the geo data of its addresses when given.
     /// Returns the list's id (its bit in [`ListSet`]).
     pub fn add_list(
@@ -480,6 +502,49 @@ impl Default for Partition {
 impl Partition {
     fn new(max: u128) -> Self {
         Self { starts: vec![0], cells: vec![Cells::EMPTY], max }
+    }
+
+    /// True while nothing has been layered: one empty range over the whole space.
+    fn is_pristine(&self) -> bool {
+        self.starts.len() == 1 && self.cells[0] == Cells::EMPTY
+    }
+
+    /// Becomes the ranges `starts`/`records` (covering up to `end`, gaps marked
+    /// [`Ranges::NONE`]), each record turned into a cell id by `cell`; the space outside is
+    /// empty. Only on a pristine partition.
+    fn adopt(&mut self, mut starts: Vec<u128>, mut records: Vec<u32>, end: u128, mut cell: impl FnMut(u32) -> u32) {
+        debug_assert!(self.is_pristine());
+        if starts.is_empty() {
+            return;
+        }
+        for r in records.iter_mut() {
+            *r = if *r == Ranges::<u128>::NONE { Cells::EMPTY } else { cell(*r) };
+        }
+        if starts[0] > 0 {
+            starts.insert(0, 0);
+            records.insert(0, Cells::EMPTY);
+        }
+        if end < self.max {
+            starts.push(end + 1);
+            records.push(Cells::EMPTY);
+        }
+        // A layer's neighbouring runs have different records, and different records are
+        // different cells, so the partition has no equal neighbours; `dedup` keeps that true
+        // even for a layer built some other way.
+        let mut merged_starts = Vec::with_capacity(0);
+        if records.windows(2).any(|w| w[0] == w[1]) {
+            let mut cells: Vec<u32> = Vec::with_capacity(records.len());
+            for (s, c) in starts.iter().zip(&records) {
+                if cells.last() != Some(c) {
+                    merged_starts.push(*s);
+                    cells.push(*c);
+                }
+            }
+            starts = merged_starts;
+            records = cells;
+        }
+        self.starts = starts;
+        self.cells = records;
     }
 
     fn last_of(&self, i: usize) -> u128 {
