@@ -10,6 +10,10 @@
 //! kernel reclaims them instead of killing the process. (A scratch directory on tmpfs would
 //! make them shared memory that counts against the limit: point `TMPDIR` at a disk-backed
 //! directory, as the Kubernetes kit does.) The copy is gone when the map is dropped.
+//!
+//! Where no private file can be made (a read-only root without a writable `TMPDIR`, a full
+//! disk), the file is read into the heap instead, with one warning: the memory is anonymous
+//! then, but the database still loads and nothing can change under it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -19,12 +23,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use memmap2::Mmap;
 use sha2::{Digest, Sha256};
 
-/// A private, read-only mapping of a copy of a file.
+/// A private, read-only mapping of a copy of a file (or, failing that, a heap copy).
 #[derive(Debug)]
 pub struct MappedFile {
-    map: Option<Mmap>,
+    map: Option<Held>,
     /// Lower-case hex SHA-256 of the content, computed while copying.
     sha256: String,
+}
+
+#[derive(Debug)]
+enum Held {
+    Mapped(Mmap),
+    Heap(Vec<u8>),
 }
 
 // === impl MappedFile ===
@@ -37,6 +47,25 @@ impl MappedFile {
         if source.metadata()?.len() == 0 {
             return Ok(Self { map: None, sha256: hex(hasher.finalize().as_slice()) });
         }
+        match Self::copy_and_map(&mut source, &mut hasher) {
+            Ok(m) => Ok(Self { map: Some(Held::Mapped(m)), sha256: hex(hasher.finalize().as_slice()) }),
+            Err(e) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    scratch = %std::env::temp_dir().display(),
+                    error = %e,
+                    "no private copy of the database could be made in the scratch directory (TMPDIR); \
+                     reading it into memory instead"
+                );
+                let bytes = std::fs::read(path)?;
+                let sha256 = hex(Sha256::digest(&bytes).as_slice());
+                Ok(Self { map: Some(Held::Heap(bytes)), sha256 })
+            }
+        }
+    }
+
+    /// The private copy, hashed on the way, mapped.
+    fn copy_and_map(source: &mut File, hasher: &mut Sha256) -> io::Result<Mmap> {
         let (mut copy, scratch) = private_file()?;
         // The name goes at once: from here on the copy is reachable only through `copy`.
         let _ = std::fs::remove_file(&scratch);
@@ -52,11 +81,15 @@ impl MappedFile {
             copy.write_all(&buf[..n])?;
         }
         copy.flush()?;
-        Ok(Self { map: Some(map(&copy)?), sha256: hex(hasher.finalize().as_slice()) })
+        map(&copy)
     }
 
     pub fn bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
+        match &self.map {
+            Some(Held::Mapped(m)) => m,
+            Some(Held::Heap(v)) => v,
+            None => &[],
+        }
     }
 
     pub fn sha256(&self) -> &str {
