@@ -382,3 +382,91 @@ impl fmt::Display for CompileError {
 }
 
 impl std::error::Error for CompileError {}
+
+#[cfg(test)]
+mod tests {
+    // Tests may unwrap: a failure should stop right there.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn database(country: &str) -> Vec<u8> {
+        let mut writer = mmdb_writer::Writer::new("unit");
+        writer
+            .insert("203.0.113.0/24".parse::<ipnet::IpNet>().unwrap(), &serde_json::json!({"country_code": country}))
+            .unwrap();
+        writer
+            .insert("2001:db8::/32".parse::<ipnet::IpNet>().unwrap(), &serde_json::json!({"country_code": country}))
+            .unwrap();
+        writer.to_bytes().unwrap()
+    }
+
+    fn config(dir: &Path, list: &str) -> Arc<Config> {
+        std::fs::write(dir.join("list.txt"), list).unwrap();
+        let text = format!(
+            "[[listener]]\nname = \"p\"\naddress = \"127.0.0.1:1\"\n[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:2\"\n\
+             [[source]]\nname = \"geo\"\ntype = \"mmdb\"\npath = \"geo.mmdb\"\n\
+             [[source]]\nname = \"l\"\ntype = \"list\"\npath = \"list.txt\"\n"
+        );
+        Arc::new(crate::config::parse(&text, Some(&dir.join("geogate.toml"))).unwrap())
+    }
+
+    fn country(s: &Snapshot) -> Option<String> {
+        s.table.lookup("203.0.113.7".parse().unwrap()).geo.country.map(|c| c.to_string())
+    }
+
+    fn set_mtime(path: &Path, t: SystemTime) {
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
+    }
+
+    #[test]
+    fn an_unread_database_with_the_same_stamp_is_reused_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("geo.mmdb");
+        std::fs::write(&db, database("RU")).unwrap();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        set_mtime(&db, t);
+        let first = compile(config(dir.path(), "192.0.2.0/24\n"), 1).unwrap();
+        assert_eq!(country(&first).as_deref(), Some("RU"));
+        assert!(unchanged(&config(dir.path(), "192.0.2.0/24\n"), &first));
+        // Same size, same mtime, same inode, other bytes: not read again, so the old ranges
+        // serve (were it read, the garbage would fail the compile).
+        let len = std::fs::metadata(&db).unwrap().len() as usize;
+        std::fs::OpenOptions::new().write(true).open(&db).unwrap().set_len(0).unwrap();
+        std::fs::OpenOptions::new().write(true).open(&db).unwrap().set_len(len as u64).unwrap();
+        set_mtime(&db, t);
+        let second = compile_with(config(dir.path(), "192.0.2.0/24\n198.51.100.0/24\n"), 2, Some(&first)).unwrap();
+        assert_eq!(country(&second).as_deref(), Some("RU"));
+        let (a, b) = (first.layers.lock().unwrap(), second.layers.lock().unwrap());
+        assert!(Arc::ptr_eq(&a[0].as_ref().unwrap().layer, &b[0].as_ref().unwrap().layer), "the layer was rebuilt");
+    }
+
+    #[test]
+    fn a_touched_database_is_hashed_and_reused_and_a_changed_one_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("geo.mmdb");
+        std::fs::write(&db, database("RU")).unwrap();
+        set_mtime(&db, SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let first = compile(config(dir.path(), ""), 1).unwrap();
+        // A new mtime, the same content: unchanged, and the ranges are reused.
+        set_mtime(&db, SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_100));
+        assert!(unchanged(&config(dir.path(), ""), &first));
+        let touched = compile_with(config(dir.path(), ""), 2, Some(&first)).unwrap();
+        {
+            let (a, b) = (first.layers.lock().unwrap(), touched.layers.lock().unwrap());
+            assert!(Arc::ptr_eq(&a[0].as_ref().unwrap().layer, &b[0].as_ref().unwrap().layer));
+        }
+        // New content: changed, read again, and the stale ranges are dropped from the old
+        // snapshot before the new ones are built.
+        std::fs::write(&db, database("BY")).unwrap();
+        assert!(!unchanged(&config(dir.path(), ""), &touched));
+        let changed = compile_with(config(dir.path(), ""), 3, Some(&touched)).unwrap();
+        assert_eq!(country(&changed).as_deref(), Some("BY"));
+        assert!(touched.layers.lock().unwrap()[0].is_none(), "the stale layer was kept");
+        assert!(changed.cached_bytes() > 0);
+        // A list change alone is a change too.
+        assert!(!unchanged(&config(dir.path(), "192.0.2.0/24\n"), &changed));
+    }
+}
