@@ -393,10 +393,15 @@ tag = ["country"]
     assert!(answer("/old/x").await.starts_with("HTTP/1.1 502 "));
     let out = answer("/new/x").await;
     assert!(out.starts_with("HTTP/1.1 200 ") && out.contains("x-geo-country"), "{out}");
-    let after = config(XFF, &rules(403, "X-Country", "/new")).replace(
-        "client_ip = {",
-        "client_ip_header = \"X-Client\"\ndefault_host = \"console.example.com\"\nclient_ip = {",
-    );
+    assert!(answer("/docs/a%3Fb").await.starts_with("HTTP/1.1 400 "));
+    assert!(answer("/SIGNUP").await.starts_with("HTTP/1.1 451 "));
+    let after = config(XFF, &rules(403, "X-Country", "/new"))
+        .replace(
+            "client_ip = {",
+            "client_ip_header = \"X-Client\"\ndefault_host = \"console.example.com\"\n\
+             encoded_delimiters = \"allow\"\npass_client_headers = [\"x-real-ip\"]\nclient_ip = {",
+        )
+        .replace("paths = [\"/signup\"]", "paths = [\"/signup\"]\npath_match = \"strict\"");
     let outcome = reload_with(&p, &up, &after).await;
     assert_eq!(outcome["result"], "ok", "{outcome}");
     // policy.block.status
@@ -411,6 +416,12 @@ tag = ["country"]
     assert!(header_of(&seen, "x-geo-country").is_empty(), "{seen:?}");
     assert_eq!(header_of(&seen, "x-client"), [RU]);
     assert!(header_of(&seen, "x-geo-client-ip").is_empty());
+    // listener.encoded_delimiters and rule.path_match
+    assert!(answer("/docs/a%3Fb").await.starts_with("HTTP/1.1 200 "), "encoded_delimiters not reloaded");
+    assert!(answer("/SIGNUP").await.starts_with("HTTP/1.1 200 "), "path_match not reloaded");
+    // listener.pass_client_headers
+    let out = exchange(p.addr, &get_with("/x", RU, "X-Real-IP: 8.8.8.8\r\n")).await;
+    assert!(out.contains("[\"x-real-ip\",\"8.8.8.8\"]"), "pass_client_headers not reloaded: {out}");
     // listener.default_host
     let out = exchange(p.addr, format!("GET /x HTTP/1.0\r\nX-Forwarded-For: {RU}\r\n\r\n").as_bytes()).await;
     assert!(out.starts_with("HTTP/1.1 200 ") || out.starts_with("HTTP/1.0 200 "), "{out}");
