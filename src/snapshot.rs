@@ -405,11 +405,10 @@ mod tests {
 
     fn config(dir: &Path, list: &str) -> Arc<Config> {
         std::fs::write(dir.join("list.txt"), list).unwrap();
-        let text = concat!(
+        let text =
             "[[listener]]\nname = \"p\"\naddress = \"127.0.0.1:1\"\n[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:2\"\n\
              [[source]]\nname = \"geo\"\ntype = \"mmdb\"\npath = \"geo.mmdb\"\n\
-             [[source]]\nname = \"l\"\ntype = \"list\"\npath = \"list.txt\"\n"
-        );
+             [[source]]\nname = \"l\"\ntype = \"list\"\npath = \"list.txt\"\n";
         Arc::new(crate::config::parse(text, Some(&dir.join("geogate.toml"))).unwrap())
     }
 
