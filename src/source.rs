@@ -130,9 +130,13 @@ impl fmt::Display for LineErrors<'_> {
 
 /// Lower-case hex SHA-256 of `bytes`.
 fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of a digest.
+fn hex(digest: &[u8]) -> String {
     use fmt::Write;
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(64);
+    let mut hex = String::with_capacity(2 * digest.len());
     for b in digest {
         // Writing to a String cannot fail.
         let _ = write!(hex, "{b:02x}");

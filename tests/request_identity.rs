@@ -18,7 +18,6 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// RU client 203.0.113.7, DE client 192.0.2.7 (see `GEO_SOURCES`), via trusted XFF.
@@ -77,14 +76,7 @@ methods = ["POST"]
 /// server close (HTTP/1.0, or `Connection: close`); a connection left open fails the test
 /// instead of passing as an empty answer.
 async fn exchange(addr: SocketAddr, request: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("the proxy left the connection open")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
+    let text = raw_closed(addr, request, Duration::from_secs(10)).await;
     let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status line in {text:?}"));
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
     (status, body)

@@ -56,17 +56,10 @@ async fn reload_with(p: &Proxy, up: &Upstream, text: &str) -> Value {
     serde_json::from_slice(&body).unwrap_or_else(|e| panic!("reload answer is not JSON ({e}): {body:?}"))
 }
 
-/// Raw bytes on a fresh connection; the whole answer once the proxy closes. A connection the
-/// proxy leaves open fails the test instead of reading as an empty answer.
+/// Raw bytes on a fresh connection; the whole answer once the proxy closes (a connection left
+/// open fails the test).
 async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("the proxy left the connection open")
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+    raw_closed(addr, request, Duration::from_secs(10)).await
 }
 
 fn get_with(path: &str, xff: &str, extra: &str) -> Vec<u8> {

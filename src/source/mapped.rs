@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use memmap2::Mmap;
 use sha2::{Digest, Sha256};
 
+use super::hex;
+
 /// A private, read-only mapping of a copy of a file (or, failing that, a heap copy).
 #[derive(Debug)]
 pub struct MappedFile {
@@ -111,15 +113,6 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         }
     }
     Ok(hex(hasher.finalize().as_slice()))
-}
-
-fn hex(digest: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 /// Maps `file` read-only.

@@ -240,6 +240,11 @@ fn walk(
         }
         Ok(())
     };
+    let gap_error = |e| match e {
+        Gap::Source(e) => e,
+        Gap::Mmdb(e) => mmdb_error(e),
+        Gap::Sink(e) => corrupt(e),
+    };
     for item in walk {
         let lookup = item.map_err(mmdb_error)?;
         if ipv6_db {
@@ -247,24 +252,15 @@ fn walk(
                 IpAddr::V4(a) => u128::from(u32::from(a)),
                 IpAddr::V6(a) => u128::from(a),
             };
-            fill_gap(&reader, &mut cursor, first, sink, &mut |l, c, s| visit(l, true, c, s)).map_err(|e| match e {
-                Gap::Source(e) => e,
-                Gap::Mmdb(e) => mmdb_error(e),
-                Gap::Sink(e) => corrupt(e),
-            })?;
+            if let Some(last) = first.checked_sub(1) {
+                fill_gap(&reader, &mut cursor, last, sink, &mut |l, c, s| visit(l, true, c, s)).map_err(gap_error)?;
+            }
         }
         visit(lookup, false, &mut cursor, sink)?;
     }
     if ipv6_db {
-        if let Some(next) = cursor.next {
-            // The skipped space runs to the top of the address space.
-            let mut c = Cursor { next: Some(next) };
-            fill_gap_to_end(&reader, &mut c, sink, &mut |l, c, s| visit(l, true, c, s)).map_err(|e| match e {
-                Gap::Source(e) => e,
-                Gap::Mmdb(e) => mmdb_error(e),
-                Gap::Sink(e) => corrupt(e),
-            })?;
-        }
+        // The skipped space may run to the top of the address space.
+        fill_gap(&reader, &mut cursor, u128::MAX, sink, &mut |l, c, s| visit(l, true, c, s)).map_err(gap_error)?;
     }
     if counts == (0, 0) {
         return Err(SourceError::NoNetworks { origin: origin.to_owned() });
@@ -307,36 +303,19 @@ enum Gap {
 
 type Visit<'v, 'r> = dyn FnMut(LookupResult<'r, &'r [u8]>, &mut Cursor, &mut dyn Sink) -> Result<(), SourceError> + 'v;
 
-/// Fills the IPv6 space the walk skipped before `first` (alias subtrees).
+/// Fills the IPv6 space the walk skipped from the cursor up to `last` (alias subtrees).
 fn fill_gap<'r>(
     reader: &'r Reader<&'r [u8]>,
     cursor: &mut Cursor,
-    first: u128,
+    last: u128,
     sink: &mut dyn Sink,
     visit: &mut Visit<'_, 'r>,
 ) -> Result<(), Gap> {
-    let Some(start) = cursor.next else { return Ok(()) };
-    if first <= start {
-        return Ok(());
-    }
-    for (base, len) in cidrs(start, first - 1) {
+    let Some(start) = cursor.next.filter(|&s| s <= last) else { return Ok(()) };
+    for (base, len) in cidrs(start, last) {
         alias(reader, base, len, sink, visit, cursor)?;
     }
-    cursor.next = Some(first);
-    Ok(())
-}
-
-fn fill_gap_to_end<'r>(
-    reader: &'r Reader<&'r [u8]>,
-    cursor: &mut Cursor,
-    sink: &mut dyn Sink,
-    visit: &mut Visit<'_, 'r>,
-) -> Result<(), Gap> {
-    let Some(start) = cursor.next else { return Ok(()) };
-    for (base, len) in cidrs(start, u128::MAX) {
-        alias(reader, base, len, sink, visit, cursor)?;
-    }
-    cursor.next = None;
+    cursor.next = last.checked_add(1);
     Ok(())
 }
 
