@@ -8,7 +8,8 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use crate::geo::Answer;
+use crate::config::DbFormat;
+use crate::geo::{Answer, GeoRecord};
 use crate::snapshot::Snapshot;
 use crate::table::GeoTable;
 
@@ -22,10 +23,22 @@ pub struct LookupSummary {
 /// Output format for `lookup` and `explain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// `ip<TAB>country<TAB>subdivision<TAB>lists`, `-` where none.
+    /// `ip<TAB>country<TAB>subdivision<TAB>lists<TAB>asn`, `-` where none.
     Text,
     /// One JSON object per line.
     Json,
+    /// [`Json`](Self::Json) plus each database source's own answer (`sources`).
+    JsonWithSources,
+}
+
+/// Whether the file at `path` is a MaxMind DB or a range file, from its first bytes: gzip, or
+/// text whose first data line starts with two addresses, is a range file; anything else is
+/// read as a MaxMind DB (whose reader then names what is wrong with it).
+pub fn detect_format(path: &std::path::Path) -> io::Result<DbFormat> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(8192);
+    std::fs::File::open(path)?.take(8192).read_to_end(&mut head)?;
+    Ok(if crate::source::ranges::sniff(&head) { DbFormat::Ranges } else { DbFormat::Mmdb })
 }
 
 /// Parses one address strictly: no octal, hex, short or integer IPv4 forms, no zone ids,
@@ -117,13 +130,18 @@ fn write_answer<W: Write>(
         Format::Text => {
             let country = a.geo.country.as_ref().map_or("-", |c| c.as_str());
             let sub = a.geo.subdivision.as_deref().unwrap_or("-");
-            match table.list_label(a) {
-                Some(lists) => writeln!(out, "{text}\t{country}\t{sub}\t{lists}"),
-                None => writeln!(out, "{text}\t{country}\t{sub}\t-"),
+            let lists = table.list_label(a);
+            let lists = lists.as_deref().unwrap_or("-");
+            match a.geo.asn {
+                Some(asn) => writeln!(out, "{text}\t{country}\t{sub}\t{lists}\t{asn}"),
+                None => writeln!(out, "{text}\t{country}\t{sub}\t{lists}\t-"),
             }
         }
-        Format::Json => {
+        Format::Json | Format::JsonWithSources => {
             let mut v = answer_json(snapshot, a);
+            if format == Format::JsonWithSources {
+                v["sources"] = sources_json(snapshot, a);
+            }
             v["ip"] = json!(text);
             v["canonical"] = json!(ip.to_canonical().to_string());
             writeln!(out, "{v}")
@@ -134,16 +152,38 @@ fn write_answer<W: Write>(
 /// What the table says about an address, as a JSON object (shared by `lookup --json` and
 /// `explain`).
 pub fn answer_json(snapshot: &Snapshot, a: &Answer) -> serde_json::Value {
+    let mut v = record_json(&a.geo);
+    v["source"] = json!(a.source.and_then(|s| snapshot.provenance.get(s as usize)).map(|p| p.name.as_str()));
+    v["lists"] = json!(a.lists.ids().filter_map(|i| snapshot.table.list_name(i)).collect::<Vec<_>>());
+    v
+}
+
+/// One record's fields as a JSON object.
+pub fn record_json(g: &GeoRecord) -> serde_json::Value {
     json!({
-        "source": a.source.and_then(|s| snapshot.provenance.get(s as usize)).map(|p| p.name.as_str()),
-        "country": a.geo.country.map(|c| c.to_string()),
-        "subdivision": a.geo.subdivision.as_deref(),
-        "registered_country": a.geo.registered_country.map(|c| c.to_string()),
-        "represented_country": a.geo.represented_country.map(|c| c.to_string()),
-        "anonymous_proxy": a.geo.anonymous_proxy,
-        "satellite_provider": a.geo.satellite_provider,
-        "lists": a.lists.ids().filter_map(|i| snapshot.table.list_name(i)).collect::<Vec<_>>(),
+        "country": g.country.map(|c| c.to_string()),
+        "subdivision": g.subdivision.as_deref(),
+        "registered_country": g.registered_country.map(|c| c.to_string()),
+        "represented_country": g.represented_country.map(|c| c.to_string()),
+        "anonymous_proxy": g.anonymous_proxy,
+        "satellite_provider": g.satellite_provider,
+        "asn": g.asn,
+        "as_org": g.as_org.as_deref(),
     })
+}
+
+/// Each database source's own answer, keyed by source name (`null` where it has no data).
+pub fn sources_json(snapshot: &Snapshot, a: &Answer) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (i, (source, p)) in snapshot.config.sources.iter().zip(&snapshot.provenance).enumerate() {
+        if p.kind == "list" {
+            continue;
+        }
+        let Ok(i) = u16::try_from(i) else { continue };
+        let view = a.views.iter().find(|v| v.source == i).map(|v| record_json(&v.geo));
+        out.insert(source.name.clone(), view.unwrap_or(serde_json::Value::Null));
+    }
+    serde_json::Value::Object(out)
 }
 
 /// The human summary printed by `geogate check`.

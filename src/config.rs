@@ -243,6 +243,46 @@ pub fn parse_upstream_arg(arg: &str) -> Result<Uri, ConfigError> {
     Ok(uri)
 }
 
+/// A database named on the command line (`--db FILE`), in the format its content shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbArg {
+    pub path: PathBuf,
+    pub format: DbFormat,
+}
+
+/// What a `--db` file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbFormat {
+    Mmdb,
+    /// A range file (CSV/TSV, maybe gzip).
+    Ranges,
+}
+
+/// A source name from a file name: its stem (before `.mmdb`, `.csv`, `.csv.gz`...), other
+/// characters than `A-Z a-z 0-9 - _ .` replaced by `_`, at most 64 characters.
+fn source_name_of(path: &Path) -> String {
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut stem = file.as_str();
+    for ext in [".gz", ".mmdb", ".csv", ".tsv", ".txt"] {
+        stem = stem.strip_suffix(ext).unwrap_or(stem);
+    }
+    let name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).take(60).collect();
+    if name.is_empty() {
+        "db".to_owned()
+    } else {
+        name
+    }
+}
+
+/// `name`, or `name-2`, `name-3`... for the first that `taken` refuses.
+fn unique_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(name) {
+        return name.to_owned();
+    }
+    (2..).map(|i| format!("{name}-{i}")).find(|n| !taken(n)).unwrap_or_else(|| name.to_owned())
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
@@ -270,17 +310,20 @@ impl Config {
 
     /// `--db FILE ... --list NAME=FILE ...`: the built-in defaults with these sources instead
     /// of the shipped database (databases first, then lists, so lists override).
-    pub fn from_sources(dbs: &[PathBuf], lists: &[(String, PathBuf)]) -> Result<Self, ConfigErrors> {
+    pub fn from_sources(dbs: &[DbArg], lists: &[(String, PathBuf)]) -> Result<Self, ConfigErrors> {
         let mut errors = Vec::new();
         if lists.len() > crate::geo::MAX_LISTS {
             errors.push(ConfigError::new("--list", format!("more than {} lists", crate::geo::MAX_LISTS)));
         }
         let mut sources = Vec::new();
-        for (i, db) in dbs.iter().enumerate() {
-            sources.push(SourceConfig {
-                name: if i == 0 { "db".to_owned() } else { format!("db{}", i + 1) },
-                kind: SourceKind::Mmdb { location: Location::Path(db.clone()), schema: MmdbSchema::Auto },
-            });
+        for db in dbs {
+            let location = Location::Path(db.path.clone());
+            let kind = match db.format {
+                DbFormat::Mmdb => SourceKind::Mmdb { location, schema: MmdbSchema::Auto },
+                DbFormat::Ranges => SourceKind::Ranges { location, layout: RangeLayout::Auto },
+            };
+            let name = unique_name(&source_name_of(&db.path), |n| sources.iter().any(|s: &SourceConfig| s.name == n));
+            sources.push(SourceConfig { name, kind });
         }
         for (name, path) in lists {
             if !valid_name(name) {

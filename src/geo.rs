@@ -3,8 +3,29 @@
 //! A leaf module: plain values, no I/O. `GeoRecord` is what a source says about a network;
 //! `ListSet` says which named CIDR lists contain an address; `Answer` is what the table
 //! returns for an address (both, plus which source gave the geo data).
+//!
+//! # Layering, field by field
+//! Sources apply in configuration order and a later source overrides only the fields it has
+//! ([`GeoRecord::overlay`]). The fields travel in groups, so an answer never mixes one
+//! database's country with another's region:
+//! - location: `country` with its `subdivision` (a source that gives a country replaces
+//!   both, so `UA` from one database never carries `RU:Krasnodar Krai` from another; a source
+//!   with a subdivision but no country is the same as one with both);
+//! - `registered_country` and `represented_country`, each on its own;
+//! - the operator: `asn` with its `as_org`;
+//! - the flags `anonymous_proxy` and `satellite_provider`: set if any source sets them.
+//!
+//! # Subdivisions
+//! A subdivision is an ISO 3166-2 code (`UA-43`) where the database gives one, else the
+//! database's own name under its country (`RU:Crimea`, `UA:Donetsk`). [`subdivision_matches`]
+//! compares a rule's entry with either form: codes ASCII case-insensitively, names case- and
+//! accent-insensitively (`ua:kyiv` is `UA:Kyïv`), without allocating.
 
 use std::fmt;
+use std::sync::Arc;
+
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
 
 /// An ISO 3166-1 alpha-2 country code, stored as two upper-case ASCII letters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,12 +41,18 @@ pub struct GeoRecord {
     pub registered_country: Option<CountryCode>,
     /// Whom it serves, e.g. a military base abroad (GeoIP2 `represented_country.iso_code`).
     pub represented_country: Option<CountryCode>,
-    /// The most specific ISO 3166-2 subdivision as a full code, e.g. `UA-43`.
-    pub subdivision: Option<Box<str>>,
+    /// The most specific subdivision: a full ISO 3166-2 code (`UA-43`), or `CC:Name` where
+    /// the database names it without a code (`RU:Crimea`).
+    pub subdivision: Option<Arc<str>>,
     /// GeoIP2 `traits.is_anonymous_proxy`.
     pub anonymous_proxy: bool,
     /// GeoIP2 `traits.is_satellite_provider`.
     pub satellite_provider: bool,
+    /// The autonomous system announcing the network (`autonomous_system_number`).
+    pub asn: Option<u32>,
+    /// The organisation operating that AS (`autonomous_system_organization`), shared between
+    /// the records that name it.
+    pub as_org: Option<Arc<str>>,
 }
 
 /// Which named lists contain an address: bit `i` is the list with id `i`.
@@ -42,9 +69,33 @@ pub struct Answer {
     pub geo: GeoRecord,
     /// Every list containing the address.
     pub lists: ListSet,
-    /// Index (in configuration order) of the source that supplied `geo`; `None` = no data.
+    /// Index (in configuration order) of the source that supplied the location in `geo` (or,
+    /// with no location, the last one that gave any field); `None` = no data.
     pub source: Option<u16>,
+    /// Each database source's own answer, for those with data here, in configuration order:
+    /// what a rule's `view` tests and `explain` shows.
+    pub views: Arc<[SourceView]>,
 }
+
+/// One database source's own answer for an address, before layering.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SourceView {
+    /// Index of the source in configuration order.
+    pub source: u16,
+    pub geo: Arc<GeoRecord>,
+}
+
+/// The record that says nothing, for views of a source without data.
+pub static EMPTY_RECORD: GeoRecord = GeoRecord {
+    country: None,
+    registered_country: None,
+    represented_country: None,
+    subdivision: None,
+    anonymous_proxy: false,
+    satellite_provider: false,
+    asn: None,
+    as_org: None,
+};
 
 // === impl CountryCode ===
 
@@ -77,6 +128,15 @@ impl fmt::Display for CountryCode {
     }
 }
 
+// === impl Answer ===
+
+impl Answer {
+    /// What source `source` itself says here (the empty record where it has no data).
+    pub fn view_of(&self, source: u16) -> &GeoRecord {
+        self.views.iter().find(|v| v.source == source).map_or(&EMPTY_RECORD, |v| &v.geo)
+    }
+}
+
 // === impl GeoRecord ===
 
 impl GeoRecord {
@@ -84,6 +144,68 @@ impl GeoRecord {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+
+    /// True when the record places the address somewhere (a country or a subdivision).
+    pub fn has_location(&self) -> bool {
+        self.country.is_some() || self.subdivision.is_some()
+    }
+
+    /// `self` with the fields `later` has laid over it (see the module doc).
+    pub fn overlay(&self, later: &GeoRecord) -> GeoRecord {
+        let (country, subdivision) = if later.has_location() {
+            (later.country, later.subdivision.clone())
+        } else {
+            (self.country, self.subdivision.clone())
+        };
+        let (asn, as_org) = if later.asn.is_some() || later.as_org.is_some() {
+            (later.asn, later.as_org.clone())
+        } else {
+            (self.asn, self.as_org.clone())
+        };
+        GeoRecord {
+            country,
+            subdivision,
+            registered_country: later.registered_country.or(self.registered_country),
+            represented_country: later.represented_country.or(self.represented_country),
+            anonymous_proxy: self.anonymous_proxy || later.anonymous_proxy,
+            satellite_provider: self.satellite_provider || later.satellite_provider,
+            asn,
+            as_org,
+        }
+    }
+}
+
+/// The subdivision shown for a database's own region name under `country`: `CC:Name`, the name
+/// trimmed. `None` for an empty name.
+pub fn named_subdivision(country: CountryCode, name: &str) -> Option<Arc<str>> {
+    let name = name.trim();
+    (!name.is_empty()).then(|| Arc::from(format!("{country}:{name}")))
+}
+
+/// Whether a rule's subdivision entry (`UA-43` or `CC:Name`) names the record's subdivision.
+/// Codes compare ASCII case-insensitively; names case- and accent-insensitively.
+pub fn subdivision_matches(rule: &str, record: &str) -> bool {
+    match (rule.split_once(':'), record.split_once(':')) {
+        (None, None) => rule.eq_ignore_ascii_case(record),
+        (Some((rc, rn)), Some((cc, name))) => rc.eq_ignore_ascii_case(cc) && fold(rn).eq(fold(name)),
+        _ => false,
+    }
+}
+
+/// A name's characters decomposed, without accents, lower-cased: what two spellings of a
+/// region name must share to be the same name.
+fn fold(name: &str) -> impl Iterator<Item = char> + '_ {
+    name.trim().chars().nfd().filter(|&d| !is_combining_mark(d)).flat_map(char::to_lowercase)
+}
+
+/// An AS number written as a rule entry: `13238` or `AS13238` (any case). `None` for anything
+/// else or a number beyond 32 bits.
+pub fn parse_asn(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix("AS").or_else(|| s.strip_prefix("as")).or_else(|| s.strip_prefix("As")).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 // === impl ListSet ===
@@ -118,6 +240,52 @@ mod tests {
         assert_eq!(CountryCode::parse("ru").map(|c| c.to_string()), Some("RU".into()));
         for bad in ["", "R", "RUS", "R1", "é", "R "] {
             assert!(CountryCode::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn overlay_keeps_location_fields_together() {
+        let city = GeoRecord {
+            country: CountryCode::parse("RU"),
+            subdivision: Some("RU:Krasnodar Krai".into()),
+            ..GeoRecord::default()
+        };
+        let asn = GeoRecord { asn: Some(12389), as_org: Some("Rostelecom".into()), ..GeoRecord::default() };
+        let both = city.overlay(&asn);
+        assert_eq!(both.country, city.country);
+        assert_eq!(both.subdivision, city.subdivision);
+        assert_eq!(both.asn, Some(12389));
+        let ua = GeoRecord { country: CountryCode::parse("UA"), ..GeoRecord::default() };
+        let moved = both.overlay(&ua);
+        assert_eq!((moved.country, moved.subdivision.as_deref()), (ua.country, None));
+        assert_eq!(moved.as_org.as_deref(), Some("Rostelecom"));
+        assert_eq!(GeoRecord::default().overlay(&city), city);
+        assert_eq!(city.overlay(&GeoRecord::default()), city);
+    }
+
+    #[test]
+    fn subdivision_forms() {
+        assert!(subdivision_matches("ua-43", "UA-43"));
+        assert!(!subdivision_matches("UA-43", "UA-40"));
+        assert!(subdivision_matches("ru:crimea", "RU:Crimea"));
+        assert!(subdivision_matches("UA:Kyiv", "UA:Kyïv"));
+        assert!(subdivision_matches("UA:  Donetsk ", "UA:Donetsk"));
+        assert!(!subdivision_matches("UA:Crimea", "RU:Crimea"));
+        assert!(!subdivision_matches("UA-43", "UA:Crimea"));
+        assert!(!subdivision_matches("RU:Crimea", "RU:Crimean"));
+        assert_eq!(
+            named_subdivision(CountryCode::parse("ru").unwrap_or(CountryCode([b'X'; 2])), " Crimea ").as_deref(),
+            Some("RU:Crimea")
+        );
+    }
+
+    #[test]
+    fn asn_forms() {
+        assert_eq!(parse_asn("13238"), Some(13238));
+        assert_eq!(parse_asn("AS12389"), Some(12389));
+        assert_eq!(parse_asn("as0"), Some(0));
+        for bad in ["", "AS", "AS-1", "4294967296", "12a", " 1", "ASN1"] {
+            assert_eq!(parse_asn(bad), None, "{bad:?}");
         }
     }
 

@@ -14,11 +14,12 @@
 //! | [`admin`] | admin listener: metrics, health, reload, explain |
 //! | [`reload`] | reload triggers, compile off the request path, compare, store |
 //! | [`cli`] | the `lookup`, `check` and `explain` commands (text and JSON output) |
+//! | [`diff`] | `geogate diff`: where a candidate snapshot changes verdicts, over the whole space |
 //! | [`snapshot`] | `Snapshot` and `compile(&Config) -> Snapshot` |
 //! | [`policy`] | rules to verdict; pure |
 //! | [`proxy_protocol`] | PROXY protocol v1/v2 header reader; pure parser plus a bounded async read |
 //! | [`client_ip`] | peer + forwarding headers + trusted CIDRs to a canonical client IP; pure |
-//! | [`source`] | mmdb and CIDR-list readers producing `(network, GeoRecord)` data |
+//! | [`source`] | mmdb, range-file and CIDR-list readers producing `(network, GeoRecord)` data |
 //! | [`table`] | the immutable IPv4/IPv6 longest-prefix table; no I/O, no async |
 //! | [`host`] | `Host` values: valid forms and the canonical one judged and forwarded; pure |
 //! | [`config`] | `geogate.toml -> FileConfig -> Config`, every error with key and position |
@@ -32,6 +33,7 @@ pub mod app;
 pub mod cli;
 pub mod client_ip;
 pub mod config;
+pub mod diff;
 pub mod geo;
 pub mod host;
 pub mod metrics;

@@ -50,7 +50,9 @@ enum Command {
     Lookup {
         #[arg(long, short, conflicts_with_all = ["db", "list"])]
         config: Option<PathBuf>,
-        /// A MaxMind DB file (repeatable; later overrides earlier).
+        /// A database file: MaxMind DB of any supported schema, or a range file (CSV/TSV,
+        /// maybe gzip), detected by content; each becomes a source named after the file
+        /// (repeatable; later sources override earlier ones field by field).
         #[arg(long)]
         db: Vec<PathBuf>,
         /// A named CIDR list, NAME=FILE (repeatable).
@@ -59,7 +61,31 @@ enum Command {
         /// One JSON object per line instead of tab-separated text.
         #[arg(long)]
         json: bool,
+        /// With --json: each database source's own answer too.
+        #[arg(long, requires = "json")]
+        sources: bool,
         ips: Vec<String>,
+    },
+    /// Where a candidate configuration (new database or policy) changes verdicts, compared
+    /// with the live one over the whole address space, exactly.
+    Diff {
+        /// The configuration running now.
+        #[arg(long)]
+        config: PathBuf,
+        /// The configuration to compare it with.
+        #[arg(long)]
+        candidate: PathBuf,
+        /// The request judged, "METHOD PATH".
+        #[arg(long, default_value = "GET /")]
+        request: String,
+        /// The request's host; without it, rules that name hosts do not apply.
+        #[arg(long)]
+        host: Option<String>,
+        /// Example CIDRs per group of changes.
+        #[arg(long, default_value_t = 3)]
+        examples: usize,
+        #[arg(long)]
+        json: bool,
     },
     /// Which data matches an address and which rule decides, and why.
     Explain {
@@ -93,7 +119,17 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config, listen, upstream } => run(config, listen, upstream),
         Command::Check { config } => check(config),
-        Command::Lookup { config, db, list, json, ips } => lookup(config, db, list, json, ips),
+        Command::Diff { config, candidate, request, host, examples, json } => {
+            diff(config, candidate, &request, host, examples, json)
+        }
+        Command::Lookup { config, db, list, json, sources, ips } => {
+            let format = match (json, sources) {
+                (true, true) => Format::JsonWithSources,
+                (true, false) => Format::Json,
+                _ => Format::Text,
+            };
+            lookup(config, db, list, format, ips)
+        }
         Command::Explain { config, ip, host, path, method, json } => explain(config, ip, host, path, method, json),
     }
 }
@@ -149,7 +185,7 @@ fn check(path: PathBuf) -> ExitCode {
     }
 }
 
-fn lookup(config: Option<PathBuf>, db: Vec<PathBuf>, list: Vec<String>, json: bool, ips: Vec<String>) -> ExitCode {
+fn lookup(config: Option<PathBuf>, db: Vec<PathBuf>, list: Vec<String>, format: Format, ips: Vec<String>) -> ExitCode {
     let cfg = if config.is_none() && (!db.is_empty() || !list.is_empty()) {
         let mut lists = Vec::with_capacity(list.len());
         for l in &list {
@@ -161,7 +197,17 @@ fn lookup(config: Option<PathBuf>, db: Vec<PathBuf>, list: Vec<String>, json: bo
                 }
             }
         }
-        match Config::from_sources(&db, &lists) {
+        let mut dbs = Vec::with_capacity(db.len());
+        for path in db {
+            match cli::detect_format(&path) {
+                Ok(format) => dbs.push(config::DbArg { path, format }),
+                Err(e) => {
+                    eprintln!("--db {}: cannot read: {e}", path.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            }
+        }
+        match Config::from_sources(&dbs, &lists) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("{e}");
@@ -178,7 +224,6 @@ fn lookup(config: Option<PathBuf>, db: Vec<PathBuf>, list: Vec<String>, json: bo
         Ok(s) => s,
         Err(code) => return code,
     };
-    let format = if json { Format::Json } else { Format::Text };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
     let stderr = io::stderr();
@@ -199,6 +244,54 @@ fn lookup(config: Option<PathBuf>, db: Vec<PathBuf>, list: Vec<String>, json: bo
             ExitCode::from(1)
         }
     }
+}
+
+fn diff(
+    live: PathBuf,
+    candidate: PathBuf,
+    request: &str,
+    host: Option<String>,
+    examples: usize,
+    json: bool,
+) -> ExitCode {
+    let Some((method, path)) = request.trim().split_once(' ') else {
+        eprintln!("--request {request:?}: expected \"METHOD PATH\", e.g. \"POST /signup\"");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+        eprintln!("--request {request:?}: {method:?} is not an HTTP method");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let path = path.trim();
+    if !path.starts_with('/') {
+        eprintln!("--request {request:?}: the path must start with /");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let mut snapshots = Vec::with_capacity(2);
+    for file in [live, candidate] {
+        let cfg = match load_config(Some(file)) {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        match compile(cfg) {
+            Ok(s) => snapshots.push(s),
+            Err(code) => return code,
+        }
+    }
+    let req = geogate::diff::DiffRequest { method, path: path.to_owned(), host };
+    let report = geogate::diff::diff(&snapshots[0], &snapshots[1], &req, examples);
+    if json {
+        match serde_json::to_string(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("geogate diff: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        print!("{}", report.to_text());
+    }
+    ExitCode::SUCCESS
 }
 
 fn explain(config: PathBuf, ip: String, host: Option<String>, path: String, method: String, json: bool) -> ExitCode {

@@ -47,8 +47,10 @@ use std::fmt;
 
 use http::Method;
 
-use crate::config::{ActionConfig, BlockResponse, PathMatch, PolicyConfig, TagHeaders, TagKind, MAX_DRY_RUN_RULES};
-use crate::geo::{Answer, CountryCode, ListSet, MAX_LISTS};
+use crate::config::{
+    ActionConfig, BlockResponse, GeoView, PathMatch, PolicyConfig, TagHeaders, TagKind, MAX_DRY_RUN_RULES,
+};
+use crate::geo::{subdivision_matches, Answer, CountryCode, GeoRecord, ListSet, EMPTY_RECORD, MAX_LISTS};
 
 mod path;
 mod pattern;
@@ -125,6 +127,10 @@ pub enum Criterion {
     RegisteredCountry(CountryCode),
     /// List id.
     List(u8),
+    /// The AS number matched.
+    Asn(u32),
+    /// Index into the rule's organisation globs.
+    AsOrg(u16),
     AnonymousProxy,
     SatelliteProvider,
     Unknown,
@@ -140,6 +146,8 @@ pub enum PolicyError {
     TooManyDryRunRules(usize),
     #[error("{0} block responses; at most 65535 are supported")]
     TooManyBlockResponses(usize),
+    #[error("rule `{rule}`: no database source named `{source_name}` for its view")]
+    UnknownSource { rule: String, source_name: String },
 }
 
 /// The whole evaluation of one request, for `geogate explain` and the admin endpoint.
@@ -192,10 +200,24 @@ struct GeoMatch {
     countries: Vec<CountryCode>,
     subdivisions: Vec<Box<str>>,
     registered: Vec<CountryCode>,
+    asns: Vec<u32>,
+    /// Lower-case globs.
+    as_orgs: Vec<Box<str>>,
     lists: ListSet,
     anonymous_proxy: bool,
     satellite_provider: bool,
     unknown: bool,
+    view: View,
+}
+
+/// A rule's [`GeoView`] with the source name resolved to its index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum View {
+    #[default]
+    Layered,
+    Any,
+    All,
+    Source(u16),
 }
 
 /// Why the request part of a rule failed.
@@ -207,8 +229,14 @@ enum Miss {
 }
 
 /// Compiles a policy. `list_names` are the list sources in list-id order
-/// (`Config::list_names()`).
+/// (`Config::list_names()`). A rule whose view names a source fails here: use
+/// [`compile_for`].
 pub fn compile(cfg: &PolicyConfig, list_names: &[String]) -> Result<Policy, PolicyError> {
+    compile_for(cfg, list_names, &[])
+}
+
+/// [`compile`] with every source's name in configuration order, so that views can name them.
+pub fn compile_for(cfg: &PolicyConfig, list_names: &[String], source_names: &[String]) -> Result<Policy, PolicyError> {
     if list_names.len() > MAX_LISTS {
         return Err(PolicyError::TooManyLists(list_names.len()));
     }
@@ -244,6 +272,17 @@ pub fn compile(cfg: &PolicyConfig, list_names: &[String]) -> Result<Policy, Poli
             lists = lists.with(id);
         }
         let m = &r.matcher;
+        let view = match &m.view {
+            GeoView::Layered => View::Layered,
+            GeoView::Any => View::Any,
+            GeoView::All => View::All,
+            GeoView::Source(name) => source_names
+                .iter()
+                .position(|n| n == name)
+                .and_then(|i| u16::try_from(i).ok())
+                .map(View::Source)
+                .ok_or_else(|| PolicyError::UnknownSource { rule: r.name.clone(), source_name: name.clone() })?,
+        };
         rules.push(Rule {
             name: r.name.as_str().into(),
             action,
@@ -252,6 +291,9 @@ pub fn compile(cfg: &PolicyConfig, list_names: &[String]) -> Result<Policy, Poli
                 countries: m.countries.clone(),
                 subdivisions: m.subdivisions.iter().map(|s| s.to_ascii_uppercase().into()).collect(),
                 registered: m.registered_countries.clone(),
+                asns: m.asns.clone(),
+                as_orgs: m.as_orgs.iter().map(|g| g.to_lowercase().into()).collect(),
+                view,
                 lists,
                 anonymous_proxy: m.anonymous_proxy,
                 satellite_provider: m.satellite_provider,
@@ -350,6 +392,11 @@ impl Policy {
                     self.rules.get(rule).and_then(|r| r.geo.subdivisions.get(usize::from(i))).map_or("?", |s| &**s);
                 format!("subdivision={sub}")
             }
+            Criterion::Asn(n) => format!("asn=AS{n}"),
+            Criterion::AsOrg(i) => {
+                let glob = self.rules.get(rule).and_then(|r| r.geo.as_orgs.get(usize::from(i))).map_or("?", |s| &**s);
+                format!("as_org={glob}")
+            }
             Criterion::List(id) => {
                 format!("list={}", self.list_name(usize::from(id)).unwrap_or("?"))
             }
@@ -442,6 +489,8 @@ impl GeoMatch {
         self.countries.is_empty()
             && self.subdivisions.is_empty()
             && self.registered.is_empty()
+            && self.asns.is_empty()
+            && self.as_orgs.is_empty()
             && self.lists.is_empty()
             && !self.anonymous_proxy
             && !self.satellite_provider
@@ -461,13 +510,39 @@ impl GeoMatch {
             // Lowest id first; trailing_zeros of a non-zero u64 is below 64.
             return u8::try_from(hits.trailing_zeros()).ok().map(Criterion::List);
         }
-        let g = &a.geo;
+        match self.view {
+            View::Layered => self.matches_record(&a.geo),
+            View::Source(source) => self.matches_record(a.view_of(source)),
+            View::Any if a.views.is_empty() => self.matches_record(&EMPTY_RECORD),
+            View::Any => a.views.iter().find_map(|v| self.matches_record(&v.geo)),
+            View::All if a.views.is_empty() => self.matches_record(&EMPTY_RECORD),
+            View::All => {
+                let mut first = None;
+                for v in a.views.iter() {
+                    let c = self.matches_record(&v.geo)?;
+                    first.get_or_insert(c);
+                }
+                first
+            }
+        }
+    }
+
+    /// The geo criterion (other than lists) that `g` matches, if any.
+    fn matches_record(&self, g: &GeoRecord) -> Option<Criterion> {
         if let Some(c) = g.country.filter(|c| self.countries.contains(c)) {
             return Some(Criterion::Country(c));
         }
         if let Some(sub) = &g.subdivision {
-            if let Some(i) = self.subdivisions.iter().position(|s| s.eq_ignore_ascii_case(sub)) {
+            if let Some(i) = self.subdivisions.iter().position(|s| subdivision_matches(s, sub)) {
                 return u16::try_from(i).ok().map(Criterion::Subdivision);
+            }
+        }
+        if let Some(n) = g.asn.filter(|n| self.asns.contains(n)) {
+            return Some(Criterion::Asn(n));
+        }
+        if let Some(org) = &g.as_org {
+            if let Some(i) = self.as_orgs.iter().position(|glob| pattern::glob_matches_ignore_case(glob, org)) {
+                return u16::try_from(i).ok().map(Criterion::AsOrg);
             }
         }
         if let Some(c) = g.registered_country.filter(|c| self.registered.contains(c)) {
@@ -528,6 +603,7 @@ impl TagSet {
             TagKind::Subdivision => 2,
             TagKind::Restricted => 4,
             TagKind::Rule => 8,
+            TagKind::Asn => 16,
         }
     }
 
@@ -543,9 +619,9 @@ impl TagSet {
         self.0 == 0
     }
 
-    /// In a fixed order: country, subdivision, restricted, rule.
+    /// In a fixed order: country, subdivision, restricted, rule, asn.
     pub fn iter(self) -> impl Iterator<Item = TagKind> {
-        [TagKind::Country, TagKind::Subdivision, TagKind::Restricted, TagKind::Rule]
+        [TagKind::Country, TagKind::Subdivision, TagKind::Restricted, TagKind::Rule, TagKind::Asn]
             .into_iter()
             .filter(move |k| self.contains(*k))
     }

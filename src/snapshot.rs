@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::{Config, ListLocation, Location, MmdbSchema, SourceKind};
+use crate::config::{Config, ListLocation, Location, MmdbSchema, RangeLayout, SourceKind};
 use crate::geo::{Answer, CountryCode};
 use crate::policy::Policy;
 use crate::source::mapped::{sha256_file, MappedFile};
-use crate::source::{cidr, mmdb, Provenance, SourceError};
+use crate::source::{cidr, mmdb, ranges, Provenance, SourceError};
 use crate::table::{BuildError, GeoTable, SourceLayer, TableBuilder};
 
 /// One immutable, consistent view: table + policy + the config they came from.
@@ -44,11 +44,18 @@ pub struct Snapshot {
 #[derive(Clone, Debug)]
 pub struct CachedLayer {
     pub path: PathBuf,
-    pub schema: MmdbSchema,
+    pub format: LayerFormat,
     /// The file as it was when read: an equal stamp means the same file, unread.
     pub stamp: Option<FileStamp>,
     pub layer: Arc<SourceLayer>,
     pub provenance: Provenance,
+}
+
+/// How a database source's file is read: part of what must be equal for a layer to be reused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerFormat {
+    Mmdb(MmdbSchema),
+    Ranges(RangeLayout),
 }
 
 /// Identity and version of a file without reading it: device, inode, size, mtime.
@@ -102,11 +109,11 @@ impl Snapshot {
         self.layers.lock().map_or(0, |l| l.iter().flatten().map(|c| c.layer.heap_bytes()).sum())
     }
 
-    /// The cached layer of source `name`, if it was read from `path` with `schema`.
-    fn cached(&self, name: &str, path: &Path, schema: &MmdbSchema) -> Option<CachedLayer> {
+    /// The cached layer of source `name`, if it was read from `path` the same way.
+    fn cached(&self, name: &str, path: &Path, format: &LayerFormat) -> Option<CachedLayer> {
         let layers = self.layers.lock().ok()?;
         let i = self.config.sources.iter().position(|s| s.name == name)?;
-        layers.get(i)?.as_ref().filter(|c| c.path == path && c.schema == *schema).cloned()
+        layers.get(i)?.as_ref().filter(|c| c.path == path && c.format == *format).cloned()
     }
 
     /// Drops the cached layer of source `name`: it is about to be rebuilt from a changed file.
@@ -150,9 +157,10 @@ pub fn unchanged(config: &Config, previous: &Snapshot) -> bool {
     let mut hashes: Vec<(String, String)> = Vec::with_capacity(config.sources.len());
     for source in &config.sources {
         let sha = match &source.kind {
-            SourceKind::Mmdb { location, schema } => {
+            SourceKind::Mmdb { location, .. } | SourceKind::Ranges { location, .. } => {
                 let path = location_path(location);
-                match previous.cached(&source.name, path, schema) {
+                let format = LayerFormat::of(&source.kind);
+                match format.and_then(|f| previous.cached(&source.name, path, &f)) {
                     Some(c) if c.stamp.is_some() && c.stamp == stamp(path) => Some(c.provenance.sha256.clone()),
                     _ => sha256_file(path).ok(),
                 }
@@ -252,9 +260,10 @@ fn compile_unreleased(
         let index = u16::try_from(index).unwrap_or(u16::MAX);
         let fail = |error| CompileProblem::Source { name: source.name.clone(), error };
         match &source.kind {
-            SourceKind::Mmdb { location, schema } => {
+            SourceKind::Mmdb { location, .. } | SourceKind::Ranges { location, .. } => {
                 let path = location_path(location);
-                match database_layer(&source.name, path, schema, previous) {
+                let format = LayerFormat::of(&source.kind).unwrap_or(LayerFormat::Mmdb(MmdbSchema::Auto));
+                match database_layer(&source.name, path, &format, previous) {
                     Ok(cached) if keep_layers => {
                         builder.add_layer(index, &cached.layer);
                         provenance.push(cached.provenance.clone());
@@ -294,7 +303,8 @@ fn compile_unreleased(
             }
         }
     }
-    let policy = match crate::policy::compile(&config.policy, &list_names) {
+    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    let policy = match crate::policy::compile_for(&config.policy, &list_names, &source_names) {
         Ok(p) => Some(p),
         Err(e) => {
             errors.push(CompileProblem::Policy(e.to_string()));
@@ -334,11 +344,11 @@ fn compile_unreleased(
 fn database_layer(
     name: &str,
     path: &Path,
-    schema: &MmdbSchema,
+    format: &LayerFormat,
     previous: Option<&Snapshot>,
 ) -> Result<CachedLayer, SourceError> {
     let before = stamp(path);
-    let cached = previous.and_then(|p| p.cached(name, path, schema));
+    let cached = previous.and_then(|p| p.cached(name, path, format));
     if let Some(c) = cached.as_ref().filter(|c| c.stamp.is_some() && c.stamp == before) {
         return Ok(c.clone());
     }
@@ -352,11 +362,27 @@ fn database_layer(
     if let Some(p) = previous {
         p.forget(name);
     }
-    let (layer, provenance) = mmdb::load_layer_bytes(name, &origin, file.bytes(), Some(file.sha256()), schema)?;
+    let (layer, provenance) = match format {
+        LayerFormat::Mmdb(schema) => mmdb::load_layer_bytes(name, &origin, file.bytes(), Some(file.sha256()), schema)?,
+        LayerFormat::Ranges(layout) => ranges::load_layer_bytes(name, &origin, file.bytes(), layout)?,
+    };
     // A file replaced while it was copied: the stamp taken before no longer names this
     // content, so it is not kept (the next reload reads the file again).
     let stamp = if stamp(path) == before { before } else { None };
-    Ok(CachedLayer { path: path.to_path_buf(), schema: schema.clone(), stamp, layer: Arc::new(layer), provenance })
+    Ok(CachedLayer { path: path.to_path_buf(), format: format.clone(), stamp, layer: Arc::new(layer), provenance })
+}
+
+// === impl LayerFormat ===
+
+impl LayerFormat {
+    /// How a database source is read; `None` for a list.
+    pub fn of(kind: &SourceKind) -> Option<Self> {
+        match kind {
+            SourceKind::Mmdb { schema, .. } => Some(Self::Mmdb(schema.clone())),
+            SourceKind::Ranges { layout, .. } => Some(Self::Ranges(layout.clone())),
+            SourceKind::List { .. } => None,
+        }
+    }
 }
 
 /// The local file a location reads from: the path, or a remote source's cache file.

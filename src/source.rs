@@ -14,6 +14,7 @@
 pub mod cidr;
 pub mod mapped;
 pub mod mmdb;
+pub mod ranges;
 
 use std::fmt;
 
@@ -84,6 +85,11 @@ pub enum SourceError {
     #[error("{origin}: {}", LineErrors(.errors))]
     List { origin: String, errors: Vec<LineError> },
 
+    /// A range file with bad lines: the first [`ranges::MAX_REPORTED_LINES`] found, by line,
+    /// and how many more there were.
+    #[error("{}", ranges::bad_lines(.origin, .errors, .more))]
+    Ranges { origin: String, errors: Vec<LineError>, more: usize },
+
     #[error("{origin}: internal error while loading (please report): {message}")]
     Panicked { origin: String, message: String },
 }
@@ -107,6 +113,7 @@ impl SourceError {
             | Self::NoNetworks { origin }
             | Self::NoGeoData { origin, .. }
             | Self::List { origin, .. }
+            | Self::Ranges { origin, .. }
             | Self::Panicked { origin, .. } => origin,
         }
     }

@@ -162,6 +162,31 @@ impl GeoTable {
         }
     }
 
+    /// Every stored range of the IPv4 space in address order, as `(first, last, answer index)`;
+    /// together they cover the whole space. (A range may come in pieces where the trie splits
+    /// it; each piece has one answer.)
+    pub fn segments_v4(&self) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
+        let mut next = Some(0u32);
+        std::iter::from_fn(move || {
+            let key = next?;
+            let f = self.v4.find(key);
+            next = f.last.checked_add(1);
+            Some((key, f.last, f.answer))
+        })
+    }
+
+    /// [`segments_v4`](Self::segments_v4) for the IPv6 space (as the table stores it, without
+    /// canonicalisation).
+    pub fn segments_v6(&self) -> impl Iterator<Item = (u128, u128, u32)> + '_ {
+        let mut next = Some(0u128);
+        std::iter::from_fn(move || {
+            let key = next?;
+            let f = self.v6.find(key);
+            next = f.last.checked_add(1);
+            Some((key, f.last, f.answer))
+        })
+    }
+
     /// Internal nodes a lookup of `ip` passes and whether it ends in a leaf (diagnostics).
     pub fn depth_of(&self, ip: IpAddr) -> (u32, bool) {
         match ip.to_canonical() {

@@ -57,9 +57,25 @@ pub(super) struct Checker<'a> {
 }
 
 /// Parsed `[[source]]` data needed by later sections.
+/// A range-file column by its name in `columns = [...]`.
+fn range_column(name: &str) -> Option<RangeColumn> {
+    Some(match name {
+        "start" => RangeColumn::Start,
+        "end" => RangeColumn::End,
+        "country" => RangeColumn::Country,
+        "subdivision" => RangeColumn::Subdivision,
+        "asn" => RangeColumn::Asn,
+        "as_org" => RangeColumn::AsOrg,
+        "-" | "skip" => RangeColumn::Skip,
+        _ => return None,
+    })
+}
+
 struct SourceNames {
     all: Vec<String>,
     lists: Vec<String>,
+    /// mmdb and range-file sources: the ones a rule's `view` can name.
+    databases: Vec<String>,
 }
 
 // === impl Checker ===
@@ -272,6 +288,20 @@ impl<'a> Checker<'a> {
 
     fn subdivision(&mut self, key: &str, v: &S<String>) -> Option<String> {
         let s = v.get_ref();
+        if let Some((cc, name)) = s.split_once(':') {
+            return match (CountryCode::parse(cc), name.trim()) {
+                (Some(cc), name) if !name.is_empty() => Some(format!("{cc}:{name}")),
+                _ => {
+                    self.at(
+                        key,
+                        v,
+                        format!("`{s}` is not a subdivision name"),
+                        r#"write a database's own region name under its country, e.g. "RU:Crimea""#,
+                    );
+                    None
+                }
+            };
+        }
         let ok = match s.split_once('-') {
             Some((cc, sub)) => {
                 CountryCode::parse(cc).is_some()
@@ -285,7 +315,7 @@ impl<'a> Checker<'a> {
                 key,
                 v,
                 format!("`{s}` is not a subdivision code"),
-                r#"use an ISO 3166-2 code such as "UA-43": country, dash, 1 to 3 letters or digits"#,
+                r#"use an ISO 3166-2 code such as "UA-43" (country, dash, 1 to 3 letters or digits) or a region name such as "RU:Crimea""#,
             );
             return None;
         }
@@ -768,7 +798,7 @@ impl<'a> Checker<'a> {
             self.err("source", None, "too many sources".into(), "use at most 65535");
         }
         let mut seen = HashSet::new();
-        let mut names = SourceNames { all: Vec::new(), lists: Vec::new() };
+        let mut names = SourceNames { all: Vec::new(), lists: Vec::new(), databases: Vec::new() };
         let mut out = Vec::new();
         for (i, s) in file.iter().enumerate() {
             let key = format!("source[{i}]");
@@ -779,10 +809,32 @@ impl<'a> Checker<'a> {
                 Some(n) => self.name(&k("name"), n, &mut seen, "source"),
                 None => String::new(),
             };
-            let is_list = match self.required(&k("type"), &s.kind, span.clone(), r#"type = "mmdb" or type = "list""#) {
-                Some(t) => self.one_of(&k("type"), t, &[("mmdb", false), ("list", true)]),
+            #[derive(Clone, Copy, PartialEq)]
+            enum T {
+                Mmdb,
+                List,
+                Ranges,
+            }
+            let kind = match self.required(
+                &k("type"),
+                &s.kind,
+                span.clone(),
+                r#"type = "mmdb", type = "ranges" or type = "list""#,
+            ) {
+                Some(t) => self.one_of(&k("type"), t, &[("mmdb", T::Mmdb), ("list", T::List), ("ranges", T::Ranges)]),
                 None => None,
             };
+            let is_list = kind.map(|t| t == T::List);
+            if kind != Some(T::Ranges) {
+                for (leaf, v) in [("layout", &s.layout), ("delimiter", &s.delimiter)] {
+                    if let Some(v) = v {
+                        self.at(&k(leaf), v, format!("`{leaf}` applies only to type = \"ranges\""), "");
+                    }
+                }
+                if let Some(v) = &s.columns {
+                    self.at(&k("columns"), v, "`columns` applies only to type = \"ranges\"".into(), "");
+                }
+            }
             // Where the data comes from: exactly one of path, url (and, for lists, entries).
             let given: Vec<&str> =
                 [("path", s.path.is_some()), ("url", s.url.is_some()), ("entries", s.entries.is_some())]
@@ -808,7 +860,33 @@ impl<'a> Checker<'a> {
             }
             let location = self.location(&key, s);
             let kind = match is_list {
+                Some(false) if kind == Some(T::Ranges) => {
+                    for (leaf, given) in [("entries", s.entries.is_some()), ("set", s.set.is_some())] {
+                        if given {
+                            self.err(
+                                &k(leaf),
+                                Some(span.clone()),
+                                format!("`{leaf}` applies only to type = \"list\""),
+                                "",
+                            );
+                        }
+                    }
+                    for (leaf, given) in [("schema", s.schema.is_some()), ("fields", s.fields.is_some())] {
+                        if given {
+                            self.err(
+                                &k(leaf),
+                                Some(span.clone()),
+                                format!("`{leaf}` applies only to type = \"mmdb\""),
+                                "a range file's columns are named by `layout` or `columns`",
+                            );
+                        }
+                    }
+                    names.databases.push(name.clone());
+                    let layout = self.range_layout(&key, s);
+                    SourceKind::Ranges { location: location.unwrap_or_else(|| Location::Path(PathBuf::new())), layout }
+                }
                 Some(false) => {
+                    names.databases.push(name.clone());
                     if let Some(e) = &s.entries {
                         self.at(&k("entries"), e, "`entries` applies only to type = \"list\"".into(), "");
                     }
@@ -912,6 +990,7 @@ impl<'a> Checker<'a> {
             Auto,
             GeoIp2,
             Flat,
+            Asn,
             Custom,
         }
         let kind = match &s.schema {
@@ -920,7 +999,13 @@ impl<'a> Checker<'a> {
                 .one_of(
                     &format!("{key}.schema"),
                     v,
-                    &[("auto", K::Auto), ("geoip2", K::GeoIp2), ("flat", K::Flat), ("custom", K::Custom)],
+                    &[
+                        ("auto", K::Auto),
+                        ("geoip2", K::GeoIp2),
+                        ("flat", K::Flat),
+                        ("asn", K::Asn),
+                        ("custom", K::Custom),
+                    ],
                 )
                 .unwrap_or(K::Auto),
         };
@@ -960,6 +1045,8 @@ impl<'a> Checker<'a> {
                     subdivision: path("subdivision", &g.subdivision),
                     anonymous_proxy: path("anonymous_proxy", &g.anonymous_proxy),
                     satellite_provider: path("satellite_provider", &g.satellite_provider),
+                    asn: path("asn", &g.asn),
+                    as_org: path("as_org", &g.as_org),
                 };
                 if paths == FieldPaths::default() {
                     self.at(&fk, f, "`fields` names no field".into(), r#"e.g. fields = { country = "location.cc" }"#);
@@ -978,7 +1065,99 @@ impl<'a> Checker<'a> {
             (K::Auto, None) => MmdbSchema::Auto,
             (K::GeoIp2, None) => MmdbSchema::GeoIp2,
             (K::Flat, None) => MmdbSchema::Flat,
+            (K::Asn, None) => MmdbSchema::Asn,
         }
+    }
+
+    /// A range file's layout: `layout` by name, or `columns` (with an optional `delimiter`).
+    fn range_layout(&mut self, key: &str, s: &FileSource) -> RangeLayout {
+        let k = |leaf: &str| format!("{key}.{leaf}");
+        let delimiter = s.delimiter.as_ref().and_then(|d| match d.get_ref().as_str() {
+            "," | "comma" => Some(b','),
+            "\t" | "tab" => Some(b'\t'),
+            ";" => Some(b';'),
+            "|" => Some(b'|'),
+            other => {
+                self.at(&k("delimiter"), d, format!("`{other}` is not a delimiter"), r#"use ",", "tab", ";" or "|""#);
+                None
+            }
+        });
+        match (&s.layout, &s.columns) {
+            (Some(l), Some(_)) => {
+                self.at(&k("columns"), l, "`layout` and `columns` cannot be combined".into(), "give one of them");
+                RangeLayout::Auto
+            }
+            (Some(l), None) => {
+                if let Some(d) = &s.delimiter {
+                    self.at(&k("delimiter"), d, "`delimiter` applies only with `columns`".into(), "");
+                }
+                let known = self.one_of(
+                    &k("layout"),
+                    l,
+                    &[
+                        ("auto", None),
+                        ("country", Some(KnownRangeLayout::Country)),
+                        ("asn", Some(KnownRangeLayout::Asn)),
+                        ("city", Some(KnownRangeLayout::City)),
+                        ("iptoasn", Some(KnownRangeLayout::Iptoasn)),
+                    ],
+                );
+                match known.flatten() {
+                    Some(k) => RangeLayout::Known(k),
+                    None => RangeLayout::Auto,
+                }
+            }
+            (None, Some(c)) => {
+                let mut columns = Vec::new();
+                for (j, name) in c.get_ref().iter().enumerate() {
+                    match range_column(name.get_ref()) {
+                        Some(col) => columns.push(col),
+                        None => self.at(
+                            &format!("{key}.columns[{j}]"),
+                            name,
+                            format!("`{}` is not a column", name.get_ref()),
+                            r#"columns are "start", "end", "country", "subdivision", "asn", "as_org" or "-" (ignored)"#,
+                        ),
+                    }
+                }
+                for needed in [RangeColumn::Start, RangeColumn::End] {
+                    if columns.iter().filter(|&&c| c == needed).count() != 1 {
+                        self.at(
+                            &k("columns"),
+                            c,
+                            format!("`columns` needs exactly one {:?} column", needed).to_lowercase(),
+                            r#"e.g. columns = ["start", "end", "country"]"#,
+                        );
+                    }
+                }
+                if !columns.iter().any(|c| !matches!(c, RangeColumn::Start | RangeColumn::End | RangeColumn::Skip)) {
+                    self.at(&k("columns"), c, "`columns` names no data column".into(), r#"add "country", "asn", ..."#);
+                }
+                RangeLayout::Columns { delimiter, columns }
+            }
+            (None, None) => {
+                if let Some(d) = &s.delimiter {
+                    self.at(&k("delimiter"), d, "`delimiter` applies only with `columns`".into(), "");
+                }
+                RangeLayout::Auto
+            }
+        }
+    }
+
+    /// An AS number written as `13238` or `"AS13238"`.
+    fn asn(&mut self, key: &str, v: &S<FileAsn>) -> Option<u32> {
+        let parsed = match v.get_ref() {
+            FileAsn::Number(n) => u32::try_from(*n).ok(),
+            FileAsn::Text(t) => crate::geo::parse_asn(t.trim()),
+        };
+        if parsed.is_none() {
+            let shown = match v.get_ref() {
+                FileAsn::Number(n) => n.to_string(),
+                FileAsn::Text(t) => format!("{t:?}"),
+            };
+            self.at(key, v, format!("{shown} is not an AS number"), "use 0 to 4294967295, e.g. 13238 or \"AS13238\"");
+        }
+        parsed
     }
 
     fn set(&mut self, key: &str, set: &S<FileSet>) -> Option<GeoRecord> {
@@ -991,16 +1170,14 @@ impl<'a> Checker<'a> {
                 .represented_country
                 .as_ref()
                 .and_then(|c| self.country(&k("represented_country"), c)),
-            subdivision: g
-                .subdivision
-                .as_ref()
-                .and_then(|c| self.subdivision(&k("subdivision"), c))
-                .map(String::into_boxed_str),
+            subdivision: g.subdivision.as_ref().and_then(|c| self.subdivision(&k("subdivision"), c)).map(Into::into),
             anonymous_proxy: g.anonymous_proxy.unwrap_or(false),
             satellite_provider: g.satellite_provider.unwrap_or(false),
+            asn: g.asn.as_ref().and_then(|a| self.asn(&k("asn"), a)).filter(|&a| a != 0),
+            as_org: g.as_org.as_ref().map(|o| o.get_ref().trim()).filter(|o| !o.is_empty()).map(Into::into),
         };
         if let (Some(c), Some(sub), Some(v)) = (record.country, &record.subdivision, &g.subdivision) {
-            if !sub.starts_with(c.as_str()) {
+            if !sub.starts_with(c.as_str()) || sub.as_bytes().get(2).is_some_and(|b| !matches!(b, b'-' | b':')) {
                 self.at(
                     &k("subdivision"),
                     v,
@@ -1027,6 +1204,7 @@ impl<'a> Checker<'a> {
                     ("subdivision", TagKind::Subdivision),
                     ("restricted", TagKind::Restricted),
                     ("rule", TagKind::Rule),
+                    ("asn", TagKind::Asn),
                 ],
             );
             if let Some(kind) = kind {
@@ -1148,6 +1326,7 @@ impl<'a> Checker<'a> {
             subdivision: one(self, "subdivision", &f.subdivision, d.subdivision),
             restricted: one(self, "restricted", &f.restricted, d.restricted),
             rule: one(self, "rule", &f.rule, d.rule),
+            asn: one(self, "asn", &f.asn, d.asn),
         }
     }
 
@@ -1295,6 +1474,39 @@ impl<'a> Checker<'a> {
         }
         for (j, c) in r.subdivisions.iter().enumerate() {
             matcher.subdivisions.extend(self.subdivision(&format!("{key}.subdivisions[{j}]"), c));
+        }
+        for (j, a) in r.asns.iter().enumerate() {
+            matcher.asns.extend(self.asn(&format!("{key}.asns[{j}]"), a));
+        }
+        for (j, o) in r.as_orgs.iter().enumerate() {
+            let glob = o.get_ref().trim();
+            if glob.is_empty() || glob.bytes().all(|b| b == b'*') {
+                self.at(
+                    &format!("{key}.as_orgs[{j}]"),
+                    o,
+                    format!("`{glob}` matches every organisation or none"),
+                    r#"name part of the organisation, e.g. "*yandex*""#,
+                );
+            } else {
+                matcher.as_orgs.push(glob.to_lowercase());
+            }
+        }
+        if let Some(v) = &r.view {
+            matcher.view = match v.get_ref().as_str() {
+                "layered" => GeoView::Layered,
+                "any" => GeoView::Any,
+                "all" => GeoView::All,
+                name if sources.databases.iter().any(|d| d == name) => GeoView::Source(name.to_owned()),
+                name => {
+                    let hint = if sources.lists.iter().any(|l| l == name) {
+                        format!("`{name}` is a list; lists are matched with `lists`, the same in every view")
+                    } else {
+                        format!(r#""layered", "any", "all" or a database source: {}"#, sources.databases.join(", "))
+                    };
+                    self.at(&k("view"), v, format!("no view `{name}`"), &hint);
+                    GeoView::Layered
+                }
+            };
         }
         for (j, l) in r.lists.iter().enumerate() {
             let lk = format!("{key}.lists[{j}]");

@@ -131,6 +131,7 @@ impl Default for TagHeaders {
             subdivision: HeaderName::from_static("x-geo-subdivision"),
             restricted: HeaderName::from_static("x-geo-restricted"),
             rule: HeaderName::from_static("x-geo-rule"),
+            asn: HeaderName::from_static("x-geo-asn"),
         }
     }
 }

@@ -107,6 +107,17 @@ pub(super) struct FileSource {
     pub fields: Option<S<FileFields>>,
     pub entries: Option<S<Strings>>,
     pub set: Option<S<FileSet>>,
+    pub layout: Option<S<String>>,
+    pub columns: Option<S<Strings>>,
+    pub delimiter: Option<S<String>>,
+}
+
+/// An AS number as written: `13238` or `"AS13238"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum FileAsn {
+    Number(i64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +129,8 @@ pub(super) struct FileFields {
     pub subdivision: Option<S<String>>,
     pub anonymous_proxy: Option<S<String>>,
     pub satellite_provider: Option<S<String>>,
+    pub asn: Option<S<String>>,
+    pub as_org: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +142,8 @@ pub(super) struct FileSet {
     pub subdivision: Option<S<String>>,
     pub anonymous_proxy: Option<bool>,
     pub satellite_provider: Option<bool>,
+    pub asn: Option<S<FileAsn>>,
+    pub as_org: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +162,7 @@ pub(super) struct FileTagHeaders {
     pub subdivision: Option<S<String>>,
     pub restricted: Option<S<String>>,
     pub rule: Option<S<String>>,
+    pub asn: Option<S<String>>,
 }
 
 /// The block-response keys, shared by `[policy.block]` and each block rule.
@@ -172,6 +188,11 @@ pub(super) struct FileRule {
     pub countries: Strings,
     #[serde(default)]
     pub subdivisions: Strings,
+    #[serde(default)]
+    pub asns: Vec<S<FileAsn>>,
+    #[serde(default)]
+    pub as_orgs: Strings,
+    pub view: Option<S<String>>,
     #[serde(default)]
     pub registered_countries: Strings,
     #[serde(default)]

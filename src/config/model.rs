@@ -136,6 +136,51 @@ pub enum SourceKind {
     Mmdb { location: Location, schema: MmdbSchema },
     /// A named CIDR list; `set` optionally overrides the geo data of its addresses.
     List { location: ListLocation, set: Option<GeoRecord> },
+    /// A range file (CSV/TSV, optionally gzip), a database like an mmdb.
+    Ranges { location: Location, layout: RangeLayout },
+}
+
+/// How the columns of a range file are laid out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RangeLayout {
+    /// Detected from the first data line (see [`crate::source::ranges`]).
+    Auto,
+    /// One of the published layouts.
+    Known(KnownRangeLayout),
+    /// Declared: the column of each position; `delimiter` `None` = detected (tab or comma).
+    Columns { delimiter: Option<u8>, columns: Vec<RangeColumn> },
+}
+
+/// The published range-file layouts geogate knows by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnownRangeLayout {
+    /// ip-location-db country: `start,end,country_code`.
+    Country,
+    /// ip-location-db ASN: `start,end,asn,"organisation"`.
+    Asn,
+    /// ip-location-db city: `start,end,country_code,state1,state2,city,postcode,latitude,longitude,timezone`.
+    City,
+    /// iptoasn: `start<TAB>end<TAB>asn<TAB>country<TAB>description`.
+    Iptoasn,
+}
+
+/// What one column of a range file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeColumn {
+    /// The first address of the range.
+    Start,
+    /// The last address of the range (inclusive).
+    End,
+    /// An ISO 3166-1 alpha-2 code.
+    Country,
+    /// An ISO 3166-2 code (`UA-43`, or `43` under the country) or a region name.
+    Subdivision,
+    /// An AS number (`13238` or `AS13238`); 0 means none.
+    Asn,
+    /// The organisation operating the AS.
+    AsOrg,
+    /// Ignored.
+    Skip,
 }
 
 /// Where a file comes from.
@@ -169,6 +214,9 @@ pub enum MmdbSchema {
     Auto,
     GeoIp2,
     Flat,
+    /// GeoLite2-ASN / GeoIP2-ISP / DB-IP ASN: `autonomous_system_number` and
+    /// `autonomous_system_organization`.
+    Asn,
     /// Dotted paths, e.g. `location.cc` or `subdivisions.-1.iso_code`.
     Custom(FieldPaths),
 }
@@ -181,6 +229,8 @@ pub struct FieldPaths {
     pub subdivision: Option<String>,
     pub anonymous_proxy: Option<String>,
     pub satellite_provider: Option<String>,
+    pub asn: Option<String>,
+    pub as_org: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -210,8 +260,15 @@ pub struct RuleConfig {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RuleMatch {
     pub countries: Vec<CountryCode>,
-    /// Full ISO 3166-2 codes, upper-case, e.g. `UA-43`.
+    /// Full ISO 3166-2 codes, upper-case (`UA-43`), or `CC:Name` for a database's own region
+    /// names (`RU:Crimea`; compared case- and accent-insensitively).
     pub subdivisions: Vec<String>,
+    /// AS numbers.
+    pub asns: Vec<u32>,
+    /// AS organisation globs (`*` for any run of characters), lower-case.
+    pub as_orgs: Vec<String>,
+    /// Whose answer the geo criteria test.
+    pub view: GeoView,
     pub registered_countries: Vec<CountryCode>,
     /// List names (resolved against the list sources at compile time).
     pub lists: Vec<String>,
@@ -226,6 +283,20 @@ pub struct RuleMatch {
     /// How `paths` read the request path; `None` = by action (allow: strict, else framework).
     pub path_match: Option<PathMatch>,
     pub methods: Vec<Method>,
+}
+
+/// Whose answer a rule's geo criteria test (lists are the same in every view).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum GeoView {
+    /// The layered answer: every source field by field, later sources over earlier ones.
+    #[default]
+    Layered,
+    /// Any database source's own answer (block where any database places the client there).
+    Any,
+    /// Every database source that has data for the address (and at least one).
+    All,
+    /// The named database source's own answer.
+    Source(String),
 }
 
 /// Whether a listener lets paths holding an encoded `?` or `#` through.
@@ -261,6 +332,7 @@ pub enum TagKind {
     Subdivision,
     Restricted,
     Rule,
+    Asn,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -269,6 +341,7 @@ pub struct TagHeaders {
     pub subdivision: HeaderName,
     pub restricted: HeaderName,
     pub rule: HeaderName,
+    pub asn: HeaderName,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -610,13 +610,21 @@ fn cli_helpers() {
         assert!(parse_list_arg(bad).is_err(), "{bad}");
     }
 
+    let db = |p: &str, format| DbArg { path: PathBuf::from(p), format };
     let c = Config::from_sources(
-        &[PathBuf::from("a.mmdb"), PathBuf::from("b.mmdb")],
+        &[
+            db("dir/a.mmdb", DbFormat::Mmdb),
+            db("b.mmdb", DbFormat::Mmdb),
+            db("other/a.mmdb", DbFormat::Mmdb),
+            db("asn-ipv4.csv.gz", DbFormat::Ranges),
+            db("weird name!.mmdb", DbFormat::Mmdb),
+        ],
         &[("p".to_owned(), PathBuf::from("p.txt"))],
     )
     .unwrap();
     let names: Vec<&str> = c.sources.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, vec!["db", "db2", "p"]);
+    assert_eq!(names, vec!["a", "b", "a-2", "asn-ipv4", "weird_name_", "p"]);
+    assert!(matches!(c.sources[3].kind, SourceKind::Ranges { .. }));
     assert_eq!(c.list_names(), vec!["p".to_owned()]);
     assert!(Config::from_sources(&[], &[]).is_err());
     assert!(Config::from_sources(&[], &[("p".into(), "a".into()), ("p".into(), "b".into())]).is_err());

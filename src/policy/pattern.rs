@@ -4,6 +4,9 @@
 //! compares depends on the rule's [`PathMatch`]: `framework` tries every reading of the path
 //! ([`PathReadings::all`]) ASCII case-insensitively and matches if any does; `strict`
 //! matches only if every reading does, byte for byte.
+//!
+//! Organisation globs (`as_orgs`) are plain text globs: `*` matches any run of characters,
+//! compared ASCII case-insensitively ([`glob_matches_ignore_case`]).
 
 use super::path::{normalize_path, PathReadings};
 use crate::config::PathMatch;
@@ -140,4 +143,28 @@ pub(super) fn bare_host(host: &str) -> &str {
         }
     };
     host.strip_suffix('.').unwrap_or(host)
+}
+/// Whether `text` matches `glob` (`*` = any run of bytes, possibly empty), ASCII
+/// case-insensitively; `glob` is already lower-case. Linear time: the classic two-pointer
+/// walk that backtracks only to the last `*`. No allocation.
+pub(crate) fn glob_matches_ignore_case(glob: &str, text: &str) -> bool {
+    let (g, t) = (glob.as_bytes(), text.as_bytes());
+    let (mut gi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if gi < g.len() && g[gi] == b'*' {
+            star = Some((gi, ti));
+            gi += 1;
+        } else if gi < g.len() && g[gi] == t[ti].to_ascii_lowercase() {
+            gi += 1;
+            ti += 1;
+        } else if let Some((sg, st)) = star {
+            gi = sg + 1;
+            ti = st + 1;
+            star = Some((sg, st + 1));
+        } else {
+            return false;
+        }
+    }
+    g[gi..].iter().all(|&b| b == b'*')
 }

@@ -36,7 +36,8 @@ entries = ["198.51.100.0/24"]
 fn policy(rules: &str) -> Policy {
     let text = format!("{BASE}{rules}");
     let c: Config = config::parse(&text, None).unwrap_or_else(|e| panic!("{e}"));
-    compile(&c.policy, &c.list_names()).unwrap()
+    let names: Vec<String> = c.sources.iter().map(|s| s.name.clone()).collect();
+    compile_for(&c.policy, &c.list_names(), &names).unwrap()
 }
 
 fn geo(country: &str) -> Answer {
@@ -44,6 +45,7 @@ fn geo(country: &str) -> Answer {
         geo: GeoRecord { country: CountryCode::parse(country), ..GeoRecord::default() },
         lists: ListSet::EMPTY,
         source: Some(0),
+        views: std::sync::Arc::from(Vec::new()),
     }
 }
 
@@ -544,5 +546,148 @@ fn deploy_example_behaves_as_documented() {
         let v = decide(&p, m, path, Some(a));
         assert_eq!(rule_name(&p, &v).as_deref(), *rule, "{m} {path} {a:?}");
         assert_eq!(v.action.name(), *action, "{m} {path} {a:?}");
+    }
+}
+
+// --- the operator (ASN and organisation), region names and views ---
+
+fn operator(asn: u32, org: &str) -> Answer {
+    let mut a = geo("DE");
+    a.geo.asn = Some(asn);
+    a.geo.as_org = Some(org.into());
+    a
+}
+
+/// An answer whose layered record says `layered` while each source says its own.
+fn viewed(layered: &str, views: &[(u16, &str, Option<&str>)]) -> Answer {
+    let mut a = geo(layered);
+    a.views = views
+        .iter()
+        .map(|&(source, country, subdivision)| crate::geo::SourceView {
+            source,
+            geo: std::sync::Arc::new(GeoRecord {
+                country: CountryCode::parse(country),
+                subdivision: subdivision.map(Into::into),
+                ..GeoRecord::default()
+            }),
+        })
+        .collect();
+    a
+}
+
+#[test]
+fn asn_and_organisation_rules() {
+    let p = policy(
+        r#"
+[[rule]]
+name = "asn"
+action = "block"
+asns = [13238, "AS12389"]
+[[rule]]
+name = "org"
+action = "block"
+as_orgs = ["*Yandex*", "mail.ru *"]
+"#,
+    );
+    let m = Method::GET;
+    for (a, rule, criterion) in [
+        (operator(13238, "x"), Some("asn"), "asn=AS13238"),
+        (operator(12389, "x"), Some("asn"), "asn=AS12389"),
+        (operator(208722, "YANDEX LLC"), Some("org"), "as_org=*yandex*"),
+        (operator(47764, "Mail.Ru LLC"), Some("org"), "as_org=mail.ru *"),
+    ] {
+        let v = decide(&p, &m, "/", Some(&a));
+        assert_eq!(rule_name(&p, &v).as_deref(), rule, "{a:?}");
+        let (r, c) = (v.rule.unwrap(), v.criterion.unwrap());
+        assert_eq!(p.describe(r, c), criterion);
+    }
+    for a in [operator(15169, "Google LLC"), operator(1, "Mail.Ru"), geo("RU")] {
+        assert_eq!(decide(&p, &m, "/", Some(&a)).rule, None, "{a:?}");
+    }
+}
+
+#[test]
+fn organisation_globs() {
+    use super::pattern::glob_matches_ignore_case as g;
+    assert!(g("*yandex*", "YANDEX LLC"));
+    assert!(g("yandex*", "Yandex"));
+    assert!(!g("yandex*", "Not Yandex"));
+    assert!(g("*llc", "Some LLC"));
+    assert!(!g("*llc", "Some LLC Ltd"));
+    assert!(g("a*b*c", "aXXbYYc"));
+    assert!(!g("a*b*c", "aXXcYYb"));
+    assert!(g("*", ""));
+    assert!(!g("x", ""));
+}
+
+#[test]
+fn subdivision_names_match_either_form() {
+    let p = policy(
+        r#"
+[[rule]]
+name = "occupied"
+action = "block"
+subdivisions = ["UA-43", "UA:Crimea", "RU:Crimea", "RU:Republic of Crimea"]
+"#,
+    );
+    let m = Method::GET;
+    for (cc, s) in [("UA", "UA-43"), ("UA", "UA:crimea"), ("RU", "RU:Crimea"), ("RU", "RU:republic of crimea")] {
+        assert_eq!(rule_name(&p, &decide(&p, &m, "/", Some(&sub(cc, s)))).as_deref(), Some("occupied"), "{s}");
+    }
+    for (cc, s) in [("RU", "RU:Krasnodar Krai"), ("UA", "UA-40"), ("UA", "UA:Crimean")] {
+        assert_eq!(decide(&p, &m, "/", Some(&sub(cc, s))).rule, None, "{s}");
+    }
+}
+
+#[test]
+fn views_choose_whose_answer_is_tested() {
+    // BASE's sources: 0 = geoip (a database), 1 and 2 are lists.
+    let rules = |view: &str| {
+        policy(&format!(
+            r#"
+[[rule]]
+name = "occupied"
+action = "block"
+countries = ["RU"]
+subdivisions = ["UA:Crimea"]
+view = "{view}"
+"#
+        ))
+    };
+    let m = Method::GET;
+    // The layered answer says UA; source 0 alone says RU; a hypothetical source 3 says UA:Crimea.
+    let split = viewed("UA", &[(0, "RU", None), (3, "UA", Some("UA:Crimea"))]);
+    let agree = viewed("RU", &[(0, "RU", None), (3, "RU", None)]);
+    let neither = viewed("DE", &[(0, "DE", None), (3, "UA", Some("UA:Kyiv"))]);
+    let blocked = |p: &Policy, a: &Answer| decide(p, &m, "/", Some(a)).rule.is_some();
+
+    let layered = rules("layered");
+    assert!(!blocked(&layered, &split) && blocked(&layered, &agree) && !blocked(&layered, &neither));
+    let any = rules("any");
+    assert!(blocked(&any, &split) && blocked(&any, &agree) && !blocked(&any, &neither));
+    let all = rules("all");
+    assert!(blocked(&all, &split), "RU and UA:Crimea both match the rule");
+    assert!(blocked(&all, &agree) && !blocked(&all, &neither));
+    let one_wrong = viewed("RU", &[(0, "RU", None), (3, "DE", None)]);
+    assert!(!blocked(&all, &one_wrong), "every source with data must match");
+    let named = rules("geoip");
+    assert!(blocked(&named, &split) && !blocked(&named, &neither));
+    assert!(!blocked(&named, &viewed("RU", &[(3, "RU", None)])), "the named source has no data here");
+}
+
+#[test]
+fn bad_views_and_asns_are_refused_with_their_key() {
+    for (rule, key, needle) in [
+        ("view = \"nope\"\ncountries = [\"RU\"]", "rule[0].view", "no view `nope`"),
+        ("view = \"partners\"\ncountries = [\"RU\"]", "rule[0].view", "is a list"),
+        ("asns = [4294967296]", "rule[0].asns[0]", "not an AS number"),
+        ("asns = [\"AS-1\"]", "rule[0].asns[0]", "not an AS number"),
+        ("asns = [-5]", "rule[0].asns[0]", "not an AS number"),
+        ("as_orgs = [\"**\"]", "rule[0].as_orgs[0]", "every organisation"),
+        ("subdivisions = [\"XYZ:Crimea\"]", "rule[0].subdivisions[0]", "not a subdivision name"),
+    ] {
+        let text = format!("{BASE}[[rule]]\nname = \"r\"\naction = \"block\"\n{rule}\n");
+        let e = config::parse(&text, None).expect_err(rule).to_string();
+        assert!(e.contains(key) && e.contains(needle), "{rule}: {e}");
     }
 }

@@ -61,6 +61,8 @@ struct LogLine {
     client: Option<IpAddr>,
     country: Option<String>,
     subdivision: Option<String>,
+    asn: Option<u32>,
+    as_org: Option<Arc<str>>,
     rule: Option<String>,
     action: &'static str,
     /// Why a request was refused before policy (a bounded `rejected` reason).
@@ -189,6 +191,8 @@ fn decide(
     if let (Some(a), true) = (answer, log.enabled) {
         log.country = a.geo.country.map(|c| c.to_string());
         log.subdivision = a.geo.subdivision.as_deref().map(str::to_owned);
+        log.asn = a.geo.asn;
+        log.as_org = a.geo.as_org.clone();
     }
     // The router reads the same host and the same strict path as the policy, so no request is
     // judged for one upstream and sent to another.
@@ -240,6 +244,7 @@ fn decide(
                     }
                     TagKind::Restricted => (&tags_cfg.restricted, verdict.rule.map(|_| "true".to_owned())),
                     TagKind::Rule => (&tags_cfg.rule, verdict.rule.map(|_| rule_name.to_owned())),
+                    TagKind::Asn => (&tags_cfg.asn, geo.and_then(|g| g.asn).map(|n| n.to_string())),
                 };
                 if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
                     tags.push((name.clone(), v));
@@ -258,7 +263,13 @@ fn decide(
     headers::strip_hop_by_hop(h, upgrade);
     headers::strip_tag_lookalikes(
         h,
-        &[tags_cfg.country.clone(), tags_cfg.subdivision.clone(), tags_cfg.restricted.clone(), tags_cfg.rule.clone()],
+        &[
+            tags_cfg.country.clone(),
+            tags_cfg.subdivision.clone(),
+            tags_cfg.restricted.clone(),
+            tags_cfg.rule.clone(),
+            tags_cfg.asn.clone(),
+        ],
     );
     headers::rewrite_client_address(h, &address, &ip_cfg.source, &listener.client_headers, &host.header, peer_trusted);
     if let Ok(v) = HeaderValue::from_str(&host.header) {
@@ -331,6 +342,8 @@ fn finish(ctx: &ProxyContext, log: &LogLine, started: Instant, resp: Response<Bo
             client_ip = log.client.map(|c| c.to_string()).as_deref().unwrap_or("-"),
             country = log.country.as_deref().unwrap_or("-"),
             subdivision = log.subdivision.as_deref().unwrap_or("-"),
+            asn = log.asn.unwrap_or(0),
+            as_org = log.as_org.as_deref().unwrap_or("-"),
             rule = log.rule.as_deref().unwrap_or("-"),
             action,
             reason = log.reason.unwrap_or("-"),

@@ -54,6 +54,7 @@ pub fn remote_sources(config: &Config) -> Vec<RemoteSource> {
         .iter()
         .filter_map(|s| match &s.kind {
             SourceKind::Mmdb { location: Location::Remote(r), .. }
+            | SourceKind::Ranges { location: Location::Remote(r), .. }
             | SourceKind::List { location: ListLocation::File(Location::Remote(r)), .. } => Some(r.clone()),
             _ => None,
         })

@@ -65,6 +65,7 @@ fn remotes(c: &Config) -> Vec<(&str, &RemoteSource)> {
         .iter()
         .filter_map(|s| match &s.kind {
             SourceKind::Mmdb { location: Location::Remote(r), .. }
+            | SourceKind::Ranges { location: Location::Remote(r), .. }
             | SourceKind::List { location: ListLocation::File(Location::Remote(r)), .. } => Some((s.name.as_str(), r)),
             _ => None,
         })

@@ -25,12 +25,12 @@ pub fn watched_files(source: &ConfigSource, config: &Config) -> Vec<PathBuf> {
     }
     for s in &config.sources {
         match &s.kind {
-            SourceKind::Mmdb { location, .. } | SourceKind::List { location: ListLocation::File(location), .. } => {
-                match location {
-                    Location::Path(p) => files.push(p.clone()),
-                    Location::Remote(r) => files.push(r.cache.clone()),
-                }
-            }
+            SourceKind::Mmdb { location, .. }
+            | SourceKind::Ranges { location, .. }
+            | SourceKind::List { location: ListLocation::File(location), .. } => match location {
+                Location::Path(p) => files.push(p.clone()),
+                Location::Remote(r) => files.push(r.cache.clone()),
+            },
             SourceKind::List { location: ListLocation::Inline(_), .. } => {}
         }
     }

@@ -37,6 +37,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::Arc;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
@@ -265,6 +266,9 @@ fn walk(
     if counts == (0, 0) {
         return Err(SourceError::NoNetworks { origin: origin.to_owned() });
     }
+    if let Some(reason) = decoder.fatal.take() {
+        return Err(SourceError::Corrupt { origin: origin.to_owned(), reason });
+    }
     let found_schema = decoder.schema_found().ok_or_else(|| SourceError::NoGeoData {
         origin: origin.to_owned(),
         schema: decoder.schema_name().to_owned(),
@@ -284,7 +288,7 @@ fn walk(
         name: name.to_owned(),
         kind: "mmdb",
         origin: origin.to_owned(),
-        schema: found_schema.to_owned(),
+        schema: found_schema,
         database_type: Some(metadata.database_type.clone()),
         build_epoch: Some(metadata.build_epoch),
         networks_v4: counts.0,
@@ -435,13 +439,20 @@ struct RecordDecoder {
     example: Option<String>,
     saw_geoip2: bool,
     saw_flat: bool,
+    saw_asn: bool,
     saw_custom: bool,
+    /// A value no reading can accept where the operator's data promised one (an AS number of
+    /// the wrong type): the database is refused with this reason.
+    fatal: Option<String>,
+    /// Texts seen so far (AS organisations, region names), shared between records.
+    strings: std::collections::HashSet<Arc<str>>,
 }
 
 enum Schema {
     Auto,
     GeoIp2,
     Flat,
+    Asn,
     Custom(CustomPaths),
 }
 
@@ -453,6 +464,8 @@ struct CustomPaths {
     subdivision: Option<Vec<Segment>>,
     anonymous_proxy: Option<Vec<Segment>>,
     satellite_provider: Option<Vec<Segment>>,
+    asn: Option<Vec<Segment>>,
+    as_org: Option<Vec<Segment>>,
 }
 
 /// One element of a dotted path: integers index arrays (negative from the end).
@@ -466,6 +479,8 @@ enum Segment {
 enum Leaf<'a> {
     Str(Cow<'a, str>),
     Bool(bool),
+    /// A non-negative integer (AS numbers).
+    Num(u64),
     Other(&'static str),
 }
 
@@ -481,6 +496,10 @@ struct RawRecord<'a> {
     subdivisions: Option<Place<'a>>,
     traits: Option<Traits<'a>>,
     country_code: Option<Leaf<'a>>,
+    /// ip-location-db's region name (flat city databases).
+    state1: Option<Leaf<'a>>,
+    asn: Option<Leaf<'a>>,
+    as_org: Option<Leaf<'a>>,
 }
 
 /// A GeoIP2 `{ "iso_code": .. }` map, or the type found instead of a map.
@@ -545,29 +564,43 @@ impl RecordDecoder {
             MmdbSchema::Auto => Schema::Auto,
             MmdbSchema::GeoIp2 => Schema::GeoIp2,
             MmdbSchema::Flat => Schema::Flat,
+            MmdbSchema::Asn => Schema::Asn,
             MmdbSchema::Custom(paths) => Schema::Custom(CustomPaths::new(paths)),
         };
-        Self { schema, invalid: 0, example: None, saw_geoip2: false, saw_flat: false, saw_custom: false }
+        Self {
+            schema,
+            invalid: 0,
+            example: None,
+            saw_geoip2: false,
+            saw_flat: false,
+            saw_asn: false,
+            saw_custom: false,
+            fatal: None,
+            strings: std::collections::HashSet::new(),
+        }
     }
 
     fn schema_name(&self) -> &'static str {
         match self.schema {
-            Schema::Auto => "auto (geoip2 or flat)",
+            Schema::Auto => "auto (geoip2, flat or asn)",
             Schema::GeoIp2 => "geoip2",
             Schema::Flat => "flat",
+            Schema::Asn => "asn",
             Schema::Custom(_) => "custom",
         }
     }
 
-    /// Which schema the records turned out to have; `None` if no record had any known field.
-    fn schema_found(&self) -> Option<&'static str> {
-        match (&self.schema, self.saw_geoip2, self.saw_flat) {
-            (Schema::Custom(_), _, _) => self.saw_custom.then_some("custom"),
-            (_, true, true) => Some("geoip2+flat"),
-            (_, true, false) => Some("geoip2"),
-            (_, false, true) => Some("flat"),
-            (_, false, false) => None,
+    /// Which schema the records turned out to have (`geoip2`, `flat`, `asn`, or shapes joined
+    /// by `+` when one database holds several); `None` if no record had any known field.
+    fn schema_found(&self) -> Option<String> {
+        if let Schema::Custom(_) = self.schema {
+            return self.saw_custom.then(|| "custom".to_owned());
         }
+        let seen: Vec<&str> = [(self.saw_geoip2, "geoip2"), (self.saw_flat, "flat"), (self.saw_asn, "asn")]
+            .into_iter()
+            .filter_map(|(saw, name)| saw.then_some(name))
+            .collect();
+        (!seen.is_empty()).then(|| seen.join("+"))
     }
 
     fn decode<S: AsRef<[u8]>>(&mut self, lookup: &LookupResult<'_, S>) -> Result<GeoRecord, MaxMindDbError> {
@@ -592,6 +625,7 @@ impl RecordDecoder {
         }
         let use_geoip2 = matches!(self.schema, Schema::Auto | Schema::GeoIp2);
         let use_flat = matches!(self.schema, Schema::Auto | Schema::Flat);
+        let use_asn = matches!(self.schema, Schema::Auto | Schema::GeoIp2 | Schema::Asn);
         let mut record = GeoRecord::default();
         if use_geoip2 {
             let geoip2_seen = raw.country.is_some()
@@ -629,12 +663,21 @@ impl RecordDecoder {
             };
             record.subdivision = self.subdivision("subdivisions.-1.iso_code", record.country, code);
         }
+        if use_flat && record.subdivision.is_none() {
+            // ip-location-db's city databases name the region without a code: `RU:Crimea`.
+            record.subdivision = self.region_name("state1", record.country, raw.state1);
+        }
+        if use_asn && (raw.asn.is_some() || raw.as_org.is_some()) {
+            self.saw_asn = true;
+            record.asn = self.asn("autonomous_system_number", raw.asn);
+            record.as_org = self.text("autonomous_system_organization", raw.as_org);
+        }
         record
     }
 
-    fn custom_record(&mut self, leaves: [Option<Leaf<'_>>; 6]) -> GeoRecord {
+    fn custom_record(&mut self, leaves: [Option<Leaf<'_>>; 8]) -> GeoRecord {
         self.saw_custom |= leaves.iter().any(Option::is_some);
-        let [country, registered, represented, subdivision, anonymous, satellite] = leaves;
+        let [country, registered, represented, subdivision, anonymous, satellite, asn, as_org] = leaves;
         let mut record = GeoRecord::default();
         record.country = self.country("country", country);
         record.registered_country = self.country("registered_country", registered);
@@ -642,7 +685,72 @@ impl RecordDecoder {
         record.subdivision = self.subdivision("subdivision", record.country, subdivision);
         record.anonymous_proxy = self.flag("anonymous_proxy", anonymous);
         record.satellite_provider = self.flag("satellite_provider", satellite);
+        record.asn = self.asn("asn", asn);
+        record.as_org = self.text("as_org", as_org);
         record
+    }
+
+    /// An AS number: an unsigned number (or `"AS123"` text); 0 means none. Any other type is
+    /// fatal: the field is the operator's, and an ASN rule silently matching nothing would be
+    /// worse than a refused database.
+    fn asn(&mut self, field: &str, leaf: Option<Leaf<'_>>) -> Option<u32> {
+        let value = match leaf {
+            None => return None,
+            Some(Leaf::Num(n)) => u32::try_from(n).ok(),
+            Some(Leaf::Str(s)) => crate::geo::parse_asn(&s),
+            Some(other) => {
+                self.fatal.get_or_insert_with(|| format!("{field} is a {}, not a number", other.kind()));
+                return None;
+            }
+        };
+        match value {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => {
+                self.fatal.get_or_insert_with(|| format!("{field} is not an AS number (0 to 4294967295)"));
+                None
+            }
+        }
+    }
+
+    /// A text field, trimmed; empty text is none. Interned per decoder so equal names share
+    /// one allocation.
+    fn text(&mut self, field: &str, leaf: Option<Leaf<'_>>) -> Option<Arc<str>> {
+        match leaf {
+            None => None,
+            Some(Leaf::Str(s)) => {
+                let s = s.trim();
+                if s.is_empty() {
+                    return None;
+                }
+                if let Some(shared) = self.strings.get(s) {
+                    return Some(shared.clone());
+                }
+                let shared: Arc<str> = Arc::from(s);
+                self.strings.insert(shared.clone());
+                Some(shared)
+            }
+            Some(other) => {
+                self.note_invalid(field, &format!("a {}, not a string", other.kind()));
+                None
+            }
+        }
+    }
+
+    /// A region name under `country` (`RU:Crimea`); a name that is itself an ISO 3166-2 code of
+    /// that country (`UA-43`) is kept as the code.
+    fn region_name(&mut self, field: &str, country: Option<CountryCode>, leaf: Option<Leaf<'_>>) -> Option<Arc<str>> {
+        let name = self.text(field, leaf)?;
+        let country = country?;
+        if let Some((cc, sub)) = name.split_once('-') {
+            if CountryCode::parse(cc) == Some(country)
+                && (1..=3).contains(&sub.len())
+                && sub.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                return Some(Arc::from(name.to_ascii_uppercase()));
+            }
+        }
+        crate::geo::named_subdivision(country, &name)
     }
 
     fn place_country(&mut self, field: &str, place: Option<Place<'_>>) -> Option<CountryCode> {
@@ -686,7 +794,7 @@ impl RecordDecoder {
 
     /// The full ISO 3166-2 code (`UA-43`) from a subdivision code that may or may not carry
     /// its country already.
-    fn subdivision(&mut self, field: &str, country: Option<CountryCode>, leaf: Option<Leaf<'_>>) -> Option<Box<str>> {
+    fn subdivision(&mut self, field: &str, country: Option<CountryCode>, leaf: Option<Leaf<'_>>) -> Option<Arc<str>> {
         let code = match leaf {
             None => return None,
             Some(Leaf::Str(s)) => s,
@@ -701,7 +809,7 @@ impl RecordDecoder {
         };
         let valid_sub = (1..=3).contains(&sub.len()) && sub.bytes().all(|b| b.is_ascii_alphanumeric());
         match cc {
-            Some(cc) if valid_sub => Some(format!("{cc}-{}", sub.to_ascii_uppercase()).into()),
+            Some(cc) if valid_sub => Some(Arc::from(format!("{cc}-{}", sub.to_ascii_uppercase()))),
             Some(_) => {
                 self.note_invalid(field, &format!("{code:?} is not an ISO 3166-2 code"));
                 None
@@ -733,13 +841,15 @@ impl CustomPaths {
             subdivision: split(&paths.subdivision),
             anonymous_proxy: split(&paths.anonymous_proxy),
             satellite_provider: split(&paths.satellite_provider),
+            asn: split(&paths.asn),
+            as_org: split(&paths.as_org),
         }
     }
 
     fn resolve<'a, S: AsRef<[u8]>>(
         &self,
         lookup: &LookupResult<'a, S>,
-    ) -> Result<[Option<Leaf<'a>>; 6], MaxMindDbError> {
+    ) -> Result<[Option<Leaf<'a>>; 8], MaxMindDbError> {
         let one = |path: &Option<Vec<Segment>>| -> Result<Option<Leaf<'a>>, MaxMindDbError> {
             let Some(path) = path else {
                 return Ok(None);
@@ -760,6 +870,8 @@ impl CustomPaths {
             one(&self.subdivision)?,
             one(&self.anonymous_proxy)?,
             one(&self.satellite_provider)?,
+            one(&self.asn)?,
+            one(&self.as_org)?,
         ])
     }
 }
@@ -796,6 +908,7 @@ impl Leaf<'_> {
         match self {
             Leaf::Str(_) => "string",
             Leaf::Bool(_) => "boolean",
+            Leaf::Num(_) => "number",
             Leaf::Other(kind) => kind,
         }
     }
@@ -885,11 +998,11 @@ impl<'de> de::Deserialize<'de> for Leaf<'de> {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 Ok(Leaf::Str(Cow::Owned(v.to_owned())))
             }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Leaf::Other("number"))
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(u64::try_from(v).map_or(Leaf::Other("negative number"), Leaf::Num))
             }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Leaf::Other("number"))
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Leaf::Num(v))
             }
             fn visit_i128<E: de::Error>(self, _: i128) -> Result<Self::Value, E> {
                 Ok(Leaf::Other("number"))
@@ -943,6 +1056,9 @@ impl<'de> de::Deserialize<'de> for RawRecord<'de> {
                         }
                         "traits" => raw.traits = Some(map.next_value()?),
                         "country_code" => raw.country_code = Some(map.next_value()?),
+                        "state1" => raw.state1 = Some(map.next_value()?),
+                        "autonomous_system_number" => raw.asn = Some(map.next_value()?),
+                        "autonomous_system_organization" => raw.as_org = Some(map.next_value()?),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }

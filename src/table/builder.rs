@@ -1,13 +1,15 @@
 //! Compiles layers of sources into the partitions the tries are built from.
 //!
 //! Each family is kept as a partition of its whole address space into ranges, each with a
-//! [`Cell`] (geo record id, list bits, source). Sources are applied in precedence order as
-//! layers: a layer's prefixes are first made disjoint (the longest prefix wins inside the
-//! layer), then merged over the partition in one linear pass. A database layer replaces the
-//! geo data of what it covers; a list layer adds its bit and, if it has a `set` record,
-//! replaces the geo data too. Adjacent ranges with equal cells are merged as the partition is
-//! built. Cells are interned, so a range costs a 16-byte start and a `u32` cell id; the cells
-//! still in use at the end become the table's [`Answer`]s.
+//! [`Cell`] (layered record id, list bits, source, views id). Sources are applied in
+//! precedence order as layers: a layer's prefixes are first made disjoint (the longest prefix
+//! wins inside the layer), then merged over the partition in one linear pass. A database
+//! layer lays its record over the cell's field by field ([`GeoRecord::overlay`]) and records
+//! its own answer in the cell's views; a list layer adds its bit and, if it has a `set`
+//! record, lays that over the cell's record too. Adjacent ranges with equal cells are merged
+//! as the partition is built. Cells, records, overlays and view sets are interned, so a range
+//! costs a 16-byte start and a `u32` cell id; the cells still in use at the end become the
+//! table's [`Answer`]s.
 
 use std::collections::HashMap;
 
@@ -15,14 +17,14 @@ use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::trie::{Trie, TrieError};
 use super::{FamilyStats, GeoTable};
-use crate::geo::{Answer, GeoRecord, ListSet, MAX_LISTS};
+use std::sync::Arc;
+
+use crate::geo::{Answer, GeoRecord, ListSet, SourceView, MAX_LISTS};
 
 /// Collects sources in precedence order and builds a [`GeoTable`].
 #[derive(Debug)]
 pub struct TableBuilder {
     list_names: Vec<Box<str>>,
-    geos: Vec<GeoRecord>,
-    geo_ids: HashMap<GeoRecord, u32>,
     cells: Cells,
     v4: Partition,
     v6: Partition,
@@ -75,11 +77,22 @@ pub enum BuildError {
 /// What the table stores for one range before interning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Cell {
-    /// Index into `geos`; 0 is the empty record.
+    /// Index into `Records::list` of the layered record; 0 is the empty record.
     geo: u32,
     lists: u64,
     /// Source index + 1; 0 = no source gave geo data.
     source: u16,
+    /// Index into `Cells::view_sets`; 0 is the empty set.
+    views: u32,
+}
+
+/// Distinct records, interned, and the overlays of one on another already computed.
+#[derive(Debug)]
+struct Records {
+    list: Vec<GeoRecord>,
+    ids: HashMap<GeoRecord, u32>,
+    /// `(under, over)` -> the record `over` laid over `under` makes.
+    overlays: HashMap<(u32, u32), u32>,
 }
 
 /// The distinct cells seen while layering, interned so that a partition stores a `u32` per
@@ -91,6 +104,10 @@ struct Cells {
     ids: HashMap<Cell, u32>,
     /// The last `apply`, reused while consecutive pieces paint the same way.
     last: Option<(Paint, u32, u32)>,
+    records: Records,
+    /// Each distinct set of per-source answers: `(source, record id)` in source order.
+    view_sets: Vec<Box<[(u16, u32)]>>,
+    view_ids: HashMap<Box<[(u16, u32)]>, u32>,
 }
 
 /// A partition of one family's space; `ends` are implicit (next start - 1, or the max).
@@ -105,8 +122,15 @@ struct Partition {
 /// A change one layer makes to the cells it covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Paint {
-    Geo { geo: u32, source: u16 },
-    List { bit: u64, set: Option<(u32, u16)> },
+    /// A database's record `geo` (source index + 1 in `source`).
+    Geo {
+        geo: u32,
+        source: u16,
+    },
+    List {
+        bit: u64,
+        set: Option<(u32, u16)>,
+    },
 }
 
 // === impl TableBuilder ===
@@ -119,16 +143,12 @@ impl Default for TableBuilder {
 
 impl TableBuilder {
     pub fn new() -> Self {
-        let mut b = Self {
+        Self {
             list_names: Vec::new(),
-            geos: Vec::new(),
-            geo_ids: HashMap::new(),
             cells: Cells::new(),
             v4: Partition::new(u128::from(u32::MAX)),
             v6: Partition::new(u128::MAX),
-        };
-        b.intern(&GeoRecord::default());
-        b
+        }
     }
 
     /// Adds a database layer. `source` is its index in configuration order; `v4`/`v6` map
@@ -254,12 +274,33 @@ impl TableBuilder {
         drop((starts4, a4));
         let v6 = Trie::<u128>::build(&s6, &a6).map_err(too_large)?;
         drop((s6, a6));
+        // Each record and each view set becomes one shared allocation, however many answers
+        // use it.
+        let records = &self.cells.records.list;
+        let mut shared: Vec<Option<Arc<GeoRecord>>> = vec![None; records.len()];
+        let mut sets: Vec<Option<Arc<[SourceView]>>> = vec![None; self.cells.view_sets.len()];
         let answers = cells
             .iter()
-            .map(|c| Answer {
-                geo: self.geos[c.geo as usize].clone(),
-                lists: ListSet(c.lists),
-                source: c.source.checked_sub(1),
+            .map(|c| {
+                let views = sets[c.views as usize]
+                    .get_or_insert_with(|| {
+                        self.cells.view_sets[c.views as usize]
+                            .iter()
+                            .map(|&(source, geo)| SourceView {
+                                source,
+                                geo: shared[geo as usize]
+                                    .get_or_insert_with(|| Arc::new(records[geo as usize].clone()))
+                                    .clone(),
+                            })
+                            .collect()
+                    })
+                    .clone();
+                Answer {
+                    geo: records[c.geo as usize].clone(),
+                    lists: ListSet(c.lists),
+                    source: c.source.checked_sub(1),
+                    views,
+                }
             })
             .collect();
         Ok(GeoTable::from_parts(
@@ -273,13 +314,7 @@ impl TableBuilder {
     }
 
     fn intern(&mut self, record: &GeoRecord) -> u32 {
-        if let Some(&id) = self.geo_ids.get(record) {
-            return id;
-        }
-        let id = self.geos.len() as u32;
-        self.geos.push(record.clone());
-        self.geo_ids.insert(record.clone(), id);
-        id
+        self.cells.records.intern(record)
     }
 }
 
@@ -388,6 +423,37 @@ impl SourceLayer {
         self.check(record)?;
         let (first, last) = (u128::from(net.network()), u128::from(net.broadcast()));
         self.v6.push(first, last, record).map_err(|()| LayerError::Unordered(net.to_string()))
+    }
+
+    /// Adds the IPv4 range `first..=last` (any bounds, not only CIDR-aligned); ranges must
+    /// come in ascending order, disjoint.
+    pub fn push_range_v4(&mut self, first: u32, last: u32, record: u32) -> Result<(), LayerError> {
+        self.check(record)?;
+        if first > last {
+            return Err(LayerError::Unordered(format!(
+                "{}-{}",
+                std::net::Ipv4Addr::from(first),
+                std::net::Ipv4Addr::from(last)
+            )));
+        }
+        self.v4.push(first, last, record).map_err(|()| {
+            LayerError::Unordered(format!("{}-{}", std::net::Ipv4Addr::from(first), std::net::Ipv4Addr::from(last)))
+        })
+    }
+
+    /// Adds the IPv6 range `first..=last`; ranges must come in ascending order, disjoint.
+    pub fn push_range_v6(&mut self, first: u128, last: u128, record: u32) -> Result<(), LayerError> {
+        self.check(record)?;
+        let text = || format!("{}-{}", std::net::Ipv6Addr::from(first), std::net::Ipv6Addr::from(last));
+        if first > last {
+            return Err(LayerError::Unordered(text()));
+        }
+        self.v6.push(first, last, record).map_err(|()| LayerError::Unordered(text()))
+    }
+
+    /// The records numbered so far, in order.
+    pub fn records(&self) -> &[GeoRecord] {
+        &self.records
     }
 
     fn check(&self, record: u32) -> Result<(), LayerError> {
@@ -616,12 +682,72 @@ impl Partition {
 
 // === impl Cells ===
 
+impl Records {
+    fn new() -> Self {
+        let mut r = Self { list: Vec::new(), ids: HashMap::new(), overlays: HashMap::new() };
+        r.intern(&GeoRecord::default());
+        r
+    }
+
+    fn intern(&mut self, record: &GeoRecord) -> u32 {
+        if let Some(&id) = self.ids.get(record) {
+            return id;
+        }
+        let id = self.list.len() as u32;
+        self.list.push(record.clone());
+        self.ids.insert(record.clone(), id);
+        id
+    }
+
+    /// The id of `over` laid over `under` (field by field, see [`GeoRecord::overlay`]).
+    fn overlay(&mut self, under: u32, over: u32) -> u32 {
+        if under == 0 || under == over {
+            return over;
+        }
+        if let Some(&id) = self.overlays.get(&(under, over)) {
+            return id;
+        }
+        let merged = self.list[under as usize].overlay(&self.list[over as usize]);
+        let id = self.intern(&merged);
+        self.overlays.insert((under, over), id);
+        id
+    }
+}
+
 impl Cells {
     const EMPTY: u32 = 0;
 
     fn new() -> Self {
-        let empty = Cell { geo: 0, lists: 0, source: 0 };
-        Self { list: vec![empty], ids: HashMap::from([(empty, Self::EMPTY)]), last: None }
+        let empty = Cell { geo: 0, lists: 0, source: 0, views: 0 };
+        let no_views: Box<[(u16, u32)]> = Box::new([]);
+        Self {
+            list: vec![empty],
+            ids: HashMap::from([(empty, Self::EMPTY)]),
+            last: None,
+            records: Records::new(),
+            view_sets: vec![no_views.clone()],
+            view_ids: HashMap::from([(no_views, 0)]),
+        }
+    }
+
+    /// The view set `id` with `source`'s own answer set to `geo` (sources kept in order).
+    fn with_view(&mut self, id: u32, source: u16, geo: u32) -> u32 {
+        let current = &self.view_sets[id as usize];
+        let mut next: Vec<(u16, u32)> = Vec::with_capacity(current.len() + 1);
+        next.extend(current.iter().copied().filter(|&(s, _)| s != source));
+        // A record that says nothing is no view: "sources that have data" skip it.
+        if geo != 0 {
+            let at = next.partition_point(|&(s, _)| s < source);
+            next.insert(at, (source, geo));
+        }
+        let next = next.into_boxed_slice();
+        if let Some(&found) = self.view_ids.get(&next) {
+            return found;
+        }
+        let new = self.view_sets.len() as u32;
+        self.view_sets.push(next.clone());
+        self.view_ids.insert(next, new);
+        new
     }
 
     /// The id of the cell `paint` makes of cell `id`.
@@ -631,7 +757,7 @@ impl Cells {
                 return to;
             }
         }
-        let cell = paint.apply(self.list[id as usize]);
+        let cell = self.paint(paint, self.list[id as usize]);
         let next = match self.ids.get(&cell) {
             Some(&to) => to,
             None => {
@@ -644,16 +770,40 @@ impl Cells {
         self.last = Some((paint, id, next));
         next
     }
+
+    /// The cell `paint` makes of `cell`.
+    fn paint(&mut self, paint: Paint, cell: Cell) -> Cell {
+        match paint {
+            Paint::Geo { geo, source } => {
+                let merged = self.records.overlay(cell.geo, geo);
+                // The answer's source is the one that gave the location; a layer with no
+                // location (an ASN database) leaves it, unless nothing came before.
+                let source = if self.records.list[geo as usize].has_location() || cell.source == 0 {
+                    source
+                } else {
+                    cell.source
+                };
+                let views = self.with_view(cell.views, source_index(paint), geo);
+                Cell { geo: merged, source, views, ..cell }
+            }
+            Paint::List { bit, set: None } => Cell { lists: cell.lists | bit, ..cell },
+            Paint::List { bit, set: Some((geo, source)) } => {
+                let merged = self.records.overlay(cell.geo, geo);
+                let source = if self.records.list[geo as usize].has_location() || cell.source == 0 {
+                    source
+                } else {
+                    cell.source
+                };
+                Cell { geo: merged, source, lists: cell.lists | bit, ..cell }
+            }
+        }
+    }
 }
 
-// === impl Paint ===
-
-impl Paint {
-    fn apply(self, cell: Cell) -> Cell {
-        match self {
-            Paint::Geo { geo, source } => Cell { geo, source, ..cell },
-            Paint::List { bit, set: None } => Cell { lists: cell.lists | bit, ..cell },
-            Paint::List { bit, set: Some((geo, source)) } => Cell { geo, source, lists: cell.lists | bit },
-        }
+/// The configuration index of a database paint's source.
+fn source_index(paint: Paint) -> u16 {
+    match paint {
+        Paint::Geo { source, .. } => source.saturating_sub(1),
+        Paint::List { .. } => 0,
     }
 }

@@ -16,6 +16,10 @@ enum Layer {
 }
 
 fn record(i: u32) -> GeoRecord {
+    if i >= 6 {
+        // Operator-only records (an ASN database): laid over, they keep the location.
+        return GeoRecord { asn: Some(64_500 + i), as_org: Some(format!("org {i}").into()), ..GeoRecord::default() };
+    }
     let letters = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let a = letters[(i as usize) % 26] as char;
     let b = letters[(i as usize / 26) % 26] as char;
@@ -48,11 +52,13 @@ fn build(layers: &[Layer]) -> GeoTable {
     b.build().unwrap()
 }
 
-/// The model: walk layers in order; a database gives its longest matching prefix's record,
-/// a list adds its bit and maybe its record.
+/// The model: walk layers in order; a database lays its longest matching prefix's record
+/// over the answer field by field and is that source's own view; a list adds its bit and
+/// maybe lays its record over too.
 fn model(layers: &[Layer], ip: IpAddr) -> Answer {
     let recs = records();
     let mut ans = Answer::default();
+    let mut views: Vec<crate::geo::SourceView> = Vec::new();
     let mut list_id = 0;
     for (i, layer) in layers.iter().enumerate() {
         match layer {
@@ -66,8 +72,12 @@ fn model(layers: &[Layer], ip: IpAddr) -> Answer {
                     }
                 };
                 if let Some(r) = best {
-                    ans.geo = recs[r as usize].clone();
-                    ans.source = Some(i as u16);
+                    let rec = &recs[r as usize];
+                    if rec.has_location() || ans.source.is_none() {
+                        ans.source = Some(i as u16);
+                    }
+                    ans.geo = ans.geo.overlay(rec);
+                    views.push(crate::geo::SourceView { source: i as u16, geo: std::sync::Arc::new(rec.clone()) });
                 }
             }
             Layer::List { v4, v6, set } => {
@@ -78,14 +88,18 @@ fn model(layers: &[Layer], ip: IpAddr) -> Answer {
                 if hit {
                     ans.lists = ans.lists.with(list_id);
                     if let Some(s) = set {
-                        ans.geo = recs[*s as usize].clone();
-                        ans.source = Some(i as u16);
+                        let rec = &recs[*s as usize];
+                        if rec.has_location() || ans.source.is_none() {
+                            ans.source = Some(i as u16);
+                        }
+                        ans.geo = ans.geo.overlay(rec);
                     }
                 }
                 list_id += 1;
             }
         }
     }
+    ans.views = views.into();
     ans
 }
 

@@ -52,10 +52,12 @@ fn geoip2_fields_are_read() {
         subdivision: Some("UA-43".into()),
         anonymous_proxy: true,
         satellite_provider: false,
+        asn: None,
+        as_org: None,
     };
     assert_eq!(got, vec![want]);
     assert_eq!(decoder.invalid, 0);
-    assert_eq!(decoder.schema_found(), Some("geoip2"));
+    assert_eq!(decoder.schema_found().as_deref(), Some("geoip2"));
 }
 
 #[test]
@@ -71,7 +73,7 @@ fn flat_and_mixed_records_in_auto() {
     let countries: Vec<_> = got.iter().map(|r| r.country).collect();
     assert_eq!(countries, vec![cc("BY"), cc("DE"), cc("RU")]);
     assert_eq!(decoder.invalid, 1);
-    assert_eq!(decoder.schema_found(), Some("geoip2+flat"));
+    assert_eq!(decoder.schema_found().as_deref(), Some("geoip2+flat"));
 }
 
 #[test]
@@ -116,7 +118,7 @@ fn subdivision_codes_are_normalised() {
     let mut d = RecordDecoder::new(&MmdbSchema::Auto);
     let ua = cc("UA");
     let s = |d: &mut RecordDecoder, country, code: &str| {
-        d.subdivision("f", country, Some(Leaf::Str(Cow::Owned(code.to_owned())))).map(String::from)
+        d.subdivision("f", country, Some(Leaf::Str(Cow::Owned(code.to_owned())))).map(|s| s.to_string())
     };
     assert_eq!(s(&mut d, ua, "43").as_deref(), Some("UA-43"));
     assert_eq!(s(&mut d, ua, "ua-43").as_deref(), Some("UA-43"));
@@ -160,7 +162,7 @@ fn custom_paths_index_and_count_from_the_end() {
     assert_eq!(got[1], GeoRecord::default());
     // `loc.cc` runs into a string: counted as invalid, not fatal.
     assert_eq!(decoder.invalid, 1);
-    assert_eq!(decoder.schema_found(), Some("custom"));
+    assert_eq!(decoder.schema_found().as_deref(), Some("custom"));
 }
 
 #[test]
@@ -208,4 +210,45 @@ fn interner_decodes_each_offset_once_and_shares_equal_records() {
 fn panics_become_errors() {
     let payload = panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
     assert_eq!(panic_message(payload.as_ref()), "boom 1");
+}
+
+#[test]
+fn asn_and_region_name_fields() {
+    let (got, decoder) = decode_all(
+        &MmdbSchema::Auto,
+        &[
+            json!({"autonomous_system_number": 13238, "autonomous_system_organization": " YANDEX LLC "}),
+            json!({"autonomous_system_number": 0, "autonomous_system_organization": ""}),
+            json!({"country_code": "UA", "state1": "Crimea", "city": "Simferopol"}),
+            json!({"country_code": "RU", "state1": "Krasnodar Krai"}),
+            json!({"country_code": "UA", "state1": "ua-43"}),
+            json!({"country_code": "UA", "state1": ""}),
+            json!({"state1": "Crimea"}),
+        ],
+    );
+    assert_eq!((got[0].asn, got[0].as_org.as_deref()), (Some(13238), Some("YANDEX LLC")));
+    assert_eq!((got[1].asn, got[1].as_org.as_deref()), (None, None));
+    let subs: Vec<Option<String>> = got[2..].iter().map(|r| r.subdivision.as_deref().map(str::to_owned)).collect();
+    assert_eq!(
+        subs,
+        vec![Some("UA:Crimea".into()), Some("RU:Krasnodar Krai".into()), Some("UA-43".into()), None, None]
+    );
+    assert_eq!(decoder.schema_found().as_deref(), Some("flat+asn"));
+    assert!(decoder.fatal.is_none());
+}
+
+#[test]
+fn asn_of_the_wrong_type_is_fatal() {
+    for bad in [
+        json!({"autonomous_system_number": "big"}),
+        json!({"autonomous_system_number": {"n": 1}}),
+        json!({"autonomous_system_number": 4294967296u64}),
+    ] {
+        let (_, decoder) = decode_all(&MmdbSchema::Asn, &[bad.clone()]);
+        let reason = decoder.fatal.clone().unwrap_or_default();
+        assert!(reason.contains("autonomous_system_number"), "{bad}: {reason:?}");
+    }
+    let (got, decoder) = decode_all(&MmdbSchema::Asn, &[json!({"autonomous_system_number": "AS12389"})]);
+    assert_eq!(got[0].asn, Some(12389));
+    assert!(decoder.fatal.is_none());
 }
