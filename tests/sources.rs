@@ -78,7 +78,21 @@ fn reference(reader: &Reader<Vec<u8>>, ip: IpAddr, how: Reference) -> Option<Geo
             };
             let ok = (1..=3).contains(&sub.len()) && sub.chars().all(|c| c.is_ascii_alphanumeric());
             cc.filter(|_| ok).map(|cc| format!("{cc}-{}", sub.to_ascii_uppercase()).into())
+        })
+        // A flat city database's own region name, under its country: `RU:Crimea`.
+        .or_else(|| {
+            let name = v["state1"].as_str()?.trim();
+            let cc = country?;
+            let code = name.split_once('-').filter(|(c, s)| {
+                CountryCode::parse(c) == Some(cc) && (1..=3).contains(&s.len()) && s.chars().all(|x| x.is_ascii_alphanumeric())
+            });
+            match code {
+                Some(_) => Some(name.to_ascii_uppercase().into()),
+                None => (!name.is_empty()).then(|| format!("{cc}:{name}").into()),
+            }
         });
+    let asn = v["autonomous_system_number"].as_u64().and_then(|n| u32::try_from(n).ok()).filter(|&n| n != 0);
+    let as_org = v["autonomous_system_organization"].as_str().map(str::trim).filter(|o| !o.is_empty());
     Some(GeoRecord {
         country,
         registered_country: code(&v["registered_country"]["iso_code"]),
@@ -86,6 +100,8 @@ fn reference(reader: &Reader<Vec<u8>>, ip: IpAddr, how: Reference) -> Option<Geo
         subdivision,
         anonymous_proxy: v["traits"]["is_anonymous_proxy"].as_bool().unwrap_or(false),
         satellite_provider: v["traits"]["is_satellite_provider"].as_bool().unwrap_or(false),
+        asn,
+        as_org: as_org.map(Into::into),
     })
 }
 
@@ -325,6 +341,8 @@ fn custom_paths_match_the_builtin_schemas() {
         subdivision: Some("subdivisions.-1.iso_code".into()),
         anonymous_proxy: Some("traits.is_anonymous_proxy".into()),
         satellite_provider: Some("traits.is_satellite_provider".into()),
+        asn: Some("autonomous_system_number".into()),
+        as_org: Some("autonomous_system_organization".into()),
     };
     let (auto, _, _) = load_fixture(Fixture::Geoip2City, &MmdbSchema::Auto);
     let (custom, _, _) = load_fixture(Fixture::Geoip2City, &MmdbSchema::Custom(geoip2_paths));

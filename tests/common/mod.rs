@@ -23,5 +23,7 @@ pub fn expected_record(e: &Expect) -> Option<GeoRecord> {
         subdivision: e.subdivision.map(Into::into),
         anonymous_proxy: e.anonymous_proxy,
         satellite_provider: e.satellite_provider,
+        asn: None,
+        as_org: None,
     })
 }
