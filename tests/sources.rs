@@ -867,3 +867,55 @@ fn full_size_databases_in_both_schemas_agree_with_maxminddb_through_the_table() 
     assert!(records.iter().any(|r| r.anonymous_proxy) && records.iter().any(|r| r.satellite_provider));
     assert!(records.iter().any(|r| r.country.is_some() && r.registered_country != r.country));
 }
+
+/// A full-size ASN-schema database (GeoLite2-ASN's fields) over the shipped database's
+/// networks, some with region names in ip-location-db's flat city form, so that every field
+/// this step added is checked against `maxminddb` at full size.
+fn full_size_asn(shipped: &Reader<Vec<u8>>) -> Vec<u8> {
+    let mut writer = mmdb_writer::Writer::builder("Geogate-Test-Full-ASN")
+        .ip_version(mmdb_writer::IpVersion::V6)
+        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Enabled)
+        .build();
+    let aliased: Vec<ipnet::IpNet> =
+        ["2002::/16", "2001::/32", "::ffff:0:0/96"].iter().map(|n| n.parse().unwrap()).collect();
+    for (k, item) in shipped.networks(WithinOptions::default()).unwrap().enumerate() {
+        let item = item.unwrap();
+        let net = item.network().unwrap();
+        let flat: Value = item.decode().unwrap().unwrap();
+        let country = flat["country_code"].as_str().unwrap_or("ZZ");
+        let record = match k % 5 {
+            0 => json!({"autonomous_system_number": 0, "autonomous_system_organization": ""}),
+            1 => {
+                let region = ["Crimea", "Donetsk", "Kyïv", " "][k / 5 % 4];
+                json!({"country_code": country, "state1": region})
+            }
+            _ => json!({
+                "autonomous_system_number": (k % 70_000 + 1) as u64,
+                "autonomous_system_organization": format!("Org {} LLC", k % 5_000),
+            }),
+        };
+        let net = ipnet::IpNet::new(net.network(), net.prefix()).unwrap();
+        if aliased.iter().any(|alias| alias.contains(&net) || net.contains(alias)) {
+            continue;
+        }
+        writer.insert(net, &record).unwrap();
+    }
+    writer.to_bytes().unwrap()
+}
+
+#[test]
+fn full_size_asn_database_agrees_with_maxminddb_through_the_table() {
+    let flat_reader = Reader::open_readfile(shipped()).unwrap();
+    let bytes = full_size_asn(&flat_reader);
+    let asn = mmdb::load_bytes("asn", "full-size asn", bytes.clone(), &MmdbSchema::Auto).unwrap();
+    assert_eq!(asn.provenance.schema, "flat+asn");
+    let reader = Reader::from_source(bytes.clone()).unwrap();
+    let n = table_agrees_with_reader(&asn, &bytes, &reader);
+    assert!(n > 4_000_000, "asn: only {n} addresses compared");
+    let records = &asn.records;
+    assert!(records.iter().any(|r| r.asn.is_some() && r.as_org.is_some()));
+    assert!(records.iter().any(|r| r.subdivision.as_deref() == Some("UA:Kyïv")));
+    assert!(records.iter().any(|r| r.country.is_some() && r.subdivision.is_none()), "a blank region name is none");
+    assert!(records.iter().any(GeoRecord::is_empty), "ASN 0 with no organisation says nothing");
+    eprintln!("asn: {n} addresses agree");
+}
