@@ -25,7 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut writer = mmdb_writer::Writer::builder("Geogate-ASN-from-CSV")
         .ip_version(mmdb_writer::IpVersion::V6)
-        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Enabled)
+        // No alias nodes: the CSVs announce networks inside 2001::/32 and 2002::/16 of their own.
+        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Disabled)
         .build();
     let mut written = 0usize;
     for input in inputs {

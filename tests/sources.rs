@@ -84,7 +84,9 @@ fn reference(reader: &Reader<Vec<u8>>, ip: IpAddr, how: Reference) -> Option<Geo
             let name = v["state1"].as_str()?.trim();
             let cc = country?;
             let code = name.split_once('-').filter(|(c, s)| {
-                CountryCode::parse(c) == Some(cc) && (1..=3).contains(&s.len()) && s.chars().all(|x| x.is_ascii_alphanumeric())
+                CountryCode::parse(c) == Some(cc)
+                    && (1..=3).contains(&s.len())
+                    && s.chars().all(|x| x.is_ascii_alphanumeric())
             });
             match code {
                 Some(_) => Some(name.to_ascii_uppercase().into()),

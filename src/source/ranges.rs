@@ -45,8 +45,11 @@
 //! layer. The first range that goes backwards (starts at or before the end of the previous
 //! range of its family) ends that pass: the file is read a second time collecting both
 //! families' ranges, which are sorted by start. So disjoint ranges in any order load to the
-//! same layer as sorted input (for a file with IPv4 lines before IPv6 ones), and only a real
-//! overlap is an error, naming both lines. The second pass describes the bytes it read.
+//! same layer as sorted input (for a file with IPv4 lines before IPv6 ones). Where ranges
+//! overlap, the narrower one wins for the addresses they share (as the longer prefix does in a
+//! CIDR list), the later line between two equal ones; each overlap is counted and the load logs
+//! one warning with the count and the first pair (published feeds have a few: ip-location-db's
+//! ASN file of 2026-06-17 has one). The second pass describes the bytes it read.
 //!
 //! # Memory
 //! The file is streamed, through a gzip decoder when it starts with `1f 8b`, and its SHA-256
@@ -491,24 +494,87 @@ fn delimiter_name(delimiter: u8) -> String {
     }
 }
 
-/// Sorts one family's collected ranges by start and reports every overlap.
-fn sort_checked<K: Copy + Ord>(ranges: &mut [Collected<K>], errors: &mut Errors, show: impl Fn(K) -> String) {
+/// Overlapping ranges found while sorting: how many, and the first pair, for the warning.
+#[derive(Debug, Default)]
+struct Overlaps {
+    count: usize,
+    first: Option<String>,
+}
+
+/// Sorts one family's collected ranges by start and makes them disjoint: where ranges overlap,
+/// the narrowest covering range wins, the later line between equal widths. Returns the
+/// disjoint pieces in order (each keeps its winner's record and line).
+fn sort_disjoint<K>(
+    mut ranges: Vec<Collected<K>>,
+    overlaps: &mut Overlaps,
+    show: impl Fn(K) -> String,
+) -> Vec<Collected<K>>
+where
+    K: Copy + Ord + Into<u128> + TryFrom<u128>,
+{
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     ranges.sort_unstable_by_key(|r| (r.first, r.line));
-    // The range reaching furthest so far: any later start at or before its end overlaps it.
-    let mut reach: Option<&Collected<K>> = None;
-    for r in ranges.iter() {
-        if let Some(p) = reach.filter(|p| r.first <= p.last) {
-            let text = format!("{}-{}", show(r.first), show(r.last));
-            errors.push(
-                r.line,
-                text.as_bytes(),
-                format!("overlaps line {} ({}-{})", p.line, show(p.first), show(p.last)),
-            );
+    // Count overlaps: a start at or before the furthest end so far.
+    let mut reach: Option<usize> = None;
+    let mut any = false;
+    for (i, r) in ranges.iter().enumerate() {
+        if let Some(p) = reach.map(|p| &ranges[p]).filter(|p| r.first <= p.last) {
+            any = true;
+            overlaps.count += 1;
+            overlaps.first.get_or_insert_with(|| {
+                format!(
+                    "line {} ({}-{}) overlaps line {} ({}-{})",
+                    r.line,
+                    show(r.first),
+                    show(r.last),
+                    p.line,
+                    show(p.first),
+                    show(p.last)
+                )
+            });
         }
-        if reach.is_none_or(|p| r.last > p.last) {
-            reach = Some(r);
+        if reach.is_none_or(|p| r.last > ranges[p].last) {
+            reach = Some(i);
         }
     }
+    if !any {
+        return ranges;
+    }
+    // Sweep: at each boundary the narrowest open range (then the latest line) decides.
+    let width = |r: &Collected<K>| r.last.into() - r.first.into();
+    let mut bounds: Vec<u128> = Vec::with_capacity(2 * ranges.len());
+    for r in &ranges {
+        bounds.push(r.first.into());
+        if let Some(next) = r.last.into().checked_add(1) {
+            bounds.push(next);
+        }
+    }
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut open: BinaryHeap<(Reverse<u128>, usize, usize)> = BinaryHeap::new();
+    let mut out: Vec<Collected<K>> = Vec::with_capacity(ranges.len());
+    let mut next = 0;
+    for (b, &pos) in bounds.iter().enumerate() {
+        while next < ranges.len() && ranges[next].first.into() <= pos {
+            open.push((Reverse(width(&ranges[next])), ranges[next].line, next));
+            next += 1;
+        }
+        while open.peek().is_some_and(|&(_, _, i)| ranges[i].last.into() < pos) {
+            open.pop();
+        }
+        let Some(&(_, _, winner)) = open.peek() else { continue };
+        let end = bounds.get(b + 1).map_or(ranges[winner].last.into(), |&n| n - 1).min(ranges[winner].last.into());
+        let (Ok(first), Ok(last)) = (K::try_from(pos), K::try_from(end)) else { continue };
+        let w = &ranges[winner];
+        match out.last_mut() {
+            Some(prev) if prev.record == w.record && prev.line == w.line && prev.last.into() + 1 == pos => {
+                prev.last = last
+            }
+            _ => out.push(Collected { first, last, record: w.record, line: w.line }),
+        }
+    }
+    out
 }
 
 /// `text` in quotes, shortened so a garbage line stays readable.
@@ -629,6 +695,8 @@ struct Parser<'l> {
     /// Ranges with data per family.
     counts: [usize; 2],
     errors: Errors,
+    /// Collect mode: overlapping ranges resolved (narrowest wins), for the warning.
+    overlaps: Overlaps,
 }
 
 /// Displays [`SourceError::Ranges`].
@@ -657,6 +725,7 @@ impl<'l> Parser<'l> {
             v6: Vec::new(),
             counts: [0, 0],
             errors: Errors::default(),
+            overlaps: Overlaps::default(),
         }
     }
 
@@ -787,10 +856,10 @@ impl<'l> Parser<'l> {
     /// Collect mode: sorts and checks the ranges, then (if every line was good) builds the
     /// layer from them, records numbered in order of first use (IPv4, then IPv6).
     fn build_collected(&mut self) {
-        let mut v4 = std::mem::take(&mut self.v4);
-        let mut v6 = std::mem::take(&mut self.v6);
-        sort_checked(&mut v4, &mut self.errors, |a| Ipv4Addr::from(a).to_string());
-        sort_checked(&mut v6, &mut self.errors, |a| Ipv6Addr::from(a).to_string());
+        let mut overlaps = Overlaps::default();
+        let v4 = sort_disjoint(std::mem::take(&mut self.v4), &mut overlaps, |a| Ipv4Addr::from(a).to_string());
+        let v6 = sort_disjoint(std::mem::take(&mut self.v6), &mut overlaps, |a| Ipv6Addr::from(a).to_string());
+        self.overlaps = overlaps;
         if !self.errors.is_empty() {
             return;
         }
@@ -837,6 +906,15 @@ impl<'l> Parser<'l> {
         }
         if self.counts == [0, 0] {
             return Err(SourceError::NoNetworks { origin: origin.to_owned() });
+        }
+        if self.overlaps.count > 0 {
+            tracing::warn!(
+                source = name,
+                origin,
+                overlaps = self.overlaps.count,
+                first = self.overlaps.first.as_deref().unwrap_or(""),
+                "overlapping ranges: the narrower range wins where two overlap (the later line between equal ones)"
+            );
         }
         let mut layer = self.layer;
         layer.shrink();

@@ -274,21 +274,39 @@ fn unsorted_disjoint_input_equals_sorted() {
     assert_eq!(c, d);
 }
 
+/// The country a one-source table gives `ip` from a range file's text.
+fn country_at(text: &str, ip: &str) -> Option<String> {
+    let (layer, _) = ok(text, &AUTO);
+    let mut b = crate::table::TableBuilder::new();
+    b.add_layer(0, &layer);
+    let table = b.build().unwrap();
+    table.lookup(ip.parse().unwrap()).geo.country.map(|c| c.to_string())
+}
+
 #[test]
-fn overlaps_name_both_lines() {
-    let msg = err("1.0.0.0,1.0.0.255,AU\n2.0.0.0,2.0.0.255,US\n1.0.0.128,1.0.1.0,CN\n", &AUTO);
-    assert!(msg.starts_with("t.csv: 1 bad line"), "{msg}");
-    assert!(msg.contains("t.csv:3: \"1.0.0.128-1.0.1.0\": overlaps line 1 (1.0.0.0-1.0.0.255)"), "{msg}");
-    // Found while streaming in order too, and for a repeated line.
-    let msg = err("1.0.0.0,1.0.0.255,AU\n1.0.0.255,1.0.1.0,CN\n", &AUTO);
-    assert!(msg.contains("t.csv:2:") && msg.contains("overlaps line 1"), "{msg}");
-    let msg = err("::1,::5,AU\n::1,::5,AU\n", &AUTO);
-    assert!(msg.contains("t.csv:2:") && msg.contains("overlaps line 1 (::1-::5)"), "{msg}");
-    // One range covering two later ones overlaps both.
-    let msg = err("1.0.0.0,1.0.0.9,AU\n1.0.0.20,1.0.0.29,AU\n0.0.0.0,1.0.0.255,US\n", &AUTO);
-    assert!(msg.starts_with("t.csv: 2 bad lines"), "{msg}");
-    assert!(msg.contains("t.csv:1: \"1.0.0.0-1.0.0.9\": overlaps line 3"), "{msg}");
-    assert!(msg.contains("t.csv:2: \"1.0.0.20-1.0.0.29\": overlaps line 3"), "{msg}");
+fn overlaps_are_resolved_narrowest_first() {
+    // A later range starting inside an earlier one (as in ip-location-db's ASN file): the
+    // narrower wins where they overlap, each keeps the rest.
+    let text = "1.0.0.0,1.0.0.255,AU\n1.0.0.128,1.0.1.0,CN\n";
+    assert_eq!(country_at(text, "1.0.0.127").as_deref(), Some("AU"));
+    // 129 addresses against 256: CN is the narrower where they overlap.
+    assert_eq!(country_at(text, "1.0.0.128").as_deref(), Some("CN"));
+    assert_eq!(country_at(text, "1.0.0.255").as_deref(), Some("CN"));
+    assert_eq!(country_at(text, "1.0.1.0").as_deref(), Some("CN"));
+    // Nested: the inner range wins inside, the outer keeps both sides.
+    let text = "0.0.0.0,1.0.0.255,US\n1.0.0.0,1.0.0.9,AU\n1.0.0.20,1.0.0.29,DE\n";
+    for (ip, cc) in
+        [("0.255.0.0", "US"), ("1.0.0.5", "AU"), ("1.0.0.15", "US"), ("1.0.0.25", "DE"), ("1.0.0.200", "US")]
+    {
+        assert_eq!(country_at(text, ip).as_deref(), Some(cc), "{ip}");
+    }
+    // Equal ranges: the later line.
+    assert_eq!(country_at("::1,::5,AU\n::1,::5,NZ\n", "::3").as_deref(), Some("NZ"));
+    // Out of order and nested gives the same answers as in order.
+    let text = "1.0.0.20,1.0.0.29,DE\n0.0.0.0,1.0.0.255,US\n1.0.0.0,1.0.0.9,AU\n";
+    for (ip, cc) in [("1.0.0.5", "AU"), ("1.0.0.15", "US"), ("1.0.0.25", "DE")] {
+        assert_eq!(country_at(text, ip).as_deref(), Some(cc), "{ip}");
+    }
     // Families are independent: the same numbers in IPv4 and IPv6 do not overlap.
     ok("::,::ffff,AU\n0.0.0.0,0.0.255.255,US\n", &AUTO);
 }
