@@ -315,6 +315,27 @@ impl ExplainReport {
         );
         let _ = writeln!(
             o,
+            "             asn={} as_org={}",
+            d["asn"].as_u64().map_or("-".to_owned(), |n| format!("AS{n}")),
+            d["as_org"].as_str().unwrap_or("-")
+        );
+        if let Some(sources) = v["sources"].as_object() {
+            for (name, view) in sources {
+                let text = if view.is_null() {
+                    "no data".to_owned()
+                } else {
+                    format!(
+                        "country={} subdivision={} asn={}",
+                        view["country"].as_str().unwrap_or("-"),
+                        view["subdivision"].as_str().unwrap_or("-"),
+                        view["asn"].as_u64().map_or("-".to_owned(), |n| format!("AS{n}"))
+                    )
+                };
+                let _ = writeln!(o, "  source {name:<16} {text}");
+            }
+        }
+        let _ = writeln!(
+            o,
             "request:     {} {} host={} (path as matched: {})",
             s("method"),
             s("path"),
@@ -417,6 +438,8 @@ pub fn explain_value(
         "normalized_path": ex.normalized_path,
         "rules": rules,
         "rule": ex.verdict.rule.and_then(|r| snapshot.policy.rule_name(r)),
+        "view": ex.verdict.rule.map(|r| snapshot.policy.rule_view(r)),
+        "sources": sources_json(snapshot, a),
         "action": ex.verdict.action.name(),
         "summary": ex.summary,
         "dry_run": dry,

@@ -69,6 +69,8 @@ pub struct Policy {
     overrides: Vec<BlockResponse>,
     tag_headers: TagHeaders,
     list_names: Vec<String>,
+    /// Every source's name in configuration order (for views that name one).
+    source_names: Vec<String>,
     /// Rule index of each dry-run rule, in order: bit `i` of a [`DryRunSet`].
     dry_run_rules: Vec<usize>,
 }
@@ -289,7 +291,12 @@ pub fn compile_for(cfg: &PolicyConfig, list_names: &[String], source_names: &[St
             dry_run,
             geo: GeoMatch {
                 countries: m.countries.clone(),
-                subdivisions: m.subdivisions.iter().map(|s| s.to_ascii_uppercase().into()).collect(),
+                // Codes upper-case; names as written (they compare case-insensitively).
+                subdivisions: m
+                    .subdivisions
+                    .iter()
+                    .map(|s| if s.contains(':') { s.as_str().into() } else { s.to_ascii_uppercase().into() })
+                    .collect(),
                 registered: m.registered_countries.clone(),
                 asns: m.asns.clone(),
                 as_orgs: m.as_orgs.iter().map(|g| g.to_lowercase().into()).collect(),
@@ -315,6 +322,7 @@ pub fn compile_for(cfg: &PolicyConfig, list_names: &[String], source_names: &[St
         overrides,
         tag_headers: cfg.tag_headers.clone(),
         list_names: list_names.to_vec(),
+        source_names: source_names.to_vec(),
         dry_run_rules,
     })
 }
@@ -370,12 +378,18 @@ impl Policy {
             steps.push(Step { rule: i, name: rule.name.to_string(), outcome });
         }
         let summary = match (verdict.rule, verdict.criterion) {
-            (Some(i), Some(c)) => format!(
-                "{} by rule[{i}] \"{}\" ({})",
-                verdict.action.name(),
-                self.rule_name(i).unwrap_or(""),
-                self.describe(i, c)
-            ),
+            (Some(i), Some(c)) => {
+                let view = match self.rule_view(i).as_str() {
+                    "layered" => String::new(),
+                    v => format!(", view {v}"),
+                };
+                format!(
+                    "{} by rule[{i}] \"{}\" ({}{view})",
+                    verdict.action.name(),
+                    self.rule_name(i).unwrap_or(""),
+                    self.describe(i, c)
+                )
+            }
             _ => format!("{} by the default action", verdict.action.name()),
         };
         Explanation { verdict, normalized_path: normalize_path(req.path).into_owned(), steps, summary }
@@ -403,6 +417,18 @@ impl Policy {
             Criterion::AnonymousProxy => "anonymous_proxy".to_owned(),
             Criterion::SatelliteProvider => "satellite_provider".to_owned(),
             Criterion::Unknown => "unknown".to_owned(),
+        }
+    }
+
+    /// Whose answer rule `rule` tests: `layered`, `any`, `all` or `source:NAME`.
+    pub fn rule_view(&self, rule: usize) -> String {
+        match self.rules.get(rule).map(|r| r.geo.view) {
+            None | Some(View::Layered) => "layered".to_owned(),
+            Some(View::Any) => "any".to_owned(),
+            Some(View::All) => "all".to_owned(),
+            Some(View::Source(i)) => {
+                format!("source:{}", self.source_names.get(usize::from(i)).map_or("?", |s| s.as_str()))
+            }
         }
     }
 
