@@ -1,7 +1,9 @@
 //! Lookup and compile benchmarks on the shipped database (`geoip/geo-whois-asn-country.mmdb`).
 //!
 //! IDs: `lookup/geogate/v4`, `lookup/maxminddb/v4`, `lookup/geogate/v6`,
-//! `lookup/maxminddb/v6`, `compile/default-db`. One element = one lookup; each iteration
+//! `lookup/maxminddb/v6`, `lookup/geogate+asn/v4`, `lookup/geogate+asn/v6` (the same
+//! addresses in a table that also holds an ASN layer: country and operator answers),
+//! `compile/default-db`. One element = one lookup; each iteration
 //! looks up the same 4096 fixed-seed addresses. IPv4 addresses are uniform over the whole
 //! space; IPv6 addresses are uniform inside randomly chosen networks of the database (uniform
 //! IPv6 addresses would almost all fall in unallocated space and flatter both readers).
@@ -16,6 +18,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use geogate::config::MmdbSchema;
+use geogate::geo::GeoRecord;
 use geogate::source::mmdb;
 use geogate::table::{GeoTable, TableBuilder};
 use maxminddb::PathElement;
@@ -42,6 +45,36 @@ fn compile() -> GeoTable {
     };
     let mut b = TableBuilder::new();
     if let Err(e) = b.add_database(0, &db.records, &db.v4, &db.v6) {
+        panic!("{e}");
+    }
+    match b.build() {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The shipped database with an ASN layer over it, field by field: each of its networks gets
+/// one of 70,000 AS numbers and 5,000 organisations (about the number of ASNs announced
+/// worldwide), so the table holds (country, operator) answers as with a real ASN database.
+fn compile_with_asn() -> GeoTable {
+    let db = match mmdb::load("default", Path::new(DB), &MmdbSchema::Auto) {
+        Ok(db) => db,
+        Err(e) => panic!("cannot load {DB}: {e}"),
+    };
+    let orgs: Vec<std::sync::Arc<str>> = (0..5_000).map(|i| format!("Org {i} LLC").into()).collect();
+    let records: Vec<GeoRecord> = (0..70_000u32)
+        .map(|i| GeoRecord {
+            asn: Some(i + 1),
+            as_org: Some(orgs[i as usize % orgs.len()].clone()),
+            ..GeoRecord::default()
+        })
+        .collect();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let v4: Vec<_> = db.v4.iter().map(|(n, _)| (*n, (rng.next() % 70_000) as u32)).collect();
+    let v6: Vec<_> = db.v6.iter().map(|(n, _)| (*n, (rng.next() % 70_000) as u32)).collect();
+    let mut b = TableBuilder::new();
+    if let Err(e) = b.add_database(0, &db.records, &db.v4, &db.v6).and_then(|()| b.add_database(1, &records, &v4, &v6))
+    {
         panic!("{e}");
     }
     match b.build() {
@@ -133,6 +166,24 @@ fn lookups(c: &mut Criterion) {
         })
     });
     g.bench_function("maxminddb/v6", |b| b.iter(|| v6.iter().map(|&ip| mm(black_box(IpAddr::V6(ip)))).sum::<usize>()));
+    drop(table);
+    let with_asn = compile_with_asn();
+    let s = with_asn.stats();
+    println!(
+        "table with ASN layer: {} IPv4 ranges, {} IPv6 ranges, {} answers, {} heap bytes ({:.2} MiB)",
+        s.ranges_v4,
+        s.ranges_v6,
+        s.answers,
+        s.heap_bytes,
+        s.heap_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let answered = |a: &geogate::geo::Answer| usize::from(a.geo.country.is_some()) + usize::from(a.geo.asn.is_some());
+    g.bench_function("geogate+asn/v4", |b| {
+        b.iter(|| v4.iter().map(|&ip| answered(black_box(with_asn.lookup_v4(black_box(ip))))).sum::<usize>())
+    });
+    g.bench_function("geogate+asn/v6", |b| {
+        b.iter(|| v6.iter().map(|&ip| answered(black_box(with_asn.lookup_v6(black_box(ip))))).sum::<usize>())
+    });
     g.finish();
 }
 

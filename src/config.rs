@@ -202,6 +202,7 @@ pub fn defaults() -> Config {
         sources: vec![SourceConfig {
             name: "geoip".to_owned(),
             kind: SourceKind::Mmdb { location: Location::Path(PathBuf::from(DEFAULT_DB)), schema: MmdbSchema::Auto },
+            region_names: RegionNames::Named,
         }],
         policy: PolicyConfig { default_action: ActionConfig::tag_default(), ..PolicyConfig::default() },
         limits: Limits::default(),
@@ -323,7 +324,8 @@ impl Config {
                 DbFormat::Ranges => SourceKind::Ranges { location, layout: RangeLayout::Auto },
             };
             let name = unique_name(&source_name_of(&db.path), |n| sources.iter().any(|s: &SourceConfig| s.name == n));
-            sources.push(SourceConfig { name, kind });
+            // `lookup --db`: no policy to narrow the names, so every one is shown.
+            sources.push(SourceConfig { name, kind, region_names: RegionNames::All });
         }
         for (name, path) in lists {
             if !valid_name(name) {
@@ -337,6 +339,7 @@ impl Config {
             sources.push(SourceConfig {
                 name: name.clone(),
                 kind: SourceKind::List { location: ListLocation::File(Location::Path(path.clone())), set: None },
+                region_names: RegionNames::Named,
             });
         }
         if sources.is_empty() {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{Config, ListLocation, Location, MmdbSchema, RangeLayout, SourceKind};
-use crate::geo::{Answer, CountryCode};
+use crate::config::{RegionNames, SourceConfig};
+use crate::geo::{Answer, CountryCode, RegionFilter};
 use crate::policy::Policy;
 use crate::source::mapped::{sha256_file, MappedFile};
 use crate::source::{cidr, mmdb, ranges, Provenance, SourceError};
@@ -54,8 +55,8 @@ pub struct CachedLayer {
 /// How a database source's file is read: part of what must be equal for a layer to be reused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LayerFormat {
-    Mmdb(MmdbSchema),
-    Ranges(RangeLayout),
+    Mmdb(MmdbSchema, RegionFilter),
+    Ranges(RangeLayout, RegionFilter),
 }
 
 /// Identity and version of a file without reading it: device, inode, size, mtime.
@@ -159,7 +160,7 @@ pub fn unchanged(config: &Config, previous: &Snapshot) -> bool {
         let sha = match &source.kind {
             SourceKind::Mmdb { location, .. } | SourceKind::Ranges { location, .. } => {
                 let path = location_path(location);
-                let format = LayerFormat::of(&source.kind);
+                let format = LayerFormat::of(source, config);
                 match format.and_then(|f| previous.cached(&source.name, path, &f)) {
                     Some(c) if c.stamp.is_some() && c.stamp == stamp(path) => Some(c.provenance.sha256.clone()),
                     _ => sha256_file(path).ok(),
@@ -262,7 +263,8 @@ fn compile_unreleased(
         match &source.kind {
             SourceKind::Mmdb { location, .. } | SourceKind::Ranges { location, .. } => {
                 let path = location_path(location);
-                let format = LayerFormat::of(&source.kind).unwrap_or(LayerFormat::Mmdb(MmdbSchema::Auto));
+                let format = LayerFormat::of(source, &config)
+                    .unwrap_or_else(|| LayerFormat::Mmdb(MmdbSchema::Auto, RegionFilter::all()));
                 match database_layer(&source.name, path, &format, previous) {
                     Ok(cached) if keep_layers => {
                         builder.add_layer(index, &cached.layer);
@@ -363,8 +365,12 @@ fn database_layer(
         p.forget(name);
     }
     let (layer, provenance) = match format {
-        LayerFormat::Mmdb(schema) => mmdb::load_layer_bytes(name, &origin, file.bytes(), Some(file.sha256()), schema)?,
-        LayerFormat::Ranges(layout) => ranges::load_layer_bytes(name, &origin, file.bytes(), layout)?,
+        LayerFormat::Mmdb(schema, regions) => {
+            mmdb::load_layer_filtered(name, &origin, file.bytes(), Some(file.sha256()), schema, regions)?
+        }
+        LayerFormat::Ranges(layout, regions) => {
+            ranges::load_layer_filtered(name, &origin, file.bytes(), layout, regions)?
+        }
     };
     // A file replaced while it was copied: the stamp taken before no longer names this
     // content, so it is not kept (the next reload reads the file again).
@@ -375,11 +381,18 @@ fn database_layer(
 // === impl LayerFormat ===
 
 impl LayerFormat {
-    /// How a database source is read; `None` for a list.
-    pub fn of(kind: &SourceKind) -> Option<Self> {
-        match kind {
-            SourceKind::Mmdb { schema, .. } => Some(Self::Mmdb(schema.clone())),
-            SourceKind::Ranges { layout, .. } => Some(Self::Ranges(layout.clone())),
+    /// How a database source of `config` is read; `None` for a list. The region names kept
+    /// are part of it: a policy that names another region reads the database again.
+    pub fn of(source: &SourceConfig, config: &Config) -> Option<Self> {
+        let regions = match source.region_names {
+            RegionNames::All => RegionFilter::all(),
+            RegionNames::Named => RegionFilter::named(
+                config.policy.rules.iter().flat_map(|r| r.matcher.subdivisions.iter().map(String::as_str)),
+            ),
+        };
+        match &source.kind {
+            SourceKind::Mmdb { schema, .. } => Some(Self::Mmdb(schema.clone(), regions)),
+            SourceKind::Ranges { layout, .. } => Some(Self::Ranges(layout.clone(), regions)),
             SourceKind::List { .. } => None,
         }
     }

@@ -930,7 +930,17 @@ impl<'a> Checker<'a> {
                 None => SourceKind::List { location: ListLocation::Inline(Vec::new()), set: None },
             };
             names.all.push(name.clone());
-            out.push(SourceConfig { name, kind });
+            let region_names = match &s.region_names {
+                None => RegionNames::Named,
+                Some(v) if is_list == Some(true) => {
+                    self.at(&k("region_names"), v, "`region_names` applies only to databases".into(), "");
+                    RegionNames::Named
+                }
+                Some(v) => self
+                    .one_of(&k("region_names"), v, &[("named", RegionNames::Named), ("all", RegionNames::All)])
+                    .unwrap_or_default(),
+            };
+            out.push(SourceConfig { name, kind, region_names });
         }
         (out, names)
     }

@@ -108,6 +108,7 @@ pub(super) struct FileSource {
     pub entries: Option<S<Strings>>,
     pub set: Option<S<FileSet>>,
     pub layout: Option<S<String>>,
+    pub region_names: Option<S<String>>,
     pub columns: Option<S<Strings>>,
     pub delimiter: Option<S<String>>,
 }

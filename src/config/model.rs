@@ -128,6 +128,19 @@ pub struct RouteConfig {
 pub struct SourceConfig {
     pub name: String,
     pub kind: SourceKind,
+    /// Which of a database's own region names (`RU:Crimea`) the compile keeps.
+    pub region_names: RegionNames,
+}
+
+/// `region_names` of a database source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RegionNames {
+    /// The names some rule's `subdivisions` mention (default): the table stays as small as
+    /// the country table where no rule asks for regions.
+    #[default]
+    Named,
+    /// Every name (larger table; for lookups, tags and logs of every region).
+    All,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -45,7 +45,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{panic_message, sha256_hex, Provenance, SourceError};
 use crate::config::{FieldPaths, MmdbSchema};
-use crate::geo::{CountryCode, GeoRecord};
+use crate::geo::{CountryCode, GeoRecord, RegionFilter};
 use crate::table::SourceLayer;
 
 /// Everything a MaxMind DB says, flattened. See the module documentation for the meaning.
@@ -73,7 +73,7 @@ pub fn load(name: &str, path: &Path, schema: &MmdbSchema) -> Result<Database, So
 /// Loads a database from memory; `origin` names it in errors and provenance.
 pub fn load_bytes(name: &str, origin: &str, bytes: Vec<u8>, schema: &MmdbSchema) -> Result<Database, SourceError> {
     let mut sink = Collect::default();
-    let provenance = guarded(origin, || walk(name, origin, &bytes, None, schema, &mut sink))?;
+    let provenance = guarded(origin, || walk(name, origin, &bytes, None, schema, &RegionFilter::all(), &mut sink))?;
     let Collect { mut v4, mut v6, records } = sink;
     // The walk is depth-first, left first, so this holds already; a cheap check keeps the
     // documented order independent of the iterator's internals.
@@ -104,8 +104,20 @@ pub fn load_layer_bytes(
     sha256: Option<&str>,
     schema: &MmdbSchema,
 ) -> Result<(SourceLayer, Provenance), SourceError> {
+    load_layer_filtered(name, origin, bytes, sha256, schema, &RegionFilter::all())
+}
+
+/// [`load_layer_bytes`] keeping only the region names `regions` keeps (the compile's path).
+pub fn load_layer_filtered(
+    name: &str,
+    origin: &str,
+    bytes: &[u8],
+    sha256: Option<&str>,
+    schema: &MmdbSchema,
+    regions: &RegionFilter,
+) -> Result<(SourceLayer, Provenance), SourceError> {
     let mut sink = LayerSink::default();
-    let provenance = guarded(origin, || walk(name, origin, bytes, sha256, schema, &mut sink))?;
+    let provenance = guarded(origin, || walk(name, origin, bytes, sha256, schema, regions, &mut sink))?;
     let mut layer = sink.layer;
     layer.shrink();
     Ok((layer, provenance))
@@ -165,6 +177,7 @@ fn walk(
     bytes: &[u8],
     sha256: Option<&str>,
     schema: &MmdbSchema,
+    regions: &RegionFilter,
     sink: &mut dyn Sink,
 ) -> Result<Provenance, SourceError> {
     let mmdb_error = |source: MaxMindDbError| SourceError::Mmdb { origin: origin.to_owned(), source };
@@ -178,6 +191,7 @@ fn walk(
     let budget = (metadata.node_count as usize).saturating_add(1).saturating_mul(TERMINALS_PER_NODE);
 
     let mut decoder = RecordDecoder::new(schema);
+    decoder.regions = regions.clone();
     let mut interner = Interner::default();
     let mut counts = (0usize, 0usize);
     let mut visited = 0usize;
@@ -446,6 +460,8 @@ struct RecordDecoder {
     fatal: Option<String>,
     /// Texts seen so far (AS organisations, region names), shared between records.
     strings: std::collections::HashSet<Arc<str>>,
+    /// The region names to keep.
+    regions: RegionFilter,
 }
 
 enum Schema {
@@ -577,6 +593,7 @@ impl RecordDecoder {
             saw_custom: false,
             fatal: None,
             strings: std::collections::HashSet::new(),
+            regions: RegionFilter::all(),
         }
     }
 
@@ -750,7 +767,7 @@ impl RecordDecoder {
                 return Some(Arc::from(name.to_ascii_uppercase()));
             }
         }
-        crate::geo::named_subdivision(country, &name)
+        crate::geo::named_subdivision(country, &name).filter(|n| self.regions.keeps(n))
     }
 
     fn place_country(&mut self, field: &str, place: Option<Place<'_>>) -> Option<CountryCode> {

@@ -81,7 +81,7 @@ use sha2::{Digest, Sha256};
 
 use super::{hex, panic_message, LineError, Provenance, SourceError};
 use crate::config::{KnownRangeLayout, RangeColumn, RangeLayout};
-use crate::geo::{named_subdivision, parse_asn, CountryCode, GeoRecord};
+use crate::geo::{named_subdivision, parse_asn, CountryCode, GeoRecord, RegionFilter};
 use crate::table::SourceLayer;
 
 /// How many bad lines a [`SourceError::Ranges`] keeps and shows; the rest are only counted.
@@ -108,7 +108,7 @@ const GAP: u32 = u32::MAX;
 /// whole decompressed text is never held. See the module documentation for the formats.
 pub fn load_layer(name: &str, path: &Path, layout: &RangeLayout) -> Result<(SourceLayer, Provenance), SourceError> {
     let origin = path.display().to_string();
-    guarded(&origin, || load(name, &origin, layout, || File::open(path)))
+    guarded(&origin, || load(name, &origin, layout, &RegionFilter::all(), || File::open(path)))
 }
 
 /// [`load_layer`] over bytes in memory (plain or gzip); `origin` names them in errors and
@@ -119,7 +119,18 @@ pub fn load_layer_bytes(
     bytes: &[u8],
     layout: &RangeLayout,
 ) -> Result<(SourceLayer, Provenance), SourceError> {
-    guarded(origin, || load(name, origin, layout, || Ok(bytes)))
+    load_layer_filtered(name, origin, bytes, layout, &RegionFilter::all())
+}
+
+/// [`load_layer_bytes`] keeping only the region names `regions` keeps (the compile's path).
+pub fn load_layer_filtered(
+    name: &str,
+    origin: &str,
+    bytes: &[u8],
+    layout: &RangeLayout,
+    regions: &RegionFilter,
+) -> Result<(SourceLayer, Provenance), SourceError> {
+    guarded(origin, || load(name, origin, layout, regions, || Ok(bytes)))
 }
 
 /// True when `head` (the first few KiB of a file) looks like a range file: the gzip magic, or
@@ -193,15 +204,18 @@ fn load<R: Read>(
     name: &str,
     origin: &str,
     layout: &RangeLayout,
+    regions: &RegionFilter,
     open: impl Fn() -> io::Result<R>,
 ) -> Result<(SourceLayer, Provenance), SourceError> {
     let io_error = |source| SourceError::Io { origin: origin.to_owned(), source };
-    if let Some(loaded) = read_pass(name, origin, layout, open().map_err(io_error)?, Mode::Stream)? {
+    if let Some(loaded) = read_pass(name, origin, layout, regions, open().map_err(io_error)?, Mode::Stream)? {
         return Ok(loaded);
     }
-    read_pass(name, origin, layout, open().map_err(io_error)?, Mode::Collect)?.ok_or_else(|| SourceError::Panicked {
-        origin: origin.to_owned(),
-        message: "the collecting pass over a range file asked for another pass".to_owned(),
+    read_pass(name, origin, layout, regions, open().map_err(io_error)?, Mode::Collect)?.ok_or_else(|| {
+        SourceError::Panicked {
+            origin: origin.to_owned(),
+            message: "the collecting pass over a range file asked for another pass".to_owned(),
+        }
     })
 }
 
@@ -210,12 +224,14 @@ fn read_pass<R: Read>(
     name: &str,
     origin: &str,
     layout: &RangeLayout,
+    regions: &RegionFilter,
     raw: R,
     mode: Mode,
 ) -> Result<Option<(SourceLayer, Provenance)>, SourceError> {
     let io_error = |source| SourceError::Io { origin: origin.to_owned(), source };
     let mut hashed = Hashing { inner: raw, sha256: Sha256::new(), bytes: 0 };
     let mut parser = Parser::new(layout, mode);
+    parser.values.regions = regions.clone();
     let flow = {
         let mut input = BufReader::with_capacity(BUFFER_BYTES, &mut hashed);
         let head = input.fill_buf().map_err(io_error)?;
@@ -656,6 +672,9 @@ struct Fields {
 struct Values {
     strings: HashSet<Arc<str>>,
     scratch: String,
+    /// The region names to keep, and the names already dropped.
+    regions: RegionFilter,
+    dropped: HashSet<String>,
 }
 
 /// The bad lines found: the first [`MAX_REPORTED_LINES`], and a count of the rest.
@@ -1090,6 +1109,13 @@ impl Values {
         let _ = write!(self.scratch, "{country}:{}", field.trim());
         if let Some(known) = self.strings.get(self.scratch.as_str()) {
             return Some(known.clone());
+        }
+        if self.dropped.contains(self.scratch.as_str()) {
+            return None;
+        }
+        if !self.regions.keeps(&self.scratch) {
+            self.dropped.insert(self.scratch.clone());
+            return None;
         }
         let name = named_subdivision(country, field)?;
         self.strings.insert(name.clone());

@@ -244,7 +244,7 @@ fn asn_of_the_wrong_type_is_fatal() {
         json!({"autonomous_system_number": {"n": 1}}),
         json!({"autonomous_system_number": 4294967296u64}),
     ] {
-        let (_, decoder) = decode_all(&MmdbSchema::Asn, &[bad.clone()]);
+        let (_, decoder) = decode_all(&MmdbSchema::Asn, std::slice::from_ref(&bad));
         let reason = decoder.fatal.clone().unwrap_or_default();
         assert!(reason.contains("autonomous_system_number"), "{bad}: {reason:?}");
     }
