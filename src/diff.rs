@@ -44,7 +44,7 @@ pub struct Totals {
     pub ipv4_addresses: u64,
     /// Whole /64s (addresses / 2^64, rounded down).
     pub ipv6_64s: u64,
-    /// Segments (stretches with one answer in each table) that change.
+    /// Stretches (as long as both tables keep one answer each) that change.
     pub ranges: u64,
 }
 
@@ -90,7 +90,7 @@ pub fn diff(live: &Snapshot, candidate: &Snapshot, req: &DiffRequest, examples: 
     };
     let mut totals = Totals::default();
 
-    let v4 = merge(live.table.segments_v4().map(widen), candidate.table.segments_v4().map(widen));
+    let v4 = coalesce(merge(live.table.segments_v4().map(widen), candidate.table.segments_v4().map(widen)));
     for (first, last, a, b) in v4 {
         if let Some(key) = decide(a, b) {
             let c = group(&mut groups, key);
@@ -104,7 +104,7 @@ pub fn diff(live: &Snapshot, candidate: &Snapshot, req: &DiffRequest, examples: 
         }
     }
     let mut v6_total: u128 = 0;
-    for (first, last, a, b) in merge(live.table.segments_v6(), candidate.table.segments_v6()) {
+    for (first, last, a, b) in coalesce(merge(live.table.segments_v6(), candidate.table.segments_v6())) {
         for (first, last) in without_mapped(first, last) {
             if let Some(key) = decide(a, b) {
                 let c = group(&mut groups, key);
@@ -226,6 +226,23 @@ fn merge(
     })
 }
 
+/// Joins neighbouring stretches with the same pair of answers (the tries store one range in
+/// several pieces where their nodes split it), so a stretch is as long as both answers last.
+fn coalesce(pieces: impl Iterator<Item = (u128, u128, u32, u32)>) -> impl Iterator<Item = (u128, u128, u32, u32)> {
+    let mut pieces = pieces.peekable();
+    std::iter::from_fn(move || {
+        let (first, mut last, a, b) = pieces.next()?;
+        while let Some(&(f, l, na, nb)) = pieces.peek() {
+            if (na, nb) != (a, b) || last.checked_add(1) != Some(f) {
+                break;
+            }
+            last = l;
+            pieces.next();
+        }
+        Some((first, last, a, b))
+    })
+}
+
 /// `first..=last` without `::ffff:0:0/96` (at most two pieces).
 fn without_mapped(first: u128, last: u128) -> impl Iterator<Item = (u128, u128)> {
     const LO: u128 = 0xffff_0000_0000;
@@ -279,6 +296,13 @@ mod tests {
         let b = vec![(0u128, 49u128, 7u32), (50, u128::MAX, 8)];
         let got: Vec<_> = merge(a.into_iter(), b.into_iter()).collect();
         assert_eq!(got, vec![(0, 9, 1, 7), (10, 49, 2, 7), (50, 99, 2, 8), (100, u128::MAX, 3, 8)]);
+    }
+
+    #[test]
+    fn coalesce_joins_only_equal_neighbours() {
+        let pieces = vec![(0u128, 9u128, 1u32, 1u32), (10, 19, 1, 1), (20, 29, 1, 2), (31, 40, 1, 2)];
+        let got: Vec<_> = coalesce(pieces.into_iter()).collect();
+        assert_eq!(got, vec![(0, 19, 1, 1), (20, 29, 1, 2), (31, 40, 1, 2)]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Source readers: MaxMind DB files and CIDR lists, turned into plain network data.
+//! Source readers: MaxMind DB files, range files and CIDR lists, turned into plain network data.
 //!
 //! ```text
-//! .mmdb file ─ mmdb::load ─> Database { v4, v6: (network, record index), records, provenance }
+//! .mmdb file ─ mmdb::load_layer ─> SourceLayer (ranges, records) + Provenance
+//! .csv/.tsv(.gz) range file ─ ranges::load_layer ─> SourceLayer + Provenance
 //! list file / inline entries ─ cidr::parse ─> CidrList { v4, v6, provenance }
 //! ```
 //!
@@ -28,7 +29,7 @@ pub use self::cidr::LineError;
 pub struct Provenance {
     /// Source name from the configuration.
     pub name: String,
-    /// `"mmdb"` or `"list"`.
+    /// `"mmdb"`, `"ranges"` or `"list"`.
     pub kind: &'static str,
     /// The file path as given, or `"inline"` for entries written in the configuration.
     pub origin: String,

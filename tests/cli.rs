@@ -393,3 +393,107 @@ fn worker_threads_sets_the_runtime_size() {
         assert_eq!(status_from(g.addr, "192.0.2.7"), 451);
     }
 }
+
+/// A configuration whose only source is an inline list that sets the country, and one rule
+/// blocking RU: `entries` decide which space the rule blocks.
+fn listed_ru(entries: &str) -> String {
+    format!(
+        "[[listener]]\nname = \"public\"\naddress = \"127.0.0.1:1\"\n[[upstream]]\nname = \"app\"\nurl = \"http://127.0.0.1:2\"\n\
+         [[source]]\nname = \"ru\"\ntype = \"list\"\nentries = [{entries}]\nset = {{ country = \"RU\" }}\n\
+         [[rule]]\nname = \"block-ru\"\naction = \"block\"\ncountries = [\"RU\"]\n"
+    )
+}
+
+#[test]
+fn diff_counts_exactly_what_changes_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = write(dir.path(), "live.toml", &listed_ru(r#""10.0.0.0/8", "2001:db8::/32""#));
+    let cand = write(dir.path(), "cand.toml", &listed_ru(r#""10.0.0.0/9", "10.200.0.0/16", "2001:db8::/33""#));
+    let args = |extra: &[&str]| {
+        let mut a = vec!["diff", "--config", live.to_str().unwrap(), "--candidate", cand.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        geogate(&a)
+    };
+    let o = args(&["--json", "--examples", "2"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // 10.128.0.0/9 minus 10.200.0.0/16 stops being blocked; 2001:db8:8000::/33 too.
+    assert_eq!(v["totals"]["ipv4_addresses"], (1u64 << 23) - (1 << 16), "{v}");
+    assert_eq!(v["totals"]["ipv6_64s"], 1u64 << 31, "{v}");
+    let changes = v["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{v}");
+    let c = &changes[0];
+    assert_eq!(c["from"]["action"], "block");
+    assert_eq!(c["from"]["rule"], "block-ru");
+    assert_eq!(c["from"]["country"], "RU");
+    assert_eq!(c["to"]["action"], "allow");
+    assert!(c["to"]["rule"].is_null() && c["to"]["country"].is_null(), "{c}");
+    assert_eq!(c["examples"], serde_json::json!(["10.128.0.0/10", "10.201.0.0/16"]), "{c}");
+    // Nothing changes against itself; a bad request is a usage error.
+    let same = geogate(&["diff", "--config", live.to_str().unwrap(), "--candidate", live.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&same.stdout).unwrap();
+    assert_eq!(v["totals"]["ranges"], 0, "{v}");
+    assert_eq!(code(&args(&["--request", "GET"])), 64);
+    assert_eq!(code(&args(&["--request", "GET nope"])), 64);
+    let o = args(&[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("block by \"block-ru\" (RU) -> allow by default (-)"), "{text}");
+}
+
+#[test]
+fn lookup_reads_range_files_and_mmdbs_by_content_and_layers_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // A range file named like a database: detected by its content, not its name.
+    let asn = write(
+        dir.path(),
+        "operators.dat",
+        "# ASN feed\n1.0.0.0,1.0.0.255,13335,\"Cloudflare, Inc.\"\n8.8.8.0,8.8.8.255,15169,Google LLC\n",
+    );
+    let city = write(
+        dir.path(),
+        "city.csv",
+        "1.0.0.0,1.0.0.255,AU,Queensland,,Brisbane,,0,0,\n8.8.8.0,8.8.8.127,US,California,,Mountain View,,0,0,\n",
+    );
+    let o = geogate(&[
+        "lookup",
+        "--db",
+        "geoip/geo-whois-asn-country.mmdb",
+        "--db",
+        city.to_str().unwrap(),
+        "--db",
+        asn.to_str().unwrap(),
+        "1.0.0.1",
+        "8.8.8.200",
+        "192.0.2.1",
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "1.0.0.1\tAU\tAU:Queensland\t-\t13335", "{text}");
+    // The city file does not cover 8.8.8.200: the shipped database's country stays, the ASN is added.
+    assert!(lines[1].starts_with("8.8.8.200\tUS\t-\t-\t15169"), "{text}");
+    assert_eq!(lines[2], "192.0.2.1\t-\t-\t-\t-", "{text}");
+    let o = geogate(&[
+        "lookup",
+        "--db",
+        city.to_str().unwrap(),
+        "--db",
+        asn.to_str().unwrap(),
+        "--json",
+        "--sources",
+        "1.0.0.1",
+    ]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["asn"], 13335);
+    assert_eq!(v["as_org"], "Cloudflare, Inc.");
+    assert_eq!(v["source"], "city");
+    assert_eq!(v["sources"]["city"]["subdivision"], "AU:Queensland", "{v}");
+    assert_eq!(v["sources"]["operators.dat"]["asn"], 13335, "{v}");
+    assert!(v["sources"]["operators.dat"]["country"].is_null(), "{v}");
+    // A bad range file is refused with its file and line.
+    let bad = write(dir.path(), "bad.csv", "1.0.0.0,1.0.0.255,13335,x\n1.0.1.9,1.0.1.0,13335,y\n");
+    let o = geogate(&["lookup", "--db", bad.to_str().unwrap(), "1.0.0.1"]);
+    assert_ne!(code(&o), 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.csv:2") && err.contains("1.0.1.9"), "{err}");
+}

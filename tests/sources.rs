@@ -921,3 +921,54 @@ fn full_size_asn_database_agrees_with_maxminddb_through_the_table() {
     assert!(records.iter().any(GeoRecord::is_empty), "ASN 0 with no organisation says nothing");
     eprintln!("asn: {n} addresses agree");
 }
+
+/// A flat city database naming its regions without codes, as ip-location-db's do.
+fn named_regions_db() -> Vec<u8> {
+    let mut writer = mmdb_writer::Writer::builder("Geogate-Test-Named-Regions")
+        .ip_version(mmdb_writer::IpVersion::V6)
+        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Disabled)
+        .build();
+    for (net, cc, region) in [
+        ("2.56.24.0/25", "UA", "Crimea"),
+        ("5.3.41.0/24", "RU", "Crimea"),
+        ("5.3.42.0/24", "RU", "Moscow"),
+        ("5.3.43.0/24", "RU", "Moscow Oblast"),
+        ("31.128.0.0/16", "UA", "Kyïv"),
+    ] {
+        let net: ipnet::IpNet = net.parse().unwrap();
+        writer.insert(net, &json!({"country_code": cc, "state1": region, "city": "x"})).unwrap();
+    }
+    writer.to_bytes().unwrap()
+}
+
+/// Compiles `rules` over the named-regions database with `region_names` and answers `ips`'
+/// subdivisions (`-` for none).
+fn regions_through_a_compile(dir: &Path, region_names: &str, rules: &str, ips: &[&str]) -> (Vec<String>, usize) {
+    std::fs::write(dir.join("regions.mmdb"), named_regions_db()).unwrap();
+    let text = format!(
+        "[[listener]]\nname = \"p\"\naddress = \"127.0.0.1:1\"\n[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:2\"\n\
+         [[source]]\nname = \"city\"\ntype = \"mmdb\"\npath = \"regions.mmdb\"\nregion_names = \"{region_names}\"\n{rules}"
+    );
+    let config = geogate::config::parse(&text, Some(&dir.join("geogate.toml"))).unwrap();
+    let snapshot = geogate::snapshot::compile(std::sync::Arc::new(config), 1).unwrap();
+    let subs = ips
+        .iter()
+        .map(|ip| snapshot.table.lookup(ip.parse().unwrap()).geo.subdivision.as_deref().unwrap_or("-").to_owned())
+        .collect();
+    (subs, snapshot.table.stats().ranges_v4)
+}
+
+#[test]
+fn only_the_region_names_rules_name_are_kept_unless_all_are_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let ips = ["2.56.24.1", "5.3.41.1", "5.3.42.1", "5.3.43.1", "31.128.0.1"];
+    let rule = "[[rule]]\nname = \"occupied\"\naction = \"block\"\nsubdivisions = [\"UA:crimea\", \"RU:Crimea\", \"UA:Kyiv\", \"UA-43\"]\n";
+    let (named, named_ranges) = regions_through_a_compile(dir.path(), "named", rule, &ips);
+    assert_eq!(named, ["UA:Crimea", "RU:Crimea", "-", "-", "UA:Kyïv"]);
+    let (all, all_ranges) = regions_through_a_compile(dir.path(), "all", rule, &ips);
+    assert_eq!(all, ["UA:Crimea", "RU:Crimea", "RU:Moscow", "RU:Moscow Oblast", "UA:Kyïv"]);
+    // The Moscow networks, no longer told apart, merge into one range.
+    assert!(named_ranges < all_ranges, "{named_ranges} vs {all_ranges}");
+    let (none, _) = regions_through_a_compile(dir.path(), "named", "", &ips);
+    assert_eq!(none, ["-", "-", "-", "-", "-"]);
+}
