@@ -41,18 +41,9 @@ gg=
 cleanup() { [[ -n $gg ]] && kill "$gg" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-# Unpacks an npm package into $cache/<dir>/package, fetching it when absent. Fails quietly (status 1).
-fetch() {
-  local spec=$1 dir=$2
-  [[ -d $cache/$dir/package ]] && return 0
-  mkdir -p "$cache/$dir"
-  echo "fetching $spec into $cache/$dir" >&2
-  (cd "$cache/$dir" && npm pack --silent "$spec" >/dev/null 2>&1 && tar xzf ./*.tgz && rm -f ./*.tgz) || {
-    echo "memory: cannot fetch $spec; skipping" >&2
-    rm -rf "${cache:?}/$dir"
-    return 1
-  }
-}
+# shellcheck source=benches/lib/npm_fetch.sh
+. "$repo/benches/lib/npm_fetch.sh"
+fetch() { npm_fetch "$@"; }
 
 anon() { awk '/^RssAnon:|^RssShmem:/ {s += $2} END {print s + 0}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # Runs "$@" and prints its peak RssAnon + RssShmem in KiB on fd 3; its stdout goes to $work/out.

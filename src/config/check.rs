@@ -57,20 +57,6 @@ pub(super) struct Checker<'a> {
 }
 
 /// Parsed `[[source]]` data needed by later sections.
-/// A range-file column by its name in `columns = [...]`.
-fn range_column(name: &str) -> Option<RangeColumn> {
-    Some(match name {
-        "start" => RangeColumn::Start,
-        "end" => RangeColumn::End,
-        "country" => RangeColumn::Country,
-        "subdivision" => RangeColumn::Subdivision,
-        "asn" => RangeColumn::Asn,
-        "as_org" => RangeColumn::AsOrg,
-        "-" | "skip" => RangeColumn::Skip,
-        _ => return None,
-    })
-}
-
 struct SourceNames {
     all: Vec<String>,
     lists: Vec<String>,
@@ -1120,7 +1106,7 @@ impl<'a> Checker<'a> {
             (None, Some(c)) => {
                 let mut columns = Vec::new();
                 for (j, name) in c.get_ref().iter().enumerate() {
-                    match range_column(name.get_ref()) {
+                    match RangeColumn::from_name(name.get_ref()) {
                         Some(col) => columns.push(col),
                         None => self.at(
                             &format!("{key}.columns[{j}]"),

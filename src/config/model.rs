@@ -177,6 +177,25 @@ pub enum KnownRangeLayout {
     Iptoasn,
 }
 
+// === impl RangeColumn ===
+
+impl RangeColumn {
+    /// A column by its name in `columns = [...]`: `start`, `end`, `country`, `subdivision`,
+    /// `asn`, `as_org`, and `-` or `skip` for one to ignore.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "start" => Self::Start,
+            "end" => Self::End,
+            "country" => Self::Country,
+            "subdivision" => Self::Subdivision,
+            "asn" => Self::Asn,
+            "as_org" => Self::AsOrg,
+            "-" | "skip" => Self::Skip,
+            _ => return None,
+        })
+    }
+}
+
 /// What one column of a range file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RangeColumn {

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use super::{sha256_hex, Provenance, SourceError};
+use super::{quote, sha256_hex, Provenance, SourceError};
 
 /// A parsed list. Networks are sorted and exact duplicates removed; they may still nest or
 /// overlap (the table resolves that).
@@ -38,9 +38,6 @@ pub struct LineError {
     /// Why it was refused, with a hint where one helps.
     pub reason: String,
 }
-
-/// Longest piece of a bad line quoted in a message; the full text stays in [`LineError::text`].
-const MAX_QUOTED_CHARS: usize = 80;
 
 /// Parses the text of a list. `origin` names it in errors and provenance.
 pub fn parse(name: &str, origin: &str, text: &str) -> Result<CidrList, SourceError> {
@@ -211,16 +208,6 @@ fn address_hint(text: &str) -> String {
         }
     }
     format!("{quoted} is not an IP address or CIDR")
-}
-
-/// `text` in quotes, shortened so a garbage line stays readable.
-fn quote(text: &str) -> String {
-    if text.chars().count() <= MAX_QUOTED_CHARS {
-        format!("{text:?}")
-    } else {
-        let head: String = text.chars().take(MAX_QUOTED_CHARS).collect();
-        format!("{head:?}...")
-    }
 }
 
 // === impl LineError ===

@@ -79,7 +79,7 @@ use std::sync::Arc;
 use flate2::bufread::MultiGzDecoder;
 use sha2::{Digest, Sha256};
 
-use super::{hex, panic_message, LineError, Provenance, SourceError};
+use super::{hex, panic_message, quote, LineError, Provenance, SourceError};
 use crate::config::{KnownRangeLayout, RangeColumn, RangeLayout};
 use crate::geo::{named_subdivision, parse_asn, CountryCode, GeoRecord, RegionFilter};
 use crate::table::SourceLayer;
@@ -96,9 +96,6 @@ const BUFFER_BYTES: usize = 64 * 1024;
 
 /// The first two bytes of every gzip member.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// Longest piece of a bad line quoted in a message; the full text stays in [`LineError::text`].
-const MAX_QUOTED_CHARS: usize = 80;
 
 /// The record of a gap (a range whose record is empty): ordered and checked for overlaps like
 /// any range, never pushed.
@@ -168,21 +165,6 @@ pub fn sniff(head: &[u8]) -> bool {
         return false;
     }
     false
-}
-
-/// Parses a column name of a declared layout: `start`, `end`, `country`, `subdivision`,
-/// `asn`, `as_org`, and `-` or `skip` for an ignored column.
-pub fn parse_column(name: &str) -> Option<RangeColumn> {
-    Some(match name {
-        "start" => RangeColumn::Start,
-        "end" => RangeColumn::End,
-        "country" => RangeColumn::Country,
-        "subdivision" => RangeColumn::Subdivision,
-        "asn" => RangeColumn::Asn,
-        "as_org" => RangeColumn::AsOrg,
-        "-" | "skip" => RangeColumn::Skip,
-        _ => return None,
-    })
 }
 
 /// The message of [`SourceError::Ranges`]: `origin: N bad lines in the range file`, then each
@@ -591,16 +573,6 @@ where
         }
     }
     out
-}
-
-/// `text` in quotes, shortened so a garbage line stays readable.
-fn quote(text: &str) -> String {
-    if text.chars().count() <= MAX_QUOTED_CHARS {
-        format!("{text:?}")
-    } else {
-        let head: String = text.chars().take(MAX_QUOTED_CHARS).collect();
-        format!("{head:?}...")
-    }
 }
 
 /// Whether a pass streams into the layer or collects ranges to sort.

@@ -507,10 +507,10 @@ fn column_names() {
         ("-", RangeColumn::Skip),
         ("skip", RangeColumn::Skip),
     ] {
-        assert_eq!(parse_column(name), Some(column), "{name}");
+        assert_eq!(RangeColumn::from_name(name), Some(column), "{name}");
     }
     for bad in ["", "Start", "org", "city", " start"] {
-        assert_eq!(parse_column(bad), None, "{bad:?}");
+        assert_eq!(RangeColumn::from_name(bad), None, "{bad:?}");
     }
 }
 
