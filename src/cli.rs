@@ -172,7 +172,8 @@ pub fn record_json(g: &GeoRecord) -> serde_json::Value {
     })
 }
 
-/// Each database source's own answer, keyed by source name (`null` where it has no data).
+/// Each database source's own answer, keyed by source name (`null` where it has no data; the
+/// keys come out sorted by name).
 pub fn sources_json(snapshot: &Snapshot, a: &Answer) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for (i, (source, p)) in snapshot.config.sources.iter().zip(&snapshot.provenance).enumerate() {
@@ -438,7 +439,7 @@ pub fn explain_value(
         "normalized_path": ex.normalized_path,
         "rules": rules,
         "rule": ex.verdict.rule.and_then(|r| snapshot.policy.rule_name(r)),
-        "view": ex.verdict.rule.map(|r| snapshot.policy.rule_view(r)),
+        "rule_view": ex.verdict.rule.map(|r| snapshot.policy.rule_view(r)),
         "sources": sources_json(snapshot, a),
         "action": ex.verdict.action.name(),
         "summary": ex.summary,
