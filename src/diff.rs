@@ -62,7 +62,7 @@ pub struct Change {
 }
 
 /// A verdict and the country it was given for.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Side {
     /// `allow`, `block` or `tag`.
     pub action: &'static str,
@@ -130,7 +130,7 @@ pub fn diff(live: &Snapshot, candidate: &Snapshot, req: &DiffRequest, examples: 
     changes.sort_by(|x, y| {
         (y.ipv4_addresses, y.ipv6_addresses)
             .cmp(&(x.ipv4_addresses, x.ipv6_addresses))
-            .then_with(|| format!("{:?}{:?}", x.from, x.to).cmp(&format!("{:?}{:?}", y.from, y.to)))
+            .then_with(|| (&x.from, &x.to).cmp(&(&y.from, &y.to)))
     });
     DiffReport { totals, changes }
 }

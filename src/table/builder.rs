@@ -775,35 +775,23 @@ impl Cells {
     fn paint(&mut self, paint: Paint, cell: Cell) -> Cell {
         match paint {
             Paint::Geo { geo, source } => {
-                let merged = self.records.overlay(cell.geo, geo);
-                // The answer's source is the one that gave the location; a layer with no
-                // location (an ASN database) leaves it, unless nothing came before.
-                let source = if self.records.list[geo as usize].has_location() || cell.source == 0 {
-                    source
-                } else {
-                    cell.source
-                };
-                let views = self.with_view(cell.views, source_index(paint), geo);
-                Cell { geo: merged, source, views, ..cell }
+                let views = self.with_view(cell.views, source.saturating_sub(1), geo);
+                Cell { views, ..self.lay(cell, geo, source) }
             }
             Paint::List { bit, set: None } => Cell { lists: cell.lists | bit, ..cell },
             Paint::List { bit, set: Some((geo, source)) } => {
-                let merged = self.records.overlay(cell.geo, geo);
-                let source = if self.records.list[geo as usize].has_location() || cell.source == 0 {
-                    source
-                } else {
-                    cell.source
-                };
-                Cell { geo: merged, source, lists: cell.lists | bit, ..cell }
+                Cell { lists: cell.lists | bit, ..self.lay(cell, geo, source) }
             }
         }
     }
-}
 
-/// The configuration index of a database paint's source.
-fn source_index(paint: Paint) -> u16 {
-    match paint {
-        Paint::Geo { source, .. } => source.saturating_sub(1),
-        Paint::List { .. } => 0,
+    /// `cell` with record `geo` of `source` (index + 1) laid over its record. The answer's
+    /// source is the one that gave the location; a layer with no location (an ASN database)
+    /// leaves it, unless nothing came before.
+    fn lay(&mut self, cell: Cell, geo: u32, source: u16) -> Cell {
+        let merged = self.records.overlay(cell.geo, geo);
+        let source =
+            if self.records.list[geo as usize].has_location() || cell.source == 0 { source } else { cell.source };
+        Cell { geo: merged, source, ..cell }
     }
 }
