@@ -66,7 +66,7 @@ fn compile_with_asn() -> GeoTable {
         Err(e) => panic!("cannot load {DB}: {e}"),
     };
     const PER_COUNTRY: u32 = 280;
-    let orgs: Vec<std::sync::Arc<str>> = (0..5_000).map(|i| format!("Org {i} LLC").into()).collect();
+    let orgs: Vec<geogate::geo::SharedStr> = (0..5_000).map(|i| format!("Org {i} LLC").into()).collect();
     // Record `c * PER_COUNTRY + k` is the k-th AS of the country of shipped record `c`.
     let records: Vec<GeoRecord> = (0..db.records.len() as u32 * PER_COUNTRY)
         .map(|i| GeoRecord {
@@ -184,7 +184,7 @@ fn lookups(c: &mut Criterion) {
         s.heap_bytes,
         s.heap_bytes as f64 / (1024.0 * 1024.0)
     );
-    let answered = |a: &geogate::geo::Answer| usize::from(a.geo.country.is_some()) + usize::from(a.geo.asn.is_some());
+    let answered = |a: geogate::geo::Answer| usize::from(a.geo.country.is_some()) + usize::from(a.geo.asn.is_some());
     g.bench_function("geogate+asn/v4", |b| {
         b.iter(|| v4.iter().map(|&ip| answered(black_box(with_asn.lookup_v4(black_box(ip))))).sum::<usize>())
     });

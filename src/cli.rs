@@ -106,7 +106,7 @@ fn lookup_one<W: Write, E: Write>(
     match parse_ip(text) {
         Ok(ip) => {
             let answer = snapshot.table.lookup(ip);
-            write_answer(&snapshot.table, snapshot, text, ip, answer, out, format)?;
+            write_answer(&snapshot.table, snapshot, text, ip, &answer, out, format)?;
             summary.answered += 1;
         }
         Err(why) => {
@@ -152,7 +152,7 @@ fn write_answer<W: Write>(
 /// What the table says about an address, as a JSON object (shared by `lookup --json` and
 /// `explain`).
 pub fn answer_json(snapshot: &Snapshot, a: &Answer) -> serde_json::Value {
-    let mut v = record_json(&a.geo);
+    let mut v = record_json(a.geo);
     v["source"] = json!(a.source.and_then(|s| snapshot.provenance.get(s as usize)).map(|p| p.name.as_str()));
     v["lists"] = json!(a.lists.ids().filter_map(|i| snapshot.table.list_name(i)).collect::<Vec<_>>());
     v
@@ -181,7 +181,7 @@ pub fn sources_json(snapshot: &Snapshot, a: &Answer) -> serde_json::Value {
             continue;
         }
         let Ok(i) = u16::try_from(i) else { continue };
-        let view = a.views.iter().find(|v| v.source == i).map(|v| record_json(&v.geo));
+        let view = a.views.iter().find(|v| v.source == i).map(|v| record_json(v.geo));
         out.insert(source.name.clone(), view.unwrap_or(serde_json::Value::Null));
     }
     serde_json::Value::Object(out)
@@ -417,7 +417,7 @@ pub fn explain_value(
     let located = snapshot.table.locate(client);
     let a = located.answer;
     let facts = RequestFacts { host, path, method: &method };
-    let ex = snapshot.policy.explain(&facts, Some(a));
+    let ex = snapshot.policy.explain(&facts, Some(&a));
     let rules: Vec<serde_json::Value> = ex
         .steps
         .iter()
@@ -425,7 +425,7 @@ pub fn explain_value(
         .collect();
     let dry: Vec<&str> =
         snapshot.policy.dry_run_matches(ex.verdict.dry_run).filter_map(|r| snapshot.policy.rule_name(r)).collect();
-    let mut data = answer_json(snapshot, a);
+    let mut data = answer_json(snapshot, &a);
     data["prefix"] = json!(located.prefix(client).to_string());
     data["range_first"] = json!(located.first.to_string());
     data["range_last"] = json!(located.last.to_string());
@@ -440,7 +440,7 @@ pub fn explain_value(
         "rules": rules,
         "rule": ex.verdict.rule.and_then(|r| snapshot.policy.rule_name(r)),
         "rule_view": ex.verdict.rule.map(|r| snapshot.policy.rule_view(r)),
-        "sources": sources_json(snapshot, a),
+        "sources": sources_json(snapshot, &a),
         "action": ex.verdict.action.name(),
         "summary": ex.summary,
         "dry_run": dry,

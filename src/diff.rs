@@ -80,10 +80,9 @@ pub fn diff(live: &Snapshot, candidate: &Snapshot, req: &DiffRequest, examples: 
         decided
             .entry((a, b))
             .or_insert_with(|| {
-                let old = live.table.answers().get(a as usize)?;
-                let new = candidate.table.answers().get(b as usize)?;
-                let (vo, vn) = (live.policy.decide(&facts, Some(old)), candidate.policy.decide(&facts, Some(new)));
-                let (so, sn) = (side(live, &vo, old), side(candidate, &vn, new));
+                let (old, new) = (live.table.answer(a), candidate.table.answer(b));
+                let (vo, vn) = (live.policy.decide(&facts, Some(&old)), candidate.policy.decide(&facts, Some(&new)));
+                let (so, sn) = (side(live, &vo, &old), side(candidate, &vn, &new));
                 (so.action != sn.action || so.rule != sn.rule).then_some((so, sn))
             })
             .clone()
@@ -174,7 +173,7 @@ impl std::fmt::Display for Side {
     }
 }
 
-fn side(s: &Snapshot, v: &Verdict, a: &Answer) -> Side {
+fn side(s: &Snapshot, v: &Verdict, a: &Answer<'_>) -> Side {
     let action = match v.action {
         Action::Allow => "allow",
         Action::Block(_) => "block",

@@ -22,10 +22,14 @@
 //! accent-insensitively (`ua:kyiv` is `UA:Kyïv`), without allocating.
 
 use std::fmt;
-use std::sync::Arc;
 
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
+
+/// A string shared by every record that names it (an organisation, a region name): one
+/// pointer wide, so a record stays small (a city database layered with an ASN database holds
+/// 200k+ records).
+pub type SharedStr = arcstr::ArcStr;
 
 /// An ISO 3166-1 alpha-2 country code, stored as two upper-case ASCII letters.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,7 +47,7 @@ pub struct GeoRecord {
     pub represented_country: Option<CountryCode>,
     /// The most specific subdivision: a full ISO 3166-2 code (`UA-43`), or `CC:Name` where
     /// the database names it without a code (`RU:Crimea`).
-    pub subdivision: Option<Arc<str>>,
+    pub subdivision: Option<SharedStr>,
     /// GeoIP2 `traits.is_anonymous_proxy`.
     pub anonymous_proxy: bool,
     /// GeoIP2 `traits.is_satellite_provider`.
@@ -52,7 +56,7 @@ pub struct GeoRecord {
     pub asn: Option<u32>,
     /// The organisation operating that AS (`autonomous_system_organization`), shared between
     /// the records that name it.
-    pub as_org: Option<Arc<str>>,
+    pub as_org: Option<SharedStr>,
 }
 
 /// Which named lists contain an address: bit `i` is the list with id `i`.
@@ -62,11 +66,13 @@ pub struct ListSet(pub u64);
 /// The largest number of named CIDR lists one configuration may hold.
 pub const MAX_LISTS: usize = 64;
 
-/// What the table knows about an address.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Answer {
-    /// Geo data from the highest-precedence source that covers the address.
-    pub geo: GeoRecord,
+/// What the table knows about an address, borrowed from the table: a lookup copies a few
+/// words and never allocates. Records and view sets live once in the table's pools, however
+/// many answers share them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer<'a> {
+    /// The sources' records laid over each other in configuration order (and any list's `set`).
+    pub geo: &'a GeoRecord,
     /// Every list containing the address.
     pub lists: ListSet,
     /// Index (in configuration order) of the source that supplied the location in `geo` (or,
@@ -74,15 +80,43 @@ pub struct Answer {
     pub source: Option<u16>,
     /// Each database source's own answer, for those with data here, in configuration order:
     /// what a rule's `view` tests and `explain` shows.
-    pub views: Arc<[SourceView]>,
+    pub views: Views<'a>,
+}
+
+/// One entry of a view set as a table stores it: a source and the index of its record in the
+/// table's record pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewEntry {
+    /// Index of the source in configuration order.
+    pub source: u16,
+    /// Index into the record pool the entry is read with.
+    pub record: u32,
+}
+
+/// The per-source answers of one [`Answer`], in source order.
+#[derive(Clone, Copy)]
+pub struct Views<'a> {
+    records: &'a [GeoRecord],
+    entries: &'a [ViewEntry],
 }
 
 /// One database source's own answer for an address, before layering.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct SourceView {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceView<'a> {
     /// Index of the source in configuration order.
     pub source: u16,
-    pub geo: Arc<GeoRecord>,
+    pub geo: &'a GeoRecord,
+}
+
+/// An [`Answer`] that owns its records, for answers built by hand (tests, tools);
+/// [`answer`](Self::answer) borrows it the way a table's answer borrows the table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedAnswer {
+    pub geo: GeoRecord,
+    pub lists: ListSet,
+    pub source: Option<u16>,
+    records: Vec<GeoRecord>,
+    entries: Vec<ViewEntry>,
 }
 
 /// The record that says nothing, for views of a source without data.
@@ -130,10 +164,108 @@ impl fmt::Display for CountryCode {
 
 // === impl Answer ===
 
-impl Answer {
+impl Answer<'static> {
+    /// The answer of an address no source knows.
+    pub const EMPTY: Answer<'static> =
+        Answer { geo: &EMPTY_RECORD, lists: ListSet(0), source: None, views: Views::EMPTY };
+}
+
+impl Default for Answer<'_> {
+    fn default() -> Self {
+        Answer::EMPTY
+    }
+}
+
+impl<'a> Answer<'a> {
     /// What source `source` itself says here (the empty record where it has no data).
-    pub fn view_of(&self, source: u16) -> &GeoRecord {
-        self.views.iter().find(|v| v.source == source).map_or(&EMPTY_RECORD, |v| &v.geo)
+    pub fn view_of(&self, source: u16) -> &'a GeoRecord {
+        self.views.get(source).unwrap_or(&EMPTY_RECORD)
+    }
+}
+
+// === impl OwnedAnswer ===
+
+impl OwnedAnswer {
+    /// An answer whose layered record is `geo`, from source 0, with no views.
+    pub fn new(geo: GeoRecord) -> Self {
+        Self { geo, source: Some(0), ..Self::default() }
+    }
+
+    /// Adds what source `source` itself says (sources kept in order, one record each).
+    pub fn push_view(&mut self, source: u16, record: GeoRecord) {
+        self.entries.retain(|e| e.source != source);
+        let at = self.entries.partition_point(|e| e.source < source);
+        self.entries.insert(at, ViewEntry { source, record: self.records.len() as u32 });
+        self.records.push(record);
+    }
+
+    pub fn answer(&self) -> Answer<'_> {
+        Answer {
+            geo: &self.geo,
+            lists: self.lists,
+            source: self.source,
+            views: Views::new(&self.records, &self.entries),
+        }
+    }
+}
+
+impl From<Answer<'_>> for OwnedAnswer {
+    fn from(a: Answer<'_>) -> Self {
+        let mut owned = OwnedAnswer { geo: a.geo.clone(), lists: a.lists, source: a.source, ..Self::default() };
+        for v in a.views.iter() {
+            owned.push_view(v.source, v.geo.clone());
+        }
+        owned
+    }
+}
+
+// === impl Views ===
+
+impl Views<'static> {
+    /// No source has data.
+    pub const EMPTY: Views<'static> = Views { records: &[], entries: &[] };
+}
+
+impl<'a> Views<'a> {
+    /// The view set `entries`, their records read from `records` (an entry whose record is
+    /// not in `records` reads as the empty record).
+    pub fn new(records: &'a [GeoRecord], entries: &'a [ViewEntry]) -> Self {
+        Self { records, entries }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The sources with data, in source order.
+    pub fn iter(&self) -> impl Iterator<Item = SourceView<'a>> + 'a {
+        let records = self.records;
+        self.entries
+            .iter()
+            .map(move |e| SourceView { source: e.source, geo: records.get(e.record as usize).unwrap_or(&EMPTY_RECORD) })
+    }
+
+    /// What `source` says, if it has data here.
+    pub fn get(&self, source: u16) -> Option<&'a GeoRecord> {
+        self.iter().find(|v| v.source == source).map(|v| v.geo)
+    }
+}
+
+impl PartialEq for Views<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Views<'_> {}
+
+impl fmt::Debug for Views<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -215,9 +347,9 @@ impl RegionFilter {
 
 /// The subdivision shown for a database's own region name under `country`: `CC:Name`, the name
 /// trimmed. `None` for an empty name.
-pub fn named_subdivision(country: CountryCode, name: &str) -> Option<Arc<str>> {
+pub fn named_subdivision(country: CountryCode, name: &str) -> Option<SharedStr> {
     let name = name.trim();
-    (!name.is_empty()).then(|| Arc::from(format!("{country}:{name}")))
+    (!name.is_empty()).then(|| SharedStr::from(format!("{country}:{name}")))
 }
 
 /// Whether a rule's subdivision entry (`UA-43` or `CC:Name`) names the record's subdivision.

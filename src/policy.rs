@@ -537,15 +537,15 @@ impl GeoMatch {
             return u8::try_from(hits.trailing_zeros()).ok().map(Criterion::List);
         }
         match self.view {
-            View::Layered => self.matches_record(&a.geo),
+            View::Layered => self.matches_record(a.geo),
             View::Source(source) => self.matches_record(a.view_of(source)),
             View::Any if a.views.is_empty() => self.matches_record(&EMPTY_RECORD),
-            View::Any => a.views.iter().find_map(|v| self.matches_record(&v.geo)),
+            View::Any => a.views.iter().find_map(|v| self.matches_record(v.geo)),
             View::All if a.views.is_empty() => self.matches_record(&EMPTY_RECORD),
             View::All => {
                 let mut first = None;
                 for v in a.views.iter() {
-                    let c = self.matches_record(&v.geo)?;
+                    let c = self.matches_record(v.geo)?;
                     first.get_or_insert(c);
                 }
                 first

@@ -4,8 +4,12 @@
 //! then only read. No I/O, no async, no locks; a lookup never allocates.
 //!
 //! # Memory layout
-//! - One [`Answer`] per distinct (geo record, list set, source) combination, interned: ranges
-//!   refer to answers by `u32` index. A country database has a few hundred answers.
+//! - One stored answer (24 bytes: list bits, source, and indices into two pools) per distinct
+//!   (layered record, list set, source, view set) combination, interned: ranges refer to
+//!   answers by `u32` index. Each distinct record is stored once in a record pool, each view
+//!   set once as a run of `(source, record)` entries, so a city database layered with an ASN
+//!   database (180k answers) pays 24 bytes per answer plus its share of the pools. A lookup
+//!   returns an [`Answer`] that borrows from the pools. A country database has a few hundred.
 //! - Per family a multibit trie (see `trie`): a 2^16-slot root array (256 KiB), then
 //!   internal nodes of 4 to 16 bits (stride chosen per node from where its ranges cluster;
 //!   Poptrie-style compressed right below the root where that saves enough memory, plain
@@ -38,7 +42,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use crate::geo::Answer;
+use crate::geo::{Answer, GeoRecord, ListSet, ViewEntry, Views};
 use trie::Trie;
 
 /// The compiled, immutable lookup table.
@@ -46,9 +50,34 @@ use trie::Trie;
 pub struct GeoTable {
     v4: Trie<u32>,
     v6: Trie<u128>,
-    answers: Box<[Answer]>,
+    answers: Box<[StoredAnswer]>,
+    /// Every record an answer or a view refers to, once.
+    records: Box<[GeoRecord]>,
+    /// Every view set, one after another; an answer refers to its run.
+    views: Box<[ViewEntry]>,
     list_names: Box<[Box<str>]>,
     stats: TableStats,
+}
+
+/// An [`Answer`] as the table stores it: indices into the table's pools (24 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct StoredAnswer {
+    pub lists: u64,
+    /// Index into `records` of the layered record.
+    pub record: u32,
+    /// The answer's view set: `views[views_at..views_at + views_len]`.
+    pub views_at: u32,
+    pub views_len: u16,
+    /// Source index + 1; 0 = no data.
+    pub source: u16,
+}
+
+/// The pools a table's answers refer to, as the builder hands them over.
+#[derive(Debug, Default)]
+pub(crate) struct AnswerPools {
+    pub answers: Vec<StoredAnswer>,
+    pub records: Vec<GeoRecord>,
+    pub views: Vec<ViewEntry>,
 }
 
 /// Sizes reported by `geogate check`, `/-/snapshot` and the metrics.
@@ -69,7 +98,7 @@ pub struct TableStats {
 /// A lookup with the stored range around the address, for `explain`.
 #[derive(Clone, Copy, Debug)]
 pub struct Located<'a> {
-    pub answer: &'a Answer,
+    pub answer: Answer<'a>,
     /// The range of addresses around the looked-up one that the table stores as one entry.
     pub first: IpAddr,
     pub last: IpAddr,
@@ -85,10 +114,15 @@ pub(crate) struct FamilyStats {
 impl GeoTable {
     /// A table that knows nothing: every address maps to the empty answer.
     pub fn empty() -> Self {
+        let pools = AnswerPools {
+            answers: vec![StoredAnswer::default()],
+            records: vec![GeoRecord::default()],
+            views: Vec::new(),
+        };
         Self::from_parts(
             Trie::uniform(0),
             Trie::uniform(0),
-            vec![Answer::default()],
+            pools,
             Box::new([]),
             FamilyStats { ranges: 1 },
             FamilyStats { ranges: 1 },
@@ -98,13 +132,18 @@ impl GeoTable {
     pub(crate) fn from_parts(
         v4: Trie<u32>,
         v6: Trie<u128>,
-        answers: Vec<Answer>,
+        pools: AnswerPools,
         list_names: Box<[Box<str>]>,
         f4: FamilyStats,
         f6: FamilyStats,
     ) -> Self {
-        let answers = answers.into_boxed_slice();
-        let answer_heap = answers_heap(&answers);
+        let answers = pools.answers.into_boxed_slice();
+        let records = pools.records.into_boxed_slice();
+        let views = pools.views.into_boxed_slice();
+        let pool_heap = std::mem::size_of_val(&*answers)
+            + std::mem::size_of_val(&*records)
+            + std::mem::size_of_val(&*views)
+            + strings_heap(&records);
         let names_heap: usize = list_names.iter().map(|n| n.len() + 16).sum();
         let stats = TableStats {
             ranges_v4: f4.ranges,
@@ -112,14 +151,35 @@ impl GeoTable {
             answers: answers.len(),
             nodes_v4: v4.node_count(),
             nodes_v6: v6.node_count(),
-            heap_bytes: v4.heap_bytes() + v6.heap_bytes() + answer_heap + names_heap,
+            heap_bytes: v4.heap_bytes() + v6.heap_bytes() + pool_heap + names_heap,
         };
-        Self { v4, v6, answers, list_names, stats }
+        Self { v4, v6, answers, records, views, list_names, stats }
+    }
+
+    /// Answer `id` (as the tries and [`segments_v4`](Self::segments_v4) number them); the
+    /// empty answer for an id the table does not have.
+    #[inline]
+    pub fn answer(&self, id: u32) -> Answer<'_> {
+        match self.answers.get(id as usize) {
+            Some(a) => self.expand(a),
+            None => Answer::EMPTY,
+        }
+    }
+
+    #[inline]
+    fn expand(&self, a: &StoredAnswer) -> Answer<'_> {
+        let at = a.views_at as usize;
+        Answer {
+            geo: self.records.get(a.record as usize).unwrap_or(&crate::geo::EMPTY_RECORD),
+            lists: ListSet(a.lists),
+            source: a.source.checked_sub(1),
+            views: Views::new(&self.records, self.views.get(at..at + usize::from(a.views_len)).unwrap_or(&[])),
+        }
     }
 
     /// What the sources say about `ip` (canonicalised first).
     #[inline]
-    pub fn lookup(&self, ip: IpAddr) -> &Answer {
+    pub fn lookup(&self, ip: IpAddr) -> Answer<'_> {
         match ip.to_canonical() {
             IpAddr::V4(v4) => self.lookup_v4(v4),
             IpAddr::V6(v6) => self.lookup_v6(v6),
@@ -127,14 +187,14 @@ impl GeoTable {
     }
 
     #[inline]
-    pub fn lookup_v4(&self, ip: Ipv4Addr) -> &Answer {
-        &self.answers[self.v4.lookup(u32::from(ip)) as usize]
+    pub fn lookup_v4(&self, ip: Ipv4Addr) -> Answer<'_> {
+        self.answer(self.v4.lookup(u32::from(ip)))
     }
 
     /// Looks up an IPv6 address as is (no canonicalisation; see [`lookup`](Self::lookup)).
     #[inline]
-    pub fn lookup_v6(&self, ip: Ipv6Addr) -> &Answer {
-        &self.answers[self.v6.lookup_v6(u128::from(ip)) as usize]
+    pub fn lookup_v6(&self, ip: Ipv6Addr) -> Answer<'_> {
+        self.answer(self.v6.lookup_v6(u128::from(ip)))
     }
 
     /// Like [`lookup`](Self::lookup), with the stored range around the address.
@@ -143,7 +203,7 @@ impl GeoTable {
             IpAddr::V4(v4) => {
                 let f = self.v4.find(u32::from(v4));
                 Located {
-                    answer: &self.answers[f.answer as usize],
+                    answer: self.answer(f.answer),
                     first: IpAddr::V4(f.first.into()),
                     last: IpAddr::V4(f.last.into()),
                 }
@@ -151,7 +211,7 @@ impl GeoTable {
             IpAddr::V6(v6) => {
                 let f = self.v6.find(u128::from(v6));
                 Located {
-                    answer: &self.answers[f.answer as usize],
+                    answer: self.answer(f.answer),
                     first: IpAddr::V6(f.first.into()),
                     last: IpAddr::V6(f.last.into()),
                 }
@@ -203,7 +263,7 @@ impl GeoTable {
     }
 
     /// Names of the lists in `answer`, comma-joined, or `None` when there are none.
-    pub fn list_label(&self, answer: &Answer) -> Option<String> {
+    pub fn list_label(&self, answer: &Answer<'_>) -> Option<String> {
         if answer.lists.is_empty() {
             return None;
         }
@@ -215,9 +275,9 @@ impl GeoTable {
         self.stats
     }
 
-    /// Every distinct answer the table can give.
-    pub fn answers(&self) -> &[Answer] {
-        &self.answers
+    /// Every distinct answer the table can give, in id order.
+    pub fn answers(&self) -> impl ExactSizeIterator<Item = Answer<'_>> + '_ {
+        self.answers.iter().map(|a| self.expand(a))
     }
 }
 
@@ -256,30 +316,17 @@ impl Located<'_> {
     }
 }
 
-/// Heap bytes of the answers: each answer, plus every shared allocation it points to (view
-/// sets, per-source records, strings) counted once.
-fn answers_heap(answers: &[Answer]) -> usize {
+/// Heap bytes of the records' strings, each shared string counted once.
+fn strings_heap(records: &[GeoRecord]) -> usize {
     use std::collections::HashSet;
     let mut seen: HashSet<usize> = HashSet::new();
-    let mut once = |ptr: *const u8, bytes: usize| if seen.insert(ptr as usize) { bytes } else { 0 };
-    let mut total = std::mem::size_of_val(answers);
-    for a in answers {
-        for s in record_strings(&a.geo).into_iter().flatten() {
-            total += once(s.as_ptr(), s.len() + 16);
-        }
-        total += once(a.views.as_ptr().cast(), std::mem::size_of_val(&*a.views) + 16);
-        for v in a.views.iter() {
-            total += once(std::sync::Arc::as_ptr(&v.geo).cast(), std::mem::size_of::<crate::geo::GeoRecord>() + 16);
-            for s in record_strings(&v.geo).into_iter().flatten() {
-                total += once(s.as_ptr(), s.len() + 16);
-            }
-        }
-    }
-    total
-}
-
-fn record_strings(g: &crate::geo::GeoRecord) -> [Option<&str>; 2] {
-    [g.subdivision.as_deref(), g.as_org.as_deref()]
+    records
+        .iter()
+        .flat_map(|r| [r.subdivision.as_deref(), r.as_org.as_deref()])
+        .flatten()
+        .filter(|s| seen.insert(s.as_ptr() as usize))
+        .map(|s| s.len() + 16)
+        .sum()
 }
 
 fn host4(a: u32) -> Ipv4Net {

@@ -251,7 +251,7 @@ fn every_fixture_streamed_agrees_with_maxminddb() {
         // IPv4-mapped addresses are canonicalised to IPv4 by design; the reader does not.
         for ip in ips.into_iter().filter(|ip| !matches!(ip, IpAddr::V6(a) if a.to_ipv4_mapped().is_some())) {
             let got = table.lookup(ip);
-            assert_eq!(got.source.map(|_| &got.geo), reference(&reader, ip, Reference::Fields).as_ref(), "{f:?} {ip}");
+            assert_eq!(got.source.map(|_| got.geo), reference(&reader, ip, Reference::Fields).as_ref(), "{f:?} {ip}");
         }
     }
 }
@@ -787,7 +787,7 @@ fn table_agrees_with_reader(db: &Database, bytes: &[u8], reader: &Reader<Vec<u8>
         for ip in v4.drain(..).map(IpAddr::V4).chain(v6_unmapped) {
             let want = reference(reader, ip, Reference::Fields);
             let got = table.lookup(ip);
-            assert_eq!(got.source.map(|_| &got.geo), want.as_ref(), "{ip}");
+            assert_eq!(got.source.map(|_| got.geo), want.as_ref(), "{ip}");
             compared += 1;
         }
     }

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::config::{self, Config, RuleConfig, RuleMatch};
-use crate::geo::GeoRecord;
+use crate::geo::{GeoRecord, OwnedAnswer};
 
 const BASE: &str = r#"
 [[listener]]
@@ -40,16 +40,11 @@ fn policy(rules: &str) -> Policy {
     compile_for(&c.policy, &c.list_names(), &names).unwrap()
 }
 
-fn geo(country: &str) -> Answer {
-    Answer {
-        geo: GeoRecord { country: CountryCode::parse(country), ..GeoRecord::default() },
-        lists: ListSet::EMPTY,
-        source: Some(0),
-        views: std::sync::Arc::from(Vec::new()),
-    }
+fn geo(country: &str) -> OwnedAnswer {
+    OwnedAnswer::new(GeoRecord { country: CountryCode::parse(country), ..GeoRecord::default() })
 }
 
-fn sub(country: &str, subdivision: &str) -> Answer {
+fn sub(country: &str, subdivision: &str) -> OwnedAnswer {
     let mut a = geo(country);
     a.geo.subdivision = Some(subdivision.into());
     a
@@ -59,8 +54,8 @@ fn req<'a>(method: &'a Method, path: &'a str) -> RequestFacts<'a> {
     RequestFacts { host: Some("console.example.com"), path, method }
 }
 
-fn decide(p: &Policy, method: &Method, path: &str, a: Option<&Answer>) -> Verdict {
-    p.decide(&req(method, path), a)
+fn decide(p: &Policy, method: &Method, path: &str, a: Option<&OwnedAnswer>) -> Verdict {
+    p.decide(&req(method, path), a.map(OwnedAnswer::answer).as_ref())
 }
 
 fn rule_name(p: &Policy, v: &Verdict) -> Option<String> {
@@ -221,7 +216,7 @@ action = "block"
 countries = ["BY"]
 "#,
     );
-    let name = |a: &Answer| rule_name(&p, &decide(&p, &Method::GET, "/", Some(a)));
+    let name = |a: &OwnedAnswer| rule_name(&p, &decide(&p, &Method::GET, "/", Some(a)));
 
     let mut a = geo("DE");
     a.geo.registered_country = CountryCode::parse("RU");
@@ -273,7 +268,7 @@ unknown = true
     assert_eq!(rule_name(&p, &v).as_deref(), Some("unknown"));
     assert_eq!(v.criterion, Some(Criterion::Unknown));
     // Resolved, but no geo data (empty table, or an address in a list only).
-    let mut a = Answer::default();
+    let mut a = OwnedAnswer::default();
     assert_eq!(rule_name(&p, &decide(&p, &Method::GET, "/", Some(&a))).as_deref(), Some("unknown"));
     a.lists = ListSet::EMPTY.with(0);
     assert_eq!(rule_name(&p, &decide(&p, &Method::GET, "/", Some(&a))).as_deref(), Some("unknown"));
@@ -502,7 +497,7 @@ fn compile_refuses_unknown_list() {
 #[test]
 fn explain_spells_out_every_rule() {
     let p = policy(SCENARIO);
-    let e = p.explain(&req(&Method::GET, "//X/../Home"), Some(&geo("RU")));
+    let e = p.explain(&req(&Method::GET, "//X/../Home"), Some(&geo("RU").answer()));
     assert_eq!(e.summary, "tag by rule[3] \"tag-ru-by\" (country=RU)");
     assert_eq!(e.normalized_path, "/Home");
     let outcomes: Vec<&Outcome> = e.steps.iter().map(|s| &s.outcome).collect();
@@ -518,9 +513,9 @@ fn explain_spells_out_every_rule() {
     let text = e.to_string();
     assert!(text.contains("rule[1] signup: no: method"), "{text}");
 
-    let e = p.explain(&req(&Method::POST, "/signup"), Some(&geo("RU")));
+    let e = p.explain(&req(&Method::POST, "/signup"), Some(&geo("RU").answer()));
     assert_eq!(e.steps[2].outcome, Outcome::NotReached);
-    let e = p.explain(&req(&Method::GET, "/"), Some(&geo("DE")));
+    let e = p.explain(&req(&Method::GET, "/"), Some(&geo("DE").answer()));
     assert_eq!(e.summary, "allow by the default action");
 }
 
@@ -534,7 +529,7 @@ fn deploy_example_behaves_as_documented() {
 
     let mut ru_partner = geo("RU");
     ru_partner.lists = ListSet::EMPTY.with(partners);
-    let cases: &[(Method, &str, Answer, Option<&str>, &str)] = &[
+    let cases: &[(Method, &str, OwnedAnswer, Option<&str>, &str)] = &[
         (Method::POST, "/signup", geo("RU"), Some("block-signup-ru-by"), "block"),
         (Method::POST, "/api/v1/accounts", geo("BY"), Some("block-signup-ru-by"), "block"),
         (Method::GET, "/signup", geo("RU"), Some("tag-ru-by"), "tag"),
@@ -551,7 +546,7 @@ fn deploy_example_behaves_as_documented() {
 
 // --- the operator (ASN and organisation), region names and views ---
 
-fn operator(asn: u32, org: &str) -> Answer {
+fn operator(asn: u32, org: &str) -> OwnedAnswer {
     let mut a = geo("DE");
     a.geo.asn = Some(asn);
     a.geo.as_org = Some(org.into());
@@ -559,19 +554,18 @@ fn operator(asn: u32, org: &str) -> Answer {
 }
 
 /// An answer whose layered record says `layered` while each source says its own.
-fn viewed(layered: &str, views: &[(u16, &str, Option<&str>)]) -> Answer {
+fn viewed(layered: &str, views: &[(u16, &str, Option<&str>)]) -> OwnedAnswer {
     let mut a = geo(layered);
-    a.views = views
-        .iter()
-        .map(|&(source, country, subdivision)| crate::geo::SourceView {
+    for &(source, country, subdivision) in views {
+        a.push_view(
             source,
-            geo: std::sync::Arc::new(GeoRecord {
+            GeoRecord {
                 country: CountryCode::parse(country),
                 subdivision: subdivision.map(Into::into),
                 ..GeoRecord::default()
-            }),
-        })
-        .collect();
+            },
+        );
+    }
     a
 }
 
@@ -659,7 +653,7 @@ view = "{view}"
     let split = viewed("UA", &[(0, "RU", None), (3, "UA", Some("UA:Crimea"))]);
     let agree = viewed("RU", &[(0, "RU", None), (3, "RU", None)]);
     let neither = viewed("DE", &[(0, "DE", None), (3, "UA", Some("UA:Kyiv"))]);
-    let blocked = |p: &Policy, a: &Answer| decide(p, &m, "/", Some(a)).rule.is_some();
+    let blocked = |p: &Policy, a: &OwnedAnswer| decide(p, &m, "/", Some(a)).rule.is_some();
 
     let layered = rules("layered");
     assert!(!blocked(&layered, &split) && blocked(&layered, &agree) && !blocked(&layered, &neither));

@@ -62,7 +62,7 @@ struct LogLine {
     country: Option<String>,
     subdivision: Option<String>,
     asn: Option<u32>,
-    as_org: Option<Arc<str>>,
+    as_org: Option<crate::geo::SharedStr>,
     rule: Option<String>,
     action: &'static str,
     /// Why a request was refused before policy (a bounded `rejected` reason).
@@ -176,7 +176,7 @@ fn decide(
     let res = client_ip::resolve(ip_cfg, conn.peer, req.headers());
     ctx.metrics.client_ip.with_label_values(&[source_label(&ip_cfg.source), res.outcome.as_str()]).inc();
     let raw_path = req.uri().path();
-    let answer: Option<&Answer> = match client_ip::effective_ip(&res, conn.peer, ip_cfg) {
+    let answer: Option<Answer<'_>> = match client_ip::effective_ip(&res, conn.peer, ip_cfg) {
         Decision::Lookup(ip) => {
             log.client = Some(ip);
             Some(s.table.lookup(ip))
@@ -205,7 +205,7 @@ fn decide(
     // An unresolved client let through (`on_unresolved = "allow"`) still goes through the
     // policy, with no answer: `unknown` rules and rules without geo criteria see it.
     let facts = RequestFacts { host: Some(&host.name), path: raw_path, method: req.method() };
-    let verdict = s.policy.decide(&facts, answer);
+    let verdict = s.policy.decide(&facts, answer.as_ref());
     for rule in s.policy.dry_run_matches(verdict.dry_run) {
         let would = s.policy.rule_action(rule).map_or("none", |a| a.name());
         ctx.metrics.dry_run.with_label_values(&[s.policy.rule_name(rule).unwrap_or(""), would]).inc();
@@ -215,7 +215,7 @@ fn decide(
     if log.enabled {
         log.rule = verdict.rule.and_then(|r| s.policy.rule_name(r)).map(str::to_owned);
     }
-    let bucket = answer.map_or("unknown", |a| s.country_bucket(a));
+    let bucket = answer.as_ref().map_or("unknown", |a| s.country_bucket(a));
     let forwarded_as = |action: &'static str| if answer.is_some() { action } else { "unresolved_allow" };
     match &verdict.action {
         Action::Block(block) => {
@@ -235,7 +235,7 @@ fn decide(
         Action::Tag(kinds) => {
             log.action = forwarded_as("tag");
             ctx.metrics.requests.with_label_values(&[log.action, rule_name, bucket]).inc();
-            let geo = answer.map(|a| &a.geo);
+            let geo = answer.map(|a| a.geo);
             for kind in kinds.iter() {
                 let (name, value) = match kind {
                     TagKind::Country => (&tags_cfg.country, geo.and_then(|g| g.country).map(|c| c.to_string())),

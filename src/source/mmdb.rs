@@ -37,7 +37,6 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Arc;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
@@ -459,7 +458,7 @@ struct RecordDecoder {
     /// the wrong type): the database is refused with this reason.
     fatal: Option<String>,
     /// Texts seen so far (AS organisations, region names), shared between records.
-    strings: std::collections::HashSet<Arc<str>>,
+    strings: std::collections::HashSet<crate::geo::SharedStr>,
     /// The region names to keep.
     regions: RegionFilter,
 }
@@ -732,7 +731,7 @@ impl RecordDecoder {
 
     /// A text field, trimmed; empty text is none. Interned per decoder so equal names share
     /// one allocation.
-    fn text(&mut self, field: &str, leaf: Option<Leaf<'_>>) -> Option<Arc<str>> {
+    fn text(&mut self, field: &str, leaf: Option<Leaf<'_>>) -> Option<crate::geo::SharedStr> {
         match leaf {
             None => None,
             Some(Leaf::Str(s)) => {
@@ -743,7 +742,7 @@ impl RecordDecoder {
                 if let Some(shared) = self.strings.get(s) {
                     return Some(shared.clone());
                 }
-                let shared: Arc<str> = Arc::from(s);
+                let shared = crate::geo::SharedStr::from(s);
                 self.strings.insert(shared.clone());
                 Some(shared)
             }
@@ -756,7 +755,12 @@ impl RecordDecoder {
 
     /// A region name under `country` (`RU:Crimea`); a name that is itself an ISO 3166-2 code of
     /// that country (`UA-43`) is kept as the code.
-    fn region_name(&mut self, field: &str, country: Option<CountryCode>, leaf: Option<Leaf<'_>>) -> Option<Arc<str>> {
+    fn region_name(
+        &mut self,
+        field: &str,
+        country: Option<CountryCode>,
+        leaf: Option<Leaf<'_>>,
+    ) -> Option<crate::geo::SharedStr> {
         let name = self.text(field, leaf)?;
         let country = country?;
         if let Some((cc, sub)) = name.split_once('-') {
@@ -764,7 +768,7 @@ impl RecordDecoder {
                 && (1..=3).contains(&sub.len())
                 && sub.bytes().all(|b| b.is_ascii_alphanumeric())
             {
-                return Some(Arc::from(name.to_ascii_uppercase()));
+                return Some(crate::geo::SharedStr::from(name.to_ascii_uppercase()));
             }
         }
         crate::geo::named_subdivision(country, &name).filter(|n| self.regions.keeps(n))
@@ -811,7 +815,12 @@ impl RecordDecoder {
 
     /// The full ISO 3166-2 code (`UA-43`) from a subdivision code that may or may not carry
     /// its country already.
-    fn subdivision(&mut self, field: &str, country: Option<CountryCode>, leaf: Option<Leaf<'_>>) -> Option<Arc<str>> {
+    fn subdivision(
+        &mut self,
+        field: &str,
+        country: Option<CountryCode>,
+        leaf: Option<Leaf<'_>>,
+    ) -> Option<crate::geo::SharedStr> {
         let code = match leaf {
             None => return None,
             Some(Leaf::Str(s)) => s,
@@ -826,7 +835,7 @@ impl RecordDecoder {
         };
         let valid_sub = (1..=3).contains(&sub.len()) && sub.bytes().all(|b| b.is_ascii_alphanumeric());
         match cc {
-            Some(cc) if valid_sub => Some(Arc::from(format!("{cc}-{}", sub.to_ascii_uppercase()))),
+            Some(cc) if valid_sub => Some(crate::geo::SharedStr::from(format!("{cc}-{}", sub.to_ascii_uppercase()))),
             Some(_) => {
                 self.note_invalid(field, &format!("{code:?} is not an ISO 3166-2 code"));
                 None

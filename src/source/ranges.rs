@@ -74,7 +74,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::Arc;
 
 use flate2::bufread::MultiGzDecoder;
 use sha2::{Digest, Sha256};
@@ -475,11 +474,11 @@ fn parse_line(plan: &Plan, text: &str, fields: &mut Fields, values: &mut Values)
 }
 
 /// The interned copy of `s`.
-fn intern(strings: &mut HashSet<Arc<str>>, s: &str) -> Arc<str> {
+fn intern(strings: &mut HashSet<crate::geo::SharedStr>, s: &str) -> crate::geo::SharedStr {
     if let Some(known) = strings.get(s) {
         return known.clone();
     }
-    let fresh: Arc<str> = Arc::from(s);
+    let fresh = crate::geo::SharedStr::from(s);
     strings.insert(fresh.clone());
     fresh
 }
@@ -510,8 +509,6 @@ fn sort_disjoint<K>(
 where
     K: Copy + Ord + Into<u128> + TryFrom<u128>,
 {
-    use std::cmp::Reverse;
-    use std::collections::BinaryHeap;
     ranges.sort_unstable_by_key(|r| (r.first, r.line));
     // Count overlaps: a start at or before the furthest end so far.
     let mut reach: Option<usize> = None;
@@ -539,10 +536,38 @@ where
     if !any {
         return ranges;
     }
-    // Sweep: at each boundary the narrowest open range (then the latest line) decides.
+    // Only clusters of overlapping ranges need the sweep (the real ASN feed has one overlap in
+    // 412k ranges); every other range passes through as it is, so the sweep's boundary list
+    // stays the size of the clusters, not of the file.
+    let mut out: Vec<Collected<K>> = Vec::with_capacity(ranges.len());
+    let mut start = 0;
+    while start < ranges.len() {
+        let (mut end, mut reach) = (start + 1, ranges[start].last);
+        while end < ranges.len() && ranges[end].first <= reach {
+            reach = reach.max(ranges[end].last);
+            end += 1;
+        }
+        if end - start == 1 {
+            out.push(ranges[start]);
+        } else {
+            sweep(&ranges[start..end], &mut out);
+        }
+        start = end;
+    }
+    out
+}
+
+/// Makes one cluster of overlapping ranges (sorted by start) disjoint onto `out`: at each
+/// boundary the narrowest open range (then the latest line) decides.
+fn sweep<K>(ranges: &[Collected<K>], out: &mut Vec<Collected<K>>)
+where
+    K: Copy + Ord + Into<u128> + TryFrom<u128>,
+{
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let width = |r: &Collected<K>| r.last.into() - r.first.into();
     let mut bounds: Vec<u128> = Vec::with_capacity(2 * ranges.len());
-    for r in &ranges {
+    for r in ranges {
         bounds.push(r.first.into());
         if let Some(next) = r.last.into().checked_add(1) {
             bounds.push(next);
@@ -551,7 +576,6 @@ where
     bounds.sort_unstable();
     bounds.dedup();
     let mut open: BinaryHeap<(Reverse<u128>, usize, usize)> = BinaryHeap::new();
-    let mut out: Vec<Collected<K>> = Vec::with_capacity(ranges.len());
     let mut next = 0;
     for (b, &pos) in bounds.iter().enumerate() {
         while next < ranges.len() && ranges[next].first.into() <= pos {
@@ -572,7 +596,6 @@ where
             _ => out.push(Collected { first, last, record: w.record, line: w.line }),
         }
     }
-    out
 }
 
 /// Whether a pass streams into the layer or collects ranges to sort.
@@ -642,7 +665,7 @@ struct Fields {
 /// String interning and a scratch buffer for building subdivision names.
 #[derive(Default, Debug)]
 struct Values {
-    strings: HashSet<Arc<str>>,
+    strings: HashSet<crate::geo::SharedStr>,
     scratch: String,
     /// The region names to keep, and the names already dropped.
     regions: RegionFilter,
@@ -1063,7 +1086,12 @@ impl Fields {
 impl Values {
     /// A subdivision field under `country`: an ISO 3166-2 code as the code (upper-cased), with
     /// `bare_codes` a bare code under the country as `CC-code`, else a name as `CC:Name`.
-    fn subdivision(&mut self, field: &str, country: Option<CountryCode>, bare_codes: bool) -> Option<Arc<str>> {
+    fn subdivision(
+        &mut self,
+        field: &str,
+        country: Option<CountryCode>,
+        bare_codes: bool,
+    ) -> Option<crate::geo::SharedStr> {
         if field.is_empty() {
             return None;
         }

@@ -9,25 +9,30 @@
 //! record, lays that over the cell's record too. Adjacent ranges with equal cells are merged
 //! as the partition is built. Cells, records, overlays and view sets are interned, so a range
 //! costs a 16-byte start and a `u32` cell id; the cells still in use at the end become the
-//! table's [`Answer`]s.
+//! table's answers, and the records and view sets they use become its pools (moved, not
+//! copied). Each interning set stores ids only, hashing the pooled values in place, so no
+//! record, cell or view set is held twice while compiling; the sets are dropped before the
+//! pools are handed over.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, RandomState};
+
+use hashbrown::HashTable;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::trie::{Trie, TrieError};
-use super::{FamilyStats, GeoTable};
-use std::sync::Arc;
+use super::trie::{Key, Trie, TrieError};
+use super::{AnswerPools, FamilyStats, GeoTable, StoredAnswer};
 
-use crate::geo::{Answer, GeoRecord, ListSet, SourceView, MAX_LISTS};
+use crate::geo::{GeoRecord, ViewEntry, MAX_LISTS};
 
 /// Collects sources in precedence order and builds a [`GeoTable`].
 #[derive(Debug)]
 pub struct TableBuilder {
     list_names: Vec<Box<str>>,
     cells: Cells,
-    v4: Partition,
-    v6: Partition,
+    v4: Partition<u32>,
+    v6: Partition<u128>,
 }
 
 /// One database's networks as ranges of its own (neighbours with equal records merged, no
@@ -82,17 +87,36 @@ struct Cell {
     lists: u64,
     /// Source index + 1; 0 = no source gave geo data.
     source: u16,
-    /// Index into `Cells::view_sets`; 0 is the empty set.
+    /// Index into `ViewSets::sets`; 0 is the empty set.
     views: u32,
+}
+
+/// Ids of values kept in a pool, found by the value's hash: a set that holds nothing twice.
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashTable<u32>,
+    hasher: RandomState,
 }
 
 /// Distinct records, interned, and the overlays of one on another already computed.
 #[derive(Debug)]
 struct Records {
     list: Vec<GeoRecord>,
-    ids: HashMap<GeoRecord, u32>,
+    ids: Interner,
     /// `(under, over)` -> the record `over` laid over `under` makes.
     overlays: HashMap<(u32, u32), u32>,
+}
+
+/// Distinct view sets (each database source's own record id, in source order), kept one
+/// after another in `pool`.
+#[derive(Debug)]
+struct ViewSets {
+    pool: Vec<ViewEntry>,
+    /// `(start in pool, length)` of each set; set 0 is the empty one.
+    sets: Vec<(u32, u16)>,
+    ids: Interner,
+    /// Scratch for the set being formed.
+    next: Vec<ViewEntry>,
 }
 
 /// The distinct cells seen while layering, interned so that a partition stores a `u32` per
@@ -101,22 +125,38 @@ struct Records {
 #[derive(Debug)]
 struct Cells {
     list: Vec<Cell>,
-    ids: HashMap<Cell, u32>,
+    ids: Interner,
     /// The last `apply`, reused while consecutive pieces paint the same way.
     last: Option<(Paint, u32, u32)>,
     records: Records,
-    /// Each distinct set of per-source answers: `(source, record id)` in source order.
-    view_sets: Vec<Box<[(u16, u32)]>>,
-    view_ids: HashMap<Box<[(u16, u32)]>, u32>,
+    views: ViewSets,
 }
 
 /// A partition of one family's space; `ends` are implicit (next start - 1, or the max).
+/// Starts are kept at the family's width (4 bytes for IPv4), in chunks of at most
+/// [`CHUNK`] ranges: an overlay frees each chunk of the old partition as soon as it has read
+/// it, so the old and the new partition never both exist whole (a full database's partition
+/// is the largest thing a compile holds).
 #[derive(Debug)]
-struct Partition {
-    starts: Vec<u128>,
-    /// Cell id of each range.
+struct Partition<K> {
+    chunks: Vec<Chunk<K>>,
+}
+
+/// Ranges of a partition, in order: `starts[i]` with cell id `cells[i]`.
+#[derive(Debug)]
+struct Chunk<K> {
+    starts: Vec<K>,
     cells: Vec<u32>,
-    max: u128,
+}
+
+/// Ranges per chunk (1.25 MiB of IPv6 starts); a handful in unit tests, so that the table's
+/// model tests cross chunk boundaries all the time.
+const CHUNK: usize = if cfg!(test) { 8 } else { 1 << 16 };
+
+/// Writes a partition's ranges in order, chunk by chunk, merging equal neighbours.
+struct ChunkWriter<K> {
+    done: Vec<Chunk<K>>,
+    current: Chunk<K>,
 }
 
 /// A change one layer makes to the cells it covers.
@@ -143,12 +183,7 @@ impl Default for TableBuilder {
 
 impl TableBuilder {
     pub fn new() -> Self {
-        Self {
-            list_names: Vec::new(),
-            cells: Cells::new(),
-            v4: Partition::new(u128::from(u32::MAX)),
-            v6: Partition::new(u128::MAX),
-        }
+        Self { list_names: Vec::new(), cells: Cells::new(), v4: Partition::new(), v6: Partition::new() }
     }
 
     /// Adds a database layer. `source` is its index in configuration order; `v4`/`v6` map
@@ -176,7 +211,6 @@ impl TableBuilder {
         if v4.windows(2).all(|w| w[0].0.broadcast() < w[1].0.network()) {
             self.v4.overlay_iter(
                 &mut self.cells,
-                v4.len(),
                 v4.iter().map(|(n, i)| {
                     let (first, last, _, p) = piece4(n, paint(*i));
                     (first, last, p)
@@ -188,7 +222,6 @@ impl TableBuilder {
         if v6.windows(2).all(|w| w[0].0.broadcast() < w[1].0.network()) {
             self.v6.overlay_iter(
                 &mut self.cells,
-                v6.len(),
                 v6.iter().map(|(n, i)| {
                     let (first, last, _, p) = piece6(n, paint(*i));
                     (first, last, p)
@@ -197,6 +230,7 @@ impl TableBuilder {
         } else {
             self.v6.overlay(&mut self.cells, disjoint(v6.iter().map(|(n, i)| piece6(n, paint(*i))).collect()));
         }
+        self.cells.end_layer();
         Ok(())
     }
 
@@ -206,15 +240,18 @@ impl TableBuilder {
         let ids: Vec<u32> = layer.records.iter().map(|r| self.intern(r)).collect();
         let source = source.saturating_add(1);
         let paint = |record: u32| Paint::Geo { geo: ids[record as usize], source };
-        self.v4.overlay_iter(&mut self.cells, layer.v4.len(), layer.v4.pieces().map(|(f, l, r)| (f, l, paint(r))));
-        self.v6.overlay_iter(&mut self.cells, layer.v6.len(), layer.v6.pieces().map(|(f, l, r)| (f, l, paint(r))));
+        self.v4.overlay_iter(&mut self.cells, layer.v4.pieces().map(|(f, l, r)| (f, l, paint(r))));
+        self.v6.overlay_iter(&mut self.cells, layer.v6.pieces().map(|(f, l, r)| (f, l, paint(r))));
+        self.cells.end_layer();
     }
 
     /// [`add_layer`](Self::add_layer) for a layer no longer needed: IPv6 first, its ranges
     /// freed before IPv4 is layered, so the largest family's input and output never overlap
     /// with the other family's (the peak of a one-off compile).
     pub fn add_layer_owned(&mut self, source: u16, mut layer: SourceLayer) {
-        let ids: Vec<u32> = layer.records.iter().map(|r| self.intern(r)).collect();
+        // The layer's records move into the builder's pool (no second copy of a big layer's).
+        let ids: Vec<u32> =
+            std::mem::take(&mut layer.records).into_iter().map(|r| self.cells.records.intern_owned(r)).collect();
         let source = source.saturating_add(1);
         let paint = |record: u32| Paint::Geo { geo: ids[record as usize], source };
         let v6 = std::mem::take(&mut layer.v6);
@@ -225,11 +262,12 @@ impl TableBuilder {
             let cells = &mut self.cells;
             self.v6.adopt(starts, records, end, |r| cells.apply(paint(r), Cells::EMPTY));
         } else {
-            self.v6.overlay_iter(&mut self.cells, v6.len(), v6.pieces().map(|(f, l, r)| (f, l, paint(r))));
+            self.v6.overlay_iter(&mut self.cells, v6.pieces().map(|(f, l, r)| (f, l, paint(r))));
             drop(v6);
         }
         let v4 = std::mem::take(&mut layer.v4);
-        self.v4.overlay_iter(&mut self.cells, v4.len(), v4.pieces().map(|(f, l, r)| (f, l, paint(r))));
+        self.v4.overlay_iter(&mut self.cells, v4.pieces().map(|(f, l, r)| (f, l, paint(r))));
+        self.cells.end_layer();
     }
 
     /// Adds a named list layer; `set` replaces the geo data of its addresses when given.
@@ -254,59 +292,79 @@ impl TableBuilder {
         let paint = Paint::List { bit: 1u64 << id, set };
         self.v4.overlay(&mut self.cells, disjoint(v4.iter().map(|n| piece4(n, paint)).collect()));
         self.v6.overlay(&mut self.cells, disjoint(v6.iter().map(|n| piece6(n, paint)).collect()));
+        self.cells.end_layer();
         Ok(id)
     }
 
     /// Interns answers and builds both tries.
     pub fn build(self) -> Result<GeoTable, BuildError> {
+        let Cells { list, ids, records, views, .. } = self.cells;
+        // The interning sets are done with: freed before anything else is built.
+        drop(ids);
+        let Records { list: mut records, ids, overlays } = records;
+        drop((ids, overlays));
+        let ViewSets { pool: view_pool, sets: view_sets, ids, next } = views;
+        drop((ids, next));
         // Answer ids: the cells still in use, numbered in order of first use, then renumbered
         // by how many ranges use them (`by_use`).
-        let mut answer_of = vec![u32::MAX; self.cells.list.len()];
+        let mut answer_of = vec![u32::MAX; list.len()];
         let mut cells: Vec<Cell> = Vec::new();
-        let (s4, mut a4, n4) = self.v4.finish(&self.cells.list, &mut answer_of, &mut cells);
-        let (s6, mut a6, n6) = self.v6.finish(&self.cells.list, &mut answer_of, &mut cells);
+        let (s4, mut a4, n4) = self.v4.finish(&list, &mut answer_of, &mut cells);
+        let (s6, mut a6, n6) = self.v6.finish(&list, &mut answer_of, &mut cells);
+        drop((list, answer_of));
         let cells = by_use(cells, &mut a4, &mut a6);
         let too_large = |_: TrieError| BuildError::TooLarge(n4 + n6);
         // Each family's inputs are freed as soon as its trie is built (peak memory).
-        let starts4: Vec<u32> = s4.iter().map(|&s| s as u32).collect();
-        drop(s4);
-        let v4 = Trie::<u32>::build(&starts4, &a4).map_err(too_large)?;
-        drop((starts4, a4));
+        let v4 = Trie::<u32>::build(&s4, &a4).map_err(too_large)?;
+        drop((s4, a4));
         let v6 = Trie::<u128>::build(&s6, &a6).map_err(too_large)?;
         drop((s6, a6));
-        // Each record and each view set becomes one shared allocation, however many answers
-        // use it.
-        let records = &self.cells.records.list;
-        let mut shared: Vec<Option<Arc<GeoRecord>>> = vec![None; records.len()];
-        let mut sets: Vec<Option<Arc<[SourceView]>>> = vec![None; self.cells.view_sets.len()];
+
+        // The pools keep only what the answers use: records renumbered in place (moved, not
+        // copied), each view set used copied once into a new pool.
+        let mut used = vec![false; records.len()];
+        let mut set_at: Vec<Option<(u32, u16)>> = vec![None; view_sets.len()];
+        let mut views: Vec<ViewEntry> = Vec::new();
+        for c in &cells {
+            used[c.geo as usize] = true;
+            let slot = &mut set_at[c.views as usize];
+            if slot.is_none() {
+                let (at, len) = view_sets[c.views as usize];
+                let run = &view_pool[at as usize..at as usize + usize::from(len)];
+                for e in run {
+                    used[e.record as usize] = true;
+                }
+                *slot = Some((views.len() as u32, len));
+                views.extend_from_slice(run);
+            }
+        }
+        drop((view_pool, view_sets));
+        let mut renumber = vec![u32::MAX; records.len()];
+        let mut kept = 0u32;
+        for (old, &u) in used.iter().enumerate() {
+            if u {
+                renumber[old] = kept;
+                kept += 1;
+            }
+        }
+        let mut keep = used.iter();
+        records.retain(|_| keep.next().copied().unwrap_or(false));
+        records.shrink_to_fit();
+        drop(used);
+        for e in &mut views {
+            e.record = renumber[e.record as usize];
+        }
         let answers = cells
             .iter()
             .map(|c| {
-                let views = sets[c.views as usize]
-                    .get_or_insert_with(|| {
-                        self.cells.view_sets[c.views as usize]
-                            .iter()
-                            .map(|&(source, geo)| SourceView {
-                                source,
-                                geo: shared[geo as usize]
-                                    .get_or_insert_with(|| Arc::new(records[geo as usize].clone()))
-                                    .clone(),
-                            })
-                            .collect()
-                    })
-                    .clone();
-                Answer {
-                    geo: records[c.geo as usize].clone(),
-                    lists: ListSet(c.lists),
-                    source: c.source.checked_sub(1),
-                    views,
-                }
+                let (views_at, views_len) = set_at[c.views as usize].unwrap_or((0, 0));
+                StoredAnswer { lists: c.lists, record: renumber[c.geo as usize], views_at, views_len, source: c.source }
             })
             .collect();
         Ok(GeoTable::from_parts(
             v4,
             v6,
-            answers,
+            AnswerPools { answers, records, views },
             self.list_names.into_boxed_slice(),
             FamilyStats { ranges: n4 },
             FamilyStats { ranges: n6 },
@@ -559,82 +617,62 @@ impl<K: Copy + Into<u128> + TryFrom<u128>> Ranges<K> {
 
 // === impl Partition ===
 
-impl Default for Partition {
-    fn default() -> Self {
-        Self::new(u128::MAX)
-    }
-}
+impl<K: Key> Partition<K> {
+    /// The last address of the family.
+    const MAX: u128 = if K::BITS == 128 { u128::MAX } else { (1u128 << K::BITS) - 1 };
 
-impl Partition {
-    fn new(max: u128) -> Self {
-        Self { starts: vec![0], cells: vec![Cells::EMPTY], max }
+    fn new() -> Self {
+        let mut w = ChunkWriter::new();
+        w.push(0, Cells::EMPTY);
+        w.finish()
     }
 
     /// True while nothing has been layered: one empty range over the whole space.
     fn is_pristine(&self) -> bool {
-        self.starts.len() == 1 && self.cells[0] == Cells::EMPTY
+        matches!(&self.chunks[..], [only] if only.cells == [Cells::EMPTY])
     }
 
     /// Becomes the ranges `starts`/`records` (covering up to `end`, gaps marked
     /// [`Ranges::NONE`]), each record turned into a cell id by `cell`; the space outside is
     /// empty. Only on a pristine partition.
-    fn adopt(&mut self, mut starts: Vec<u128>, mut records: Vec<u32>, end: u128, mut cell: impl FnMut(u32) -> u32) {
+    fn adopt(&mut self, starts: Vec<K>, records: Vec<u32>, end: u128, mut cell: impl FnMut(u32) -> u32) {
         debug_assert!(self.is_pristine());
         if starts.is_empty() {
             return;
         }
-        for r in records.iter_mut() {
-            *r = if *r == Ranges::<u128>::NONE { Cells::EMPTY } else { cell(*r) };
+        let mut w = ChunkWriter::new();
+        if starts[0].to_u128() > 0 {
+            w.push(0, Cells::EMPTY);
         }
-        if starts[0] > 0 {
-            starts.insert(0, 0);
-            records.insert(0, Cells::EMPTY);
+        // `push` merges equal neighbours, should a layer built some other way have any.
+        for (s, r) in starts.into_iter().zip(records) {
+            w.push(s.to_u128(), if r == Ranges::<u128>::NONE { Cells::EMPTY } else { cell(r) });
         }
-        if end < self.max {
-            starts.push(end + 1);
-            records.push(Cells::EMPTY);
+        if end < Self::MAX {
+            w.push(end + 1, Cells::EMPTY);
         }
-        // A layer's neighbouring runs have different records, and different records are
-        // different cells, so the partition has no equal neighbours; `dedup` keeps that true
-        // even for a layer built some other way.
-        let mut merged_starts = Vec::with_capacity(0);
-        if records.windows(2).any(|w| w[0] == w[1]) {
-            let mut cells: Vec<u32> = Vec::with_capacity(records.len());
-            for (s, c) in starts.iter().zip(&records) {
-                if cells.last() != Some(c) {
-                    merged_starts.push(*s);
-                    cells.push(*c);
-                }
-            }
-            starts = merged_starts;
-            records = cells;
-        }
-        self.starts = starts;
-        self.cells = records;
-    }
-
-    fn last_of(&self, i: usize) -> u128 {
-        self.starts.get(i + 1).map_or(self.max, |s| s - 1)
+        *self = w.finish();
     }
 
     /// Applies sorted, disjoint `pieces` over the partition in one pass.
     fn overlay(&mut self, interned: &mut Cells, pieces: Vec<(u128, u128, Paint)>) {
-        let hint = pieces.len();
-        self.overlay_iter(interned, hint, pieces.into_iter());
+        self.overlay_iter(interned, pieces.into_iter());
     }
 
     /// Like [`overlay`](Self::overlay), reading the pieces from an iterator (sorted and
-    /// disjoint); `hint` is about how many there are, for the first allocation.
-    fn overlay_iter(&mut self, interned: &mut Cells, hint: usize, pieces: impl Iterator<Item = (u128, u128, Paint)>) {
+    /// disjoint).
+    fn overlay_iter(&mut self, interned: &mut Cells, pieces: impl Iterator<Item = (u128, u128, Paint)>) {
         let mut pieces = pieces.peekable();
         if pieces.peek().is_none() {
             return;
         }
-        let mut starts = Vec::with_capacity(self.starts.len() + 2 * hint.min(1 << 20));
-        let mut cells = Vec::with_capacity(starts.capacity());
-        for i in 0..self.starts.len() {
-            let (mut pos, last) = (self.starts[i], self.last_of(i));
-            let cell = self.cells[i];
+        let mut out = ChunkWriter::new();
+        // Each old chunk is freed once read (its `IntoIter` dropped as the next one starts).
+        let mut old =
+            std::mem::take(&mut self.chunks).into_iter().flat_map(|c| c.starts.into_iter().zip(c.cells)).peekable();
+        while let Some((start, cell)) = old.next() {
+            let mut pos = start.to_u128();
+            let last = old.peek().map_or(Self::MAX, |(s, _)| s.to_u128() - 1);
             loop {
                 while pieces.peek().is_some_and(|p| p.1 < pos) {
                     pieces.next();
@@ -644,58 +682,122 @@ impl Partition {
                     Some((first, _, _)) if first <= last => (first - 1, cell),
                     _ => (last, cell),
                 };
-                // Merge with the previous range when equal: the partition stays near its final
-                // size (a database's neighbouring networks mostly share a country) instead of
-                // holding every network and gap until the end.
-                if cells.last() != Some(&c) {
-                    starts.push(pos);
-                    cells.push(c);
-                }
+                // Equal neighbours merge as they are written: the partition stays near its
+                // final size (a database's neighbouring networks mostly share a country)
+                // instead of holding every network and gap until the end.
+                out.push(pos, c);
                 match end.checked_add(1) {
                     Some(next) if next <= last => pos = next,
                     _ => break,
                 }
             }
         }
-        self.starts = starts;
-        self.cells = cells;
+        *self = out.finish();
     }
 
     /// Turns cell ids into answer ids (`answer_of`, filled in as cells are first met, and
-    /// `answers` in that order), in place; returns starts, answer ids, range count.
-    fn finish(self, list: &[Cell], answer_of: &mut [u32], answers: &mut Vec<Cell>) -> (Vec<u128>, Vec<u32>, usize) {
-        // Overlays never leave equal neighbours, so the starts are final.
-        debug_assert!(self.cells.windows(2).all(|w| w[0] != w[1]));
-        let mut ids = self.cells;
-        for id in &mut ids {
-            let slot = &mut answer_of[*id as usize];
-            if *slot == u32::MAX {
-                *slot = answers.len() as u32;
-                answers.push(list[*id as usize]);
-            }
-            *id = *slot;
+    /// `answers` in that order); returns starts, answer ids, range count. Each chunk is freed
+    /// as it is copied into the flat arrays the trie is built from.
+    fn finish(self, list: &[Cell], answer_of: &mut [u32], answers: &mut Vec<Cell>) -> (Vec<K>, Vec<u32>, usize) {
+        let n: usize = self.chunks.iter().map(|c| c.starts.len()).sum();
+        let (mut starts, mut ids) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for chunk in self.chunks {
+            starts.extend(chunk.starts);
+            ids.extend(chunk.cells.into_iter().map(|id| {
+                let slot = &mut answer_of[id as usize];
+                if *slot == u32::MAX {
+                    *slot = answers.len() as u32;
+                    answers.push(list[id as usize]);
+                }
+                *slot
+            }));
         }
-        let n = self.starts.len();
-        (self.starts, ids, n)
+        // Overlays never leave equal neighbours, so the starts are final.
+        debug_assert!(ids.windows(2).all(|w| w[0] != w[1]) || answers.len() < 2);
+        (starts, ids, n)
+    }
+}
+
+// === impl ChunkWriter ===
+
+impl<K: Key> ChunkWriter<K> {
+    fn new() -> Self {
+        Self { done: Vec::new(), current: Chunk { starts: Vec::new(), cells: Vec::new() } }
+    }
+
+    /// Adds the range starting at `start` with cell `cell`, merged into the one before when
+    /// their cells are equal (the current chunk is never empty once anything was pushed).
+    fn push(&mut self, start: u128, cell: u32) {
+        if self.current.cells.last() == Some(&cell) {
+            return;
+        }
+        if self.current.starts.len() == CHUNK {
+            let full = std::mem::replace(
+                &mut self.current,
+                Chunk { starts: Vec::with_capacity(CHUNK), cells: Vec::with_capacity(CHUNK) },
+            );
+            self.done.push(full);
+        } else if self.current.starts.capacity() == 0 {
+            self.current.starts.reserve_exact(CHUNK);
+            self.current.cells.reserve_exact(CHUNK);
+        }
+        self.current.starts.push(K::from_u128(start));
+        self.current.cells.push(cell);
+    }
+
+    fn finish(mut self) -> Partition<K> {
+        if !self.current.starts.is_empty() || self.done.is_empty() {
+            self.done.push(self.current);
+        }
+        Partition { chunks: self.done }
     }
 }
 
 // === impl Cells ===
 
+impl Interner {
+    /// The id of the value in `pool` equal to `value`, if any, and `value`'s hash.
+    fn find<'p, T: Hash + Eq + ?Sized + 'p>(&self, value: &T, get: impl Fn(u32) -> &'p T) -> (Option<u32>, u64) {
+        let hash = self.hasher.hash_one(value);
+        (self.ids.find(hash, |&id| get(id) == value).copied(), hash)
+    }
+
+    /// Records `id` (just added to the pool, with hash `hash`); `get` reads the pool.
+    fn insert<'p, T: Hash + ?Sized + 'p>(&mut self, hash: u64, id: u32, get: impl Fn(u32) -> &'p T) {
+        let hasher = &self.hasher;
+        self.ids.insert_unique(hash, id, |&other| hasher.hash_one(get(other)));
+    }
+}
+
 impl Records {
     fn new() -> Self {
-        let mut r = Self { list: Vec::new(), ids: HashMap::new(), overlays: HashMap::new() };
+        let mut r = Self { list: Vec::new(), ids: Interner::default(), overlays: HashMap::new() };
         r.intern(&GeoRecord::default());
         r
     }
 
     fn intern(&mut self, record: &GeoRecord) -> u32 {
-        if let Some(&id) = self.ids.get(record) {
-            return id;
+        let list = &self.list;
+        match self.ids.find(record, |id| &list[id as usize]) {
+            (Some(id), _) => id,
+            (None, hash) => self.push(hash, record.clone()),
         }
+    }
+
+    /// [`intern`](Self::intern), keeping `record` itself when it is new.
+    fn intern_owned(&mut self, record: GeoRecord) -> u32 {
+        let list = &self.list;
+        match self.ids.find(&record, |id| &list[id as usize]) {
+            (Some(id), _) => id,
+            (None, hash) => self.push(hash, record),
+        }
+    }
+
+    fn push(&mut self, hash: u64, record: GeoRecord) -> u32 {
         let id = self.list.len() as u32;
-        self.list.push(record.clone());
-        self.ids.insert(record.clone(), id);
+        self.list.push(record);
+        let list = &self.list;
+        self.ids.insert(hash, id, |id| &list[id as usize]);
         id
     }
 
@@ -714,40 +816,88 @@ impl Records {
     }
 }
 
+impl ViewSets {
+    fn new() -> Self {
+        let mut v = Self { pool: Vec::new(), sets: Vec::new(), ids: Interner::default(), next: Vec::new() };
+        v.intern_next();
+        v
+    }
+
+    fn set(&self, id: u32) -> &[ViewEntry] {
+        let (at, len) = self.sets[id as usize];
+        &self.pool[at as usize..at as usize + usize::from(len)]
+    }
+
+    /// The view set `id` with `source`'s own answer set to record `geo` (sources kept in order).
+    fn with_view(&mut self, id: u32, source: u16, geo: u32) -> u32 {
+        let mut next = std::mem::take(&mut self.next);
+        next.clear();
+        next.extend(self.set(id).iter().copied().filter(|e| e.source != source));
+        // A record that says nothing is no view: "sources that have data" skip it.
+        if geo != 0 {
+            let at = next.partition_point(|e| e.source < source);
+            next.insert(at, ViewEntry { source, record: geo });
+        }
+        self.next = next;
+        self.intern_next()
+    }
+
+    /// The id of the set in `next`, added to the pool if new.
+    fn intern_next(&mut self) -> u32 {
+        let (pool, sets) = (&self.pool, &self.sets);
+        let get = |id: u32| {
+            let (at, len) = sets[id as usize];
+            &pool[at as usize..at as usize + usize::from(len)]
+        };
+        let (found, hash) = self.ids.find(&self.next[..], get);
+        if let Some(id) = found {
+            return id;
+        }
+        let id = self.sets.len() as u32;
+        self.sets.push((self.pool.len() as u32, self.next.len() as u16));
+        self.pool.extend_from_slice(&self.next);
+        let (pool, sets) = (&self.pool, &self.sets);
+        self.ids.insert(hash, id, |id| {
+            let (at, len) = sets[id as usize];
+            &pool[at as usize..at as usize + usize::from(len)]
+        });
+        id
+    }
+}
+
 impl Cells {
     const EMPTY: u32 = 0;
 
     fn new() -> Self {
-        let empty = Cell { geo: 0, lists: 0, source: 0, views: 0 };
-        let no_views: Box<[(u16, u32)]> = Box::new([]);
-        Self {
-            list: vec![empty],
-            ids: HashMap::from([(empty, Self::EMPTY)]),
+        let mut cells = Self {
+            list: Vec::new(),
+            ids: Interner::default(),
             last: None,
             records: Records::new(),
-            view_sets: vec![no_views.clone()],
-            view_ids: HashMap::from([(no_views, 0)]),
-        }
+            views: ViewSets::new(),
+        };
+        cells.intern(Cell { geo: 0, lists: 0, source: 0, views: 0 });
+        cells
     }
 
-    /// The view set `id` with `source`'s own answer set to `geo` (sources kept in order).
-    fn with_view(&mut self, id: u32, source: u16, geo: u32) -> u32 {
-        let current = &self.view_sets[id as usize];
-        let mut next: Vec<(u16, u32)> = Vec::with_capacity(current.len() + 1);
-        next.extend(current.iter().copied().filter(|&(s, _)| s != source));
-        // A record that says nothing is no view: "sources that have data" skip it.
-        if geo != 0 {
-            let at = next.partition_point(|&(s, _)| s < source);
-            next.insert(at, (source, geo));
+    fn intern(&mut self, cell: Cell) -> u32 {
+        let list = &self.list;
+        let (found, hash) = self.ids.find(&cell, |id| &list[id as usize]);
+        if let Some(id) = found {
+            return id;
         }
-        let next = next.into_boxed_slice();
-        if let Some(&found) = self.view_ids.get(&next) {
-            return found;
-        }
-        let new = self.view_sets.len() as u32;
-        self.view_sets.push(next.clone());
-        self.view_ids.insert(next, new);
-        new
+        let id = self.list.len() as u32;
+        self.list.push(cell);
+        let list = &self.list;
+        self.ids.insert(hash, id, |id| &list[id as usize]);
+        id
+    }
+
+    /// Forgets what only the layer just applied can reuse: the overlays of its records (a
+    /// later layer brings records of its own) and the last paint.
+    fn end_layer(&mut self) {
+        self.records.overlays = HashMap::new();
+        self.last = None;
     }
 
     /// The id of the cell `paint` makes of cell `id`.
@@ -758,15 +908,7 @@ impl Cells {
             }
         }
         let cell = self.paint(paint, self.list[id as usize]);
-        let next = match self.ids.get(&cell) {
-            Some(&to) => to,
-            None => {
-                let to = self.list.len() as u32;
-                self.list.push(cell);
-                self.ids.insert(cell, to);
-                to
-            }
-        };
+        let next = self.intern(cell);
         self.last = Some((paint, id, next));
         next
     }
@@ -775,7 +917,7 @@ impl Cells {
     fn paint(&mut self, paint: Paint, cell: Cell) -> Cell {
         match paint {
             Paint::Geo { geo, source } => {
-                let views = self.with_view(cell.views, source.saturating_sub(1), geo);
+                let views = self.views.with_view(cell.views, source.saturating_sub(1), geo);
                 Cell { views, ..self.lay(cell, geo, source) }
             }
             Paint::List { bit, set: None } => Cell { lists: cell.lists | bit, ..cell },

@@ -6,7 +6,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use proptest::prelude::*;
 
 use super::*;
-use crate::geo::{CountryCode, GeoRecord, ListSet};
+use crate::geo::{CountryCode, GeoRecord, ListSet, OwnedAnswer};
 
 /// One source as the model sees it.
 #[derive(Clone, Debug)]
@@ -55,10 +55,9 @@ fn build(layers: &[Layer]) -> GeoTable {
 /// The model: walk layers in order; a database lays its longest matching prefix's record
 /// over the answer field by field and is that source's own view; a list adds its bit and
 /// maybe lays its record over too.
-fn model(layers: &[Layer], ip: IpAddr) -> Answer {
+fn model(layers: &[Layer], ip: IpAddr) -> OwnedAnswer {
     let recs = records();
-    let mut ans = Answer::default();
-    let mut views: Vec<crate::geo::SourceView> = Vec::new();
+    let mut ans = OwnedAnswer::default();
     let mut list_id = 0;
     for (i, layer) in layers.iter().enumerate() {
         match layer {
@@ -77,7 +76,7 @@ fn model(layers: &[Layer], ip: IpAddr) -> Answer {
                         ans.source = Some(i as u16);
                     }
                     ans.geo = ans.geo.overlay(rec);
-                    views.push(crate::geo::SourceView { source: i as u16, geo: std::sync::Arc::new(rec.clone()) });
+                    ans.push_view(i as u16, rec.clone());
                 }
             }
             Layer::List { v4, v6, set } => {
@@ -99,7 +98,6 @@ fn model(layers: &[Layer], ip: IpAddr) -> Answer {
             }
         }
     }
-    ans.views = views.into();
     ans
 }
 
@@ -152,9 +150,9 @@ fn check(layers: &[Layer], random: &[IpAddr]) {
         // The table canonicalises; the model is fed what the table looks up.
         let key = ip.to_canonical();
         let want = model(layers, key);
-        assert_eq!(table.lookup(ip), &want, "ip {ip} layers {layers:?}");
+        assert_eq!(table.lookup(ip), want.answer(), "ip {ip} layers {layers:?}");
         let loc = table.locate(ip);
-        assert_eq!(loc.answer, &want);
+        assert_eq!(loc.answer, want.answer());
         assert!(loc.first <= key && key <= loc.last, "{ip} not in {}..{}", loc.first, loc.last);
         // Both ends of the stored range answer the same. Looked up without canonicalising:
         // an IPv6 range may span ::ffff:0:0/96, whose addresses `lookup` maps to IPv4.
@@ -162,8 +160,8 @@ fn check(layers: &[Layer], random: &[IpAddr]) {
             IpAddr::V4(a) => table.lookup_v4(a),
             IpAddr::V6(a) => table.lookup_v6(a),
         };
-        assert_eq!(raw(loc.first), &want);
-        assert_eq!(raw(loc.last), &want);
+        assert_eq!(raw(loc.first), want.answer());
+        assert_eq!(raw(loc.last), want.answer());
         assert!(loc.prefix(key).contains(&key));
     }
 }
@@ -241,7 +239,7 @@ proptest! {
 fn empty_table_knows_nothing() {
     let t = GeoTable::empty();
     for ip in ["0.0.0.0", "255.255.255.255", "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::ffff:1.2.3.4"] {
-        assert_eq!(t.lookup(ip.parse().unwrap()), &Answer::default());
+        assert_eq!(t.lookup(ip.parse().unwrap()), Answer::EMPTY);
     }
     assert_eq!(t.stats().ranges_v4, 1);
 }
@@ -288,7 +286,7 @@ fn nested_prefixes_longest_wins_and_later_source_overrides() {
     assert_eq!(at("10.128.0.1"), record(3));
     assert_eq!(at("10.128.0.200"), record(4));
     assert_eq!(t.lookup("10.128.0.200".parse().unwrap()).lists, ListSet(1));
-    assert_eq!(t.lookup("::ffff:10.128.0.1".parse().unwrap()).geo, record(3));
+    assert_eq!(t.lookup("::ffff:10.128.0.1".parse().unwrap()).geo, &record(3));
     check(&[db, vpn], &[]);
 }
 
@@ -396,14 +394,14 @@ fn many_answers_are_numbered_by_use_and_all_answered() {
         let v4_gap = Ipv4Addr::from(0x0a00_0000 + (i << 9) + 256 + 77);
         let v6_in = Ipv6Addr::from((0x2001_0db8u128 << 96) + (u128::from(i) << 65) + 5);
         let v6_gap = Ipv6Addr::from((0x2001_0db8u128 << 96) + (u128::from(i) << 65) + (1 << 64) + 5);
-        assert_eq!(t.lookup(v4_in.into()).geo, recs[i as usize], "{v4_in}");
-        assert_eq!(t.lookup(v6_in.into()).geo, recs[i as usize], "{v6_in}");
+        assert_eq!(t.lookup(v4_in.into()).geo, &recs[i as usize], "{v4_in}");
+        assert_eq!(t.lookup(v6_in.into()).geo, &recs[i as usize], "{v6_in}");
         if i != 7 {
-            assert_eq!(t.lookup(v4_gap.into()).geo, recs[7], "{v4_gap}");
-            assert_eq!(t.lookup(v6_gap.into()).geo, recs[7], "{v6_gap}");
+            assert_eq!(t.lookup(v4_gap.into()).geo, &recs[7], "{v4_gap}");
+            assert_eq!(t.lookup(v6_gap.into()).geo, &recs[7], "{v6_gap}");
         }
     }
     // Record 7 fills ~600 gaps, more ranges than any other answer: it is number 0.
-    assert_eq!(t.answers()[0].geo, recs[7]);
-    assert_eq!(t.lookup("192.0.2.1".parse().unwrap()), &Answer::default());
+    assert_eq!(t.answer(0).geo, &recs[7]);
+    assert_eq!(t.lookup("192.0.2.1".parse().unwrap()), Answer::EMPTY);
 }

@@ -8,6 +8,7 @@ use flate2::Compression;
 use proptest::prelude::*;
 
 use super::*;
+use crate::geo::SharedStr;
 use crate::source::sha256_hex;
 use crate::table::TableBuilder;
 
@@ -124,8 +125,11 @@ fn asn_layout_with_quoted_orgs() {
                 1.0.4.0,1.0.4.255,0,Reserved\n\
                 1.0.5.0,1.0.5.255,7,\n";
     let (got, provenance) = ok(text, &AUTO);
-    let org =
-        |asn: Option<u32>, org: Option<&str>| GeoRecord { asn, as_org: org.map(Arc::from), ..GeoRecord::default() };
+    let org = |asn: Option<u32>, org: Option<&str>| GeoRecord {
+        asn,
+        as_org: org.map(SharedStr::from),
+        ..GeoRecord::default()
+    };
     let want = layer(
         &[
             org(Some(13335), Some("Cloudflare, Inc.")),
@@ -147,7 +151,7 @@ fn asn_layout_with_quoted_orgs() {
     assert_eq!((provenance.schema.as_str(), provenance.networks_v4), ("asn", 5));
     // Equal strings share one allocation.
     let records = got.records();
-    assert!(Arc::ptr_eq(records[0].as_org.as_ref().unwrap(), records[2].as_org.as_ref().unwrap()));
+    assert!(SharedStr::ptr_eq(records[0].as_org.as_ref().unwrap(), records[2].as_org.as_ref().unwrap()));
 }
 
 #[test]
@@ -159,8 +163,11 @@ fn city_layout() {
                 1.0.3.0,1.0.3.255,RU,Crimea,,Kerch,,,,\n\
                 1.0.4.0,1.0.4.255,RU,,,,,,,\n";
     let (got, provenance) = ok(text, &AUTO);
-    let city =
-        |c: &str, sub: &str| GeoRecord { country: cc(c), subdivision: Some(Arc::from(sub)), ..GeoRecord::default() };
+    let city = |c: &str, sub: &str| GeoRecord {
+        country: cc(c),
+        subdivision: Some(SharedStr::from(sub)),
+        ..GeoRecord::default()
+    };
     let crimea = GeoRecord {
         country: cc("RU"),
         subdivision: named_subdivision(CountryCode::parse("RU").unwrap(), "Crimea"),
@@ -195,7 +202,7 @@ fn iptoasn_layout_with_gaps() {
     let rec = |asn: u32, c: &str, org: &str| GeoRecord {
         asn: Some(asn),
         country: cc(c),
-        as_org: Some(Arc::from(org)),
+        as_org: Some(SharedStr::from(org)),
         ..GeoRecord::default()
     };
     let want = layer(
@@ -467,7 +474,7 @@ fn declared_columns() {
     let rec = |asn: Option<u32>, sub: &str| GeoRecord {
         asn,
         country: cc("UA"),
-        subdivision: Some(Arc::from(sub)),
+        subdivision: Some(SharedStr::from(sub)),
         ..GeoRecord::default()
     };
     let want = layer(
