@@ -3,32 +3,57 @@
 # same database, same client addresses, same policy, one worker each, all on 127.0.0.1.
 #
 # usage: benches/compare/run.sh [--mmdb FILE] [--rounds N] [--duration SECONDS]
-#                               [--connections N] [--ips N] [--seed N] [--pin]
+#                               [--connections N] [--ips N] [--seed N] [--pin] [--rate R]
 #                               [--no-geogate | --candidate URL] [--keep]
 #
 #   --mmdb FILE      database for every proxy (default geoip/geo-whois-asn-country.mmdb)
 #   --rounds N       interleaved rounds over all targets (default 3); figures are medians
-#   --duration S     seconds of wrk load per target per round (default 8)
-#   --connections N  wrk connections (default 32), always one wrk thread
+#   --duration S     seconds of load per target per round (default 8)
+#   --connections N  load connections (default 32), always one load thread
+#   --rate R         fixed-rate mode: instead of wrk's saturating load, oha sends R requests/s
+#                    to every target with latency correction and the table shows p50/p99/p99.9
 #   --ips N          sampled client addresses (default 10000), --seed N their seed (default 42)
-#   --pin            proxies on CPU 1, wrk and the origin on CPU 0 (needs 2 CPUs)
+#   --pin            proxies on CPU 1, the load generator and the origin on CPU 0 (needs 2 CPUs)
 #   --no-geogate     measure nginx and HAProxy only
 #   --candidate URL  measure a proxy you started yourself instead of geogate; it must forward
 #                    to http://127.0.0.1:18080 and apply the same policy
-#   --keep           keep the scratch directory (configs, logs, raw wrk output)
+#   --keep           keep the scratch directory (configs, logs, raw load-generator output)
+#
+# Environment: GEOGATE_BIN  the geogate binary (default target/release/geogate, built if missing)
+#              GEOGATE_BENCH_CACHE  where oha is installed (default ~/.cache/geogate-bench), never
+#              inside the repository
 #
 # Ports: 18080 origin, 18081 nginx+geoip2, 18082 HAProxy, 18083 geogate (+ admin 9901).
 # Installs, only when missing: nginx-light libnginx-mod-http-geoip2 haproxy wrk (apt, Debian)
-# and maxminddb (pip). No other network access. Every process it starts is stopped on exit.
+# and maxminddb (pip); with --rate also oha (crates.io, `cargo install --locked`, pinned
+# version, into $GEOGATE_BENCH_CACHE/oha). No other network access. Every process it starts is
+# stopped on exit.
+#
+# What --rate sends: oha with -q R --latency-correction -c N -z S (one tokio worker thread, the
+# counterpart of wrk -t1), HTTP/1.1 keep-alive, GET /bench, every request with the same
+# X-Forwarded-For: the first address of the sample (--ips/--seed) that the database does not
+# map to RU/BY, so every request is forwarded to the origin and answered 200 (any non-2xx is
+# reported). Why one fixed address: oha can vary the URL (--rand-regex-url, --urls-from-file)
+# and the body (-Z) per request but not a header, and the proxies take the client address
+# only from X-Forwarded-For. Splitting the rate over several oha processes with one address
+# each was rejected: their percentiles cannot be merged into the percentiles of the whole
+# (oha reports percentiles and a coarse histogram, not its samples), and more generator
+# processes on a small machine add scheduling noise to exactly what this mode measures. So
+# the rate mode times the common path (lookup, tag, forward); the sampled mix of addresses,
+# ~1 % of them blocked, is what the default wrk mode (xff.lua) sends. Latency is counted from
+# the moment oha's rate timer releases a request (tokio's timer has 1 ms resolution, so about
+# R/1000 requests leave per tick), so the time a request waits for a free connection behind
+# a slow response is included (no coordinated omission); a stall of oha itself is not.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 mmdb="$repo/geoip/geo-whois-asn-country.mmdb"
-rounds=3 duration=8 conns=32 nips=10000 seed=42 pin=0 with_geogate=1 candidate="" keep=0
+rounds=3 duration=8 conns=32 nips=10000 seed=42 pin=0 with_geogate=1 candidate="" keep=0 rate=""
+oha_version=1.16.0 # pinned: the JSON fields read below are those of this version
 
-usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while (($#)); do
   case $1 in
     --mmdb) mmdb=$(realpath "$2"); shift 2 ;;
@@ -38,6 +63,7 @@ while (($#)); do
     --ips) nips=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --pin) pin=1; shift ;;
+    --rate) rate=$2; shift 2 ;;
     --no-geogate) with_geogate=0; shift ;;
     --candidate) candidate=${2%/}; with_geogate=0; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -45,7 +71,7 @@ while (($#)); do
     *) echo "run.sh: unknown argument: $1" >&2; usage ;;
   esac
 done
-for n in "$rounds" "$duration" "$conns" "$nips" "$seed"; do
+for n in "$rounds" "$duration" "$conns" "$nips" "$seed" ${rate:+"$rate"}; do
   [[ $n =~ ^[0-9]+$ && $n -gt 0 ]] || { echo "run.sh: numeric arguments must be positive integers" >&2; exit 2; }
 done
 [[ -f $mmdb ]] || { echo "run.sh: no database at $mmdb" >&2; exit 2; }
@@ -60,7 +86,7 @@ missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 [[ -f $geoip2_so ]] || missing+=(libnginx-mod-http-geoip2)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+[[ -n $rate ]] || command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if ((${#missing[@]})); then
   log "installing from Debian: ${missing[*]}"
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand"
@@ -75,12 +101,40 @@ if ! python3 -c 'import maxminddb' >/dev/null 2>&1; then
   python3 -m pip install -q maxminddb || die "pip install maxminddb failed"
 fi
 
-geogate_bin="$repo/target/release/geogate"
+geogate_bin=${GEOGATE_BIN:-$repo/target/release/geogate}
 if ((with_geogate)); then
-  if [[ ! -x $geogate_bin ]]; then
+  if [[ -n ${GEOGATE_BIN:-} ]]; then
+    [[ -x $geogate_bin ]] || die "GEOGATE_BIN=$geogate_bin is not an executable file"
+  elif [[ ! -x $geogate_bin ]]; then
     log "no release binary; cargo build --release"
     (cd "$repo" && cargo build --release)
   fi
+fi
+
+# --rate: oha from crates.io, in a cache directory outside the repository (built once, ~15 min on 2 CPUs)
+oha_bin=""
+if [[ -n $rate ]]; then
+  cache=$(realpath -m "${GEOGATE_BENCH_CACHE:-$HOME/.cache/geogate-bench}")
+  [[ $cache/ != "$repo"/* ]] || die "GEOGATE_BENCH_CACHE=$cache is inside the repository; choose a directory outside it"
+  mkdir -p "$cache"
+  if [[ -x $cache/oha/bin/oha ]]; then
+    oha_bin=$cache/oha/bin/oha
+  elif command -v oha >/dev/null 2>&1; then
+    oha_bin=$(command -v oha)
+  else
+    command -v cargo >/dev/null 2>&1 || die "--rate needs oha; install cargo (rustup) or put oha on PATH"
+    log "installing oha $oha_version from crates.io into $cache/oha (once; ~15 min on 2 CPUs)"
+    # default features (rustls): oha 1.16.0 does not build without a TLS feature. From the cache
+    # directory, so that no cargo configuration of the repository applies.
+    (cd "$cache" && env -u CARGO_TARGET_DIR cargo install --quiet --locked \
+      --version "$oha_version" --root "$cache/oha" oha) || die "cargo install oha failed"
+    oha_bin=$cache/oha/bin/oha
+  fi
+  oha_help=$("$oha_bin" --help 2>&1) || die "$oha_bin --help failed"
+  for flag in --latency-correction --no-tui --output-format; do
+    grep -q -- "$flag" <<<"$oha_help" || die "$oha_bin ($("$oha_bin" --version 2>&1)) has no $flag; need oha $oha_version"
+  done
+  log "load generator: $("$oha_bin" --version 2>&1) ($oha_bin)"
 fi
 
 # the ports must be free: a leftover process would be measured instead of ours
@@ -197,6 +251,25 @@ for t in "${proxies[@]}"; do
     bad=1
   fi
 done
+if [[ -n $rate ]]; then
+  # the one address the rate mode sends: the first of the sample that is not blocked
+  rate_ip="" rate_cc=""
+  while read -r a; do
+    cc=$(python3 "$here/geodata.py" country "$mmdb" "$a")
+    if [[ $cc != - && $cc != RU && $cc != BY ]]; then rate_ip=$a rate_cc=$cc; break; fi
+  done < <(head -n 50 "$work/ips.txt")
+  [[ -n $rate_ip ]] || die "none of the first 50 sampled addresses is outside RU/BY"
+  for t in "${proxies[@]}"; do
+    code=$(curl -s -o "$work/check-rate-$t.body" -w '%{http_code}' --max-time 5 -H "X-Forwarded-For: $rate_ip" "${url[$t]}/bench" || true)
+    seen=$(cat "$work/check-rate-$t.body" 2>/dev/null || true)
+    if [[ $code == 200 && $seen == "$rate_cc" ]]; then
+      log "check $t: $rate_ip ($rate_cc, the --rate address) -> 200, origin saw X-Geo-Country: $rate_cc"
+    else
+      log "check $t FAILED: $rate_ip ($rate_cc) -> $code (want 200), origin saw X-Geo-Country: '${seen}' (want $rate_cc)"
+      bad=1
+    fi
+  done
+fi
 ((bad == 0)) || die "a proxy does not apply the policy; not measuring"
 
 # ---------------------------------------------------------------- load
@@ -205,7 +278,7 @@ to_us() { # wrk latency (e.g. 812.00us, 1.20ms, 1.01s) -> integer microseconds
         else if (v ~ /m$/) {sub(/m$/,"",v); m=60000000} else if (v ~ /s$/) {sub(/s$/,"",v); m=1000000}
         printf "%d", v*m + 0.5}' <<<"$1"
 }
-results="$work/results.txt" # round target rps p50_us p99_us non2xx total socket_errors proxy_user proxy_sys origin_ticks
+results="$work/results.txt" # round target rps p50_us p99_us non2xx total socket_errors proxy_user proxy_sys origin_ticks [p999_us aborted]
 # CPU accounting: the serving process of each proxy (nginx: its one worker) and the origin's
 # worker, in clock ticks from /proc/PID/stat (utime, stime), read around each wrk run. On a
 # machine where wrk, the origin and the proxy share the CPUs, the CPU a proxy spends per request
@@ -225,12 +298,47 @@ ticks() { # pid -> "utime stime" (0 0 when unknown)
 }
 : >"$results"
 ntargets=${#targets[@]}
-log "load: $rounds round(s) x ${ntargets} targets x ${duration}s, wrk -t1 -c$conns$( ((pin)) && echo ', pinned')"
+oha_figures() { # oha JSON -> "rps p50_us p99_us p999_us non2xx total errors aborted"
+  python3 - "$1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+status = {int(k): v for k, v in (d.get("statusCodeDistribution") or {}).items()}
+errors = d.get("errorDistribution") or {}
+aborted = sum(v for k, v in errors.items() if "deadline" in k)  # in flight when -z ran out
+pct = d.get("latencyPercentiles") or {}
+us = lambda k: round(pct[k] * 1e6) if pct.get(k) is not None else 0
+print(round(d["summary"]["requestsPerSec"] or 0), us("p50"), us("p99"), us("p99.9"),
+      sum(v for k, v in status.items() if not 200 <= k < 300), sum(status.values()),
+      sum(errors.values()) - aborted, aborted)
+PY
+}
+if [[ -n $rate ]]; then
+  load_desc="oha -q $rate --latency-correction -c$conns, 1 thread"
+else
+  load_desc="wrk -t1 -c$conns"
+fi
+log "load: $rounds round(s) x ${ntargets} targets x ${duration}s, $load_desc$( ((pin)) && echo ', pinned')"
+((pin)) || [[ -z $rate ]] || log "unpinned: oha, the origin and the proxy share the CPUs; their scheduling is part of every latency"
 for ((r = 1; r <= rounds; r++)); do
   for ((i = 0; i < ntargets; i++)); do
     t=${targets[$(((i + r - 1) % ntargets))]} # rotate the order from round to round
-    raw="$work/wrk-r$r-$t.txt"
     ppid=$(serving_pid "$t"); opid=$(serving_pid origin)
+    if [[ -n $rate ]]; then
+      raw="$work/oha-r$r-$t.json"
+      read -r pu0 ps0 < <(ticks "$ppid"); read -r ou0 os0 < <(ticks "$opid")
+      ( TOKIO_WORKER_THREADS=1 load_cpu_exec timeout $((duration + 30)) \
+        "$oha_bin" -z "${duration}s" -q "$rate" --latency-correction -c "$conns" -t 5s --no-tui \
+        --output-format json -H "X-Forwarded-For: $rate_ip" "${url[$t]}/bench" >"$raw" 2>"$raw.err" ) &
+      pid[oha]=$!
+      wait "${pid[oha]}" || { cat "$raw.err" >&2; die "oha failed against $t"; }
+      unset 'pid[oha]'
+      read -r pu1 ps1 < <(ticks "$ppid"); read -r ou1 os1 < <(ticks "$opid")
+      read -r rps p50 p99 p999 non2xx total errs aborted < <(oha_figures "$raw") || die "cannot read $raw"
+      echo "$r $t $rps $p50 $p99 $non2xx $total $errs $((pu1 - pu0)) $((ps1 - ps0)) $((ou1 + os1 - ou0 - os0)) $p999 $aborted" >>"$results"
+      log "round $r $t: $rps req/s (asked $rate), p50 $p50 us, p99 $p99 us, p99.9 $p999 us, non-2xx $non2xx/$total$( ((errs)) && echo ", errors $errs")"
+      continue
+    fi
+    raw="$work/wrk-r$r-$t.txt"
     read -r pu0 ps0 < <(ticks "$ppid"); read -r ou0 os0 < <(ticks "$opid")
     # in the background so that a signal reaches the trap at once instead of after the load
     ( GEO_IPS="$work/ips.txt" load_cpu_exec timeout $((duration + 30)) \
@@ -271,26 +379,55 @@ median() { # target column -> median over rounds
     awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 + 0.5}'
 }
 declare -A med_rps med_p99
-echo
-echo "geogate comparison: $(basename "$mmdb"), $rounds round(s) x ${duration}s, wrk -t1 -c$conns, $(nproc) CPUs$( ((pin)) && echo ', pinned (proxies CPU 1, wrk+origin CPU 0)' || echo ', unpinned')"
-echo "client addresses: ${ip_share#geodata: }"
-printf '%-10s %10s %9s %9s %26s %10s\n' target "req/s" "p50 µs" "p99 µs" "non-2xx (blocked)/total" "RSS kB" # µ: 2 bytes
-for t in "${targets[@]}"; do
-  med_rps[$t]=$(median "$t" 3); med_p99[$t]=$(median "$t" 5)
-  p50=$(median "$t" 4)
-  read -r blocked total errs < <(awk -v t="$t" '$2 == t {b += $6; n += $7; e += $8} END {print b + 0, n + 0, e + 0}' "$results")
-  share=$(awk -v b="$blocked" -v n="$total" 'BEGIN {printf "%.2f", n ? 100 * b / n : 0}')
-  printf '%-10s %10s %8s %8s %26s %10s\n' "$t" "${med_rps[$t]}" "$p50" "${med_p99[$t]}" "$blocked/$total ($share%)" "${rss[$t]:--}"
-  ((errs == 0)) || echo "  ($t: $errs wrk socket errors over all rounds)"
-done
-if ((with_geogate)) || [[ -n $candidate ]]; then
-  c=geogate; [[ -n $candidate ]] && c=candidate
-  awk -v name="$c" -v c="${med_rps[$c]}" -v n="${med_rps[nginx]}" -v h="${med_rps[haproxy]}" \
-      -v cp="${med_p99[$c]}" -v np="${med_p99[nginx]}" -v hp="${med_p99[haproxy]}" 'BEGIN {
-    best = n > h ? n : h; bestp = np < hp ? np : hp
-    printf "req/s ratio  %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f\n", name, c / n, name, c / h, name, c / best
-    printf "p99 ratio    %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f   (lower is better)\n", name, cp / np, name, cp / hp, name, cp / bestp
-  }'
+if [[ -n $rate ]]; then
+  declare -A med_p50 med_p999
+  echo
+  echo "geogate comparison at a fixed rate: $(basename "$mmdb"), $rounds round(s) x ${duration}s, oha -q $rate --latency-correction -c$conns (1 thread), $(nproc) CPUs$( ((pin)) && echo ', pinned (proxies CPU 1, oha+origin CPU 0)' || echo ', unpinned')"
+  echo "every request: GET /bench, X-Forwarded-For: $rate_ip ($rate_cc, first unblocked address of the sample), keep-alive"
+  printf '%-10s %10s %9s %9s %11s %18s %7s %10s\n' target "req/s" "p50 µs" "p99 µs" "p99.9 µs" "non-2xx/total" errors "RSS kB" # µ: 2 bytes
+  slow=()
+  for t in "${targets[@]}"; do
+    med_rps[$t]=$(median "$t" 3); med_p50[$t]=$(median "$t" 4); med_p99[$t]=$(median "$t" 5); med_p999[$t]=$(median "$t" 12)
+    read -r non2xx total errs aborted < <(awk -v t="$t" '$2 == t {b += $6; n += $7; e += $8; a += $13} END {print b + 0, n + 0, e + 0, a + 0}' "$results")
+    printf '%-10s %10s %8s %8s %10s %18s %7s %10s\n' "$t" "${med_rps[$t]}" "${med_p50[$t]}" "${med_p99[$t]}" "${med_p999[$t]}" "$non2xx/$total" "$errs" "${rss[$t]:--}"
+    ((${med_rps[$t]} * 100 >= rate * 98)) || slow+=("$t")
+  done
+  if ((with_geogate)) || [[ -n $candidate ]]; then
+    c=geogate; [[ -n $candidate ]] && c=candidate
+    ratio_line() { # percentile candidate nginx haproxy
+      awk -v q="$1" -v name="$c" -v c="$2" -v n="$3" -v h="$4" 'BEGIN {
+        best = n < h ? n : h
+        printf "%-5s ratio  %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f   (lower is better)\n", q, name, c / n, name, c / h, name, c / best
+      }'
+    }
+    ratio_line p50 "${med_p50[$c]}" "${med_p50[nginx]}" "${med_p50[haproxy]}"
+    ratio_line p99 "${med_p99[$c]}" "${med_p99[nginx]}" "${med_p99[haproxy]}"
+    ratio_line p99.9 "${med_p999[$c]}" "${med_p999[nginx]}" "${med_p999[haproxy]}"
+  fi
+  ((${#slow[@]} == 0)) || echo "below 98 % of the asked $rate req/s (the target or oha fell behind; the backlog is in the latencies): ${slow[*]}"
+  echo "req/s = completed responses / duration (median); latencies from oha's scheduled send time (medians over rounds)."
+else
+  echo
+  echo "geogate comparison: $(basename "$mmdb"), $rounds round(s) x ${duration}s, wrk -t1 -c$conns, $(nproc) CPUs$( ((pin)) && echo ', pinned (proxies CPU 1, wrk+origin CPU 0)' || echo ', unpinned')"
+  echo "client addresses: ${ip_share#geodata: }"
+  printf '%-10s %10s %9s %9s %26s %10s\n' target "req/s" "p50 µs" "p99 µs" "non-2xx (blocked)/total" "RSS kB" # µ: 2 bytes
+  for t in "${targets[@]}"; do
+    med_rps[$t]=$(median "$t" 3); med_p99[$t]=$(median "$t" 5)
+    p50=$(median "$t" 4)
+    read -r blocked total errs < <(awk -v t="$t" '$2 == t {b += $6; n += $7; e += $8} END {print b + 0, n + 0, e + 0}' "$results")
+    share=$(awk -v b="$blocked" -v n="$total" 'BEGIN {printf "%.2f", n ? 100 * b / n : 0}')
+    printf '%-10s %10s %8s %8s %26s %10s\n' "$t" "${med_rps[$t]}" "$p50" "${med_p99[$t]}" "$blocked/$total ($share%)" "${rss[$t]:--}"
+    ((errs == 0)) || echo "  ($t: $errs wrk socket errors over all rounds)"
+  done
+  if ((with_geogate)) || [[ -n $candidate ]]; then
+    c=geogate; [[ -n $candidate ]] && c=candidate
+    awk -v name="$c" -v c="${med_rps[$c]}" -v n="${med_rps[nginx]}" -v h="${med_rps[haproxy]}" \
+        -v cp="${med_p99[$c]}" -v np="${med_p99[nginx]}" -v hp="${med_p99[haproxy]}" 'BEGIN {
+      best = n > h ? n : h; bestp = np < hp ? np : hp
+      printf "req/s ratio  %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f\n", name, c / n, name, c / h, name, c / best
+      printf "p99 ratio    %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f   (lower is better)\n", name, cp / np, name, cp / hp, name, cp / bestp
+    }'
+  fi
 fi
 echo "RSS after the load: nginx = its one worker; haproxy, geogate = the process (+ children)."
 echo
