@@ -4,12 +4,13 @@
 //! then only read. No I/O, no async, no locks; a lookup never allocates.
 //!
 //! # Memory layout
-//! - One stored answer (24 bytes: list bits, source, and indices into two pools) per distinct
-//!   (layered record, list set, source, view set) combination, interned: ranges refer to
-//!   answers by `u32` index. Each distinct record is stored once in a record pool, each view
-//!   set once as a run of `(source, record)` entries, so a city database layered with an ASN
-//!   database (180k answers) pays 24 bytes per answer plus its share of the pools. A lookup
-//!   returns an [`Answer`] that borrows from the pools. A country database has a few hundred.
+//! - One stored answer (56 bytes: the layered record inline, list bits, source, and where its
+//!   view set starts in a shared pool) per distinct (layered record, list set, source, view
+//!   set) combination, interned: ranges refer to answers by `u32` index. Each source's own
+//!   records are stored once in a record pool and each view set once as a run of `(source,
+//!   record)` entries, so a city database layered with an ASN database (180k answers) pays
+//!   about 56 bytes per answer plus its share of the pools. A lookup returns an [`Answer`]
+//!   that borrows from the table. A country database has a few hundred answers.
 //! - Per family a multibit trie (see `trie`): a 2^16-slot root array (256 KiB), then
 //!   internal nodes of 4 to 16 bits (stride chosen per node from where its ranges cluster;
 //!   Poptrie-style compressed right below the root where that saves enough memory, plain
@@ -59,12 +60,13 @@ pub struct GeoTable {
     stats: TableStats,
 }
 
-/// An [`Answer`] as the table stores it: indices into the table's pools (24 bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// An [`Answer`] as the table stores it (56 bytes): the layered record inline (a lookup reads
+/// it with the answer, no second dependent load; it is nearly always the answer's own), the
+/// view set as a run of the shared pool.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct StoredAnswer {
+    pub geo: GeoRecord,
     pub lists: u64,
-    /// Index into `records` of the layered record.
-    pub record: u32,
     /// The answer's view set: `views[views_at..views_at + views_len]`.
     pub views_at: u32,
     pub views_len: u16,
@@ -114,11 +116,7 @@ pub(crate) struct FamilyStats {
 impl GeoTable {
     /// A table that knows nothing: every address maps to the empty answer.
     pub fn empty() -> Self {
-        let pools = AnswerPools {
-            answers: vec![StoredAnswer::default()],
-            records: vec![GeoRecord::default()],
-            views: Vec::new(),
-        };
+        let pools = AnswerPools { answers: vec![StoredAnswer::default()], records: Vec::new(), views: Vec::new() };
         Self::from_parts(
             Trie::uniform(0),
             Trie::uniform(0),
@@ -143,7 +141,7 @@ impl GeoTable {
         let pool_heap = std::mem::size_of_val(&*answers)
             + std::mem::size_of_val(&*records)
             + std::mem::size_of_val(&*views)
-            + strings_heap(&records);
+            + strings_heap(answers.iter().map(|a| &a.geo).chain(records.iter()));
         let names_heap: usize = list_names.iter().map(|n| n.len() + 16).sum();
         let stats = TableStats {
             ranges_v4: f4.ranges,
@@ -167,10 +165,10 @@ impl GeoTable {
     }
 
     #[inline]
-    fn expand(&self, a: &StoredAnswer) -> Answer<'_> {
+    fn expand<'a>(&'a self, a: &'a StoredAnswer) -> Answer<'a> {
         let at = a.views_at as usize;
         Answer {
-            geo: self.records.get(a.record as usize).unwrap_or(&crate::geo::EMPTY_RECORD),
+            geo: &a.geo,
             lists: ListSet(a.lists),
             source: a.source.checked_sub(1),
             views: Views::new(&self.records, self.views.get(at..at + usize::from(a.views_len)).unwrap_or(&[])),
@@ -317,11 +315,10 @@ impl Located<'_> {
 }
 
 /// Heap bytes of the records' strings, each shared string counted once.
-fn strings_heap(records: &[GeoRecord]) -> usize {
+fn strings_heap<'a>(records: impl Iterator<Item = &'a GeoRecord>) -> usize {
     use std::collections::HashSet;
     let mut seen: HashSet<usize> = HashSet::new();
     records
-        .iter()
         .flat_map(|r| [r.subdivision.as_deref(), r.as_org.as_deref()])
         .flatten()
         .filter(|s| seen.insert(s.as_ptr() as usize))

@@ -320,13 +320,14 @@ impl TableBuilder {
         let v6 = Trie::<u128>::build(&s6, &a6).map_err(too_large)?;
         drop((s6, a6));
 
-        // The pools keep only what the answers use: records renumbered in place (moved, not
-        // copied), each view set used copied once into a new pool.
+        // Each answer gets its layered record; the pools keep only what the views use:
+        // records renumbered in place (moved, not copied), each view set used copied once into
+        // a new pool.
+        let mut answers: Vec<StoredAnswer> = Vec::with_capacity(cells.len());
         let mut used = vec![false; records.len()];
         let mut set_at: Vec<Option<(u32, u16)>> = vec![None; view_sets.len()];
         let mut views: Vec<ViewEntry> = Vec::new();
         for c in &cells {
-            used[c.geo as usize] = true;
             let slot = &mut set_at[c.views as usize];
             if slot.is_none() {
                 let (at, len) = view_sets[c.views as usize];
@@ -337,6 +338,9 @@ impl TableBuilder {
                 *slot = Some((views.len() as u32, len));
                 views.extend_from_slice(run);
             }
+            let (views_at, views_len) = set_at[c.views as usize].unwrap_or((0, 0));
+            let geo = records.get(c.geo as usize).cloned().unwrap_or_default();
+            answers.push(StoredAnswer { geo, lists: c.lists, views_at, views_len, source: c.source });
         }
         drop((view_pool, view_sets));
         let mut renumber = vec![u32::MAX; records.len()];
@@ -354,13 +358,6 @@ impl TableBuilder {
         for e in &mut views {
             e.record = renumber[e.record as usize];
         }
-        let answers = cells
-            .iter()
-            .map(|c| {
-                let (views_at, views_len) = set_at[c.views as usize].unwrap_or((0, 0));
-                StoredAnswer { lists: c.lists, record: renumber[c.geo as usize], views_at, views_len, source: c.source }
-            })
-            .collect();
         Ok(GeoTable::from_parts(
             v4,
             v6,
