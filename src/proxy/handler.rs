@@ -123,6 +123,13 @@ pub async fn handle(
             return Ok(finish(&ctx, &log, started, resp));
         }
     }
+    // RFC 9112 §6.3: a response with Transfer-Encoding is framed by it, whatever its
+    // Content-Length says; an intermediary must drop the Content-Length before forwarding.
+    // hyper's client has decoded the body by its chunks, and a stale length left in place would
+    // have hyper's server cut the body short (or close mid-body) towards the client.
+    if resp.headers().contains_key(http::header::TRANSFER_ENCODING) {
+        resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(resp.headers_mut(), None);
     Ok(finish(&ctx, &log, started, resp.map(|b| b.boxed())))
 }
