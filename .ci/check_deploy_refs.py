@@ -26,7 +26,16 @@ What it checks (each failure is printed with the file it concerns):
     copies differ from the base only where their `# deploy-checks: may-differ` line says;
   * Dockerfile: COPY sources exist in the repo; CMD's config and paths the manifests use
     inside the image (bundled database, busybox) are put there; ports and user;
-  * systemd unit, Grafana dashboard and alert rules: structural consistency.
+  * systemd unit, Grafana dashboard and alert rules: structural consistency;
+  * README.md and docs/: the README shows its two commands (`cargo run --release -- run`,
+    `cargo test --locked`) and the quickstart block; the configuration reference
+    (docs/configuration.md, "Configuration reference") is valid TOML and shows every key
+    src/config/file.rs accepts; the metrics reference (docs/operations.md, "Metrics") lists
+    exactly the families and labels src/metrics.rs registers; every alert of
+    deploy/prometheus/alerts.yml has a row and a section with what it means and what to do
+    (docs/operations.md, "Alerts"); every metric the README and docs/ name is exported;
+  * Markdown links: every relative link of every *.md file resolves, anchors included
+    (`--links` runs this check alone).
 """
 
 from __future__ import annotations
@@ -36,9 +45,11 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from urllib.parse import unquote
 
 import yaml
 
@@ -205,6 +216,17 @@ def metric_texts() -> list[Path]:
         elif p.is_file() and mine(p) and p.name == "Dockerfile":
             files.append(p)
     return files
+
+
+def check_doc_metrics(r: Report, exported: dict[str, set[str]], histos: set[str]) -> None:
+    """Every geogate_* / process_* name in the README and docs/*.md (the metrics reference,
+    the alert runbooks) is one geogate exports; a histogram may be named by its family."""
+    for path in [p for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))] if p.is_file()]:
+        for name in sorted(set(METRIC_TOKEN.findall(path.read_text()))):
+            if name.endswith("_"):
+                continue  # a prefix in prose, e.g. `process_*`
+            r.check(name in exported or name in histos, f"{rel(path)}: metric {name}",
+                    "not exported by src/metrics.rs")
 
 
 def check_metrics(r: Report, exported: dict[str, set[str]], histos: set[str]) -> set[str]:
@@ -752,10 +774,15 @@ def dockerfile_runtime() -> dict:
 
 
 # ---------------------------------------------------------------------------------------
-# README: the configuration reference and the metrics reference against the source
+# README and docs/: the configuration reference, the metrics reference and the alert runbooks
+# against the source, the README's two commands
 
 README = ROOT / "README.md"
-# Which README table(s) document each struct of src/config/file.rs.
+CONFIG_DOC = ROOT / "docs" / "configuration.md"    # "## Configuration reference"
+OPERATIONS_DOC = ROOT / "docs" / "operations.md"   # "## Metrics", "## Alerts"
+# The README's two commands, exactly as CI (.ci/run) and the quickstart use them.
+README_COMMANDS = ["cargo run --release -- run", "cargo test --locked"]
+# Which configuration-reference table(s) document each struct of src/config/file.rs.
 CONFIG_STRUCT_TABLES = {
     "FileServer": ["server"], "FileListener": ["listener"], "FileClientIp": ["listener"],
     "FileAdmin": ["admin"], "FileUpstream": ["upstream"], "FileRoute": ["route"],
@@ -766,7 +793,8 @@ CONFIG_STRUCT_TABLES = {
 }
 
 
-def readme_section(text: str, title: str) -> str:
+def doc_section(text: str, title: str) -> str:
+    """The body of the `## title` section of a Markdown text (up to the next `## `)."""
     m = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
     return m.group(1) if m else ""
 
@@ -789,14 +817,28 @@ def config_structs() -> dict[str, list[str]]:
     return out
 
 
-def check_readme(r: Report, exported_src: dict[str, set[str]]) -> None:
-    where = "README.md"
+def check_readme(r: Report) -> None:
+    where = rel(README)
     if not r.check(README.is_file(), f"{where} exists"):
         return
     text = README.read_text()
+    for cmd in README_COMMANDS:
+        r.check(re.search(rf"(?m)^    {re.escape(cmd)}(?:\s|$)", text) is not None,
+                f"{where}: shows the command `{cmd}`", "as an indented line of its own")
+    r.check(QUICKSTART.search(text) is not None, f"{where}: has the quickstart block",
+            "<!-- quickstart:begin ... --> ... <!-- quickstart:end -->")
+    for doc in (CONFIG_DOC, OPERATIONS_DOC):
+        r.check(f"]({rel(doc)}" in text, f"{where}: links to {rel(doc)}")
+
+
+def check_config_doc(r: Report) -> None:
+    where = rel(CONFIG_DOC)
+    if not r.check(CONFIG_DOC.is_file(), f"{where} exists"):
+        return
+    text = CONFIG_DOC.read_text()
 
     # Configuration reference: every key serde accepts is shown in its table.
-    ref = readme_section(text, "Configuration reference")
+    ref = doc_section(text, "Configuration reference")
     block = re.search(r"```toml\n(.*?)```", ref, re.S)
     if not r.check(block is not None, f"{where}: Configuration reference has a toml block"):
         return
@@ -823,7 +865,7 @@ def check_readme(r: Report, exported_src: dict[str, set[str]]) -> None:
         if struct == "FileConfig":
             continue
         names = CONFIG_STRUCT_TABLES.get(struct)
-        if not r.check(names is not None, f"{where}: src/config/file.rs {struct} mapped to a README table",
+        if not r.check(names is not None, f"{where}: src/config/file.rs {struct} mapped to a reference table",
                        "add it to CONFIG_STRUCT_TABLES in .ci/check_deploy_refs.py"):
             continue
         body = "".join(tables.get(n, "") for n in names)
@@ -835,9 +877,17 @@ def check_readme(r: Report, exported_src: dict[str, set[str]]) -> None:
             r.check(shown, f"{where}: configuration reference shows [{names[0]}] `{key}`",
                     f"src/config/file.rs {struct} accepts it")
 
+
+
+def check_operations_doc(r: Report, exported_src: dict[str, set[str]]) -> None:
+    where = rel(OPERATIONS_DOC)
+    if not r.check(OPERATIONS_DOC.is_file(), f"{where} exists"):
+        return
+    text = OPERATIONS_DOC.read_text()
+
     # Metrics reference: the table lists exactly the families src/metrics.rs registers,
     # with their label names.
-    sec = readme_section(text, "Metrics")
+    sec = doc_section(text, "Metrics")
     rows = {}
     for line in sec.splitlines():
         m = re.match(r"^\| `(geogate_[a-z0-9_]+)` \|[^|]*\|([^|]*)\|", line)
@@ -846,9 +896,98 @@ def check_readme(r: Report, exported_src: dict[str, set[str]]) -> None:
     for name, labels in sorted(exported_src.items()):
         if r.check(name in rows, f"{where}: metrics reference lists {name}", "exported by src/metrics.rs"):
             r.check(rows[name] == labels, f"{where}: metrics reference labels of {name}",
-                    f"README {sorted(rows[name])}, src/metrics.rs {sorted(labels)}")
+                    f"{where} {sorted(rows[name])}, src/metrics.rs {sorted(labels)}")
     for name in sorted(set(rows) - set(exported_src)):
         r.fail(f"{where}: metrics reference lists {name}", "src/metrics.rs does not export it")
+
+    # Alerts: every alert of deploy/prometheus/alerts.yml has a row in the table and a
+    # `### Name` section saying what it means and what to do; no section for an alert that
+    # is not there.
+    alerts_yml = DEPLOY / "prometheus" / "alerts.yml"
+    alerts = {rule["alert"]: rule for g in load_yaml_docs(alerts_yml)[0].get("groups", [])
+              for rule in g.get("rules", []) if "alert" in rule}
+    sec = doc_section(text, "Alerts")
+    r.check(bool(sec), f"{where}: has an Alerts section")
+    parts = re.split(r"(?m)^### ", sec)[1:]
+    sections = {p.split("\n", 1)[0].strip(): p for p in parts}
+    for name in sorted(alerts):
+        body = sections.get(name)
+        if r.check(body is not None, f"{where}: alert {name} has a section", f"{rel(alerts_yml)} defines it"):
+            r.check("**Means:**" in body and "**Do:**" in body, f"{where}: alert {name} says what it means and what to do",
+                    "**Means:** ... **Do:** ...")
+        r.check(re.search(rf"(?m)^\| \[?`{name}`", sec) is not None, f"{where}: alert {name} in the alerts table")
+    for name in sorted(set(sections) - set(alerts)):
+        r.fail(f"{where}: alert section {name}", f"{rel(alerts_yml)} has no such alert")
+
+
+# ---------------------------------------------------------------------------------------
+# Markdown links: every relative `](path)` and `](path#anchor)` in the repository's *.md files
+# resolves (anchors as GitHub generates them from headings)
+
+LINK = re.compile(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+REF_LINK = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$", re.M)
+FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", re.S | re.M)
+
+
+def markdown_files() -> list[Path]:
+    """The repository's *.md files, tracked or new (git's ignore rules apply)."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "--", "*.md"], cwd=ROOT,
+                             check=True, capture_output=True, text=True).stdout
+        return sorted(ROOT / p for p in out.splitlines() if (ROOT / p).is_file())
+    except (OSError, subprocess.CalledProcessError):
+        skip = {"target", ".git", "node_modules"}
+        return sorted(p for p in ROOT.rglob("*.md") if not skip & set(p.relative_to(ROOT).parts))
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a heading: its rendered text, lower case, without punctuation
+    other than `-` and `_`, spaces turned into `-` (duplicates are numbered by the caller)."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # links: their text
+    text = re.sub(r"<[^>]+>", "", text)                          # inline HTML
+    text = text.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def markdown_anchors(text: str) -> set[str]:
+    text = FENCE.sub("", text)
+    seen: dict[str, int] = {}
+    out = set(re.findall(r"""<a\s+(?:name|id)=["']([^"']+)["']""", text))
+    for m in re.finditer(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$", text, re.M):
+        base = github_anchor(m.group(1))
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        out.add(base if n == 0 else f"{base}-{n}")
+    return out
+
+
+def markdown_links(text: str) -> list[str]:
+    text = FENCE.sub("", text)
+    text = re.sub(r"(`+)(?:(?!\1).)+?\1", "", text, flags=re.S)  # inline code spans
+    return LINK.findall(text) + REF_LINK.findall(text)
+
+
+def check_links(r: Report) -> int:
+    """Checks every relative link of every *.md file; returns how many were checked."""
+    anchors: dict[Path, set[str]] = {}
+    n = 0
+    for md in markdown_files():
+        for target in markdown_links(md.read_text()):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith("//"):
+                continue  # http:, https:, mailto:, ...
+            n += 1
+            path, _, anchor = target.partition("#")
+            dest = (md.parent / unquote(path)).resolve() if path else md.resolve()
+            where = f"{rel(md)}: link ({target})"
+            if not r.check(dest.exists(), where, f"{rel(dest)} does not exist"):
+                continue
+            if anchor and dest.is_file() and dest.suffix == ".md":
+                if dest not in anchors:
+                    anchors[dest] = markdown_anchors(dest.read_text())
+                r.check(unquote(anchor) in anchors[dest], where,
+                        f"no heading in {rel(dest)} makes the anchor #{anchor}")
+    return n
 
 
 # ---------------------------------------------------------------------------------------
@@ -1101,7 +1240,17 @@ def main() -> int:
                     help="check OUTPUT against --quickstart-expected and exit")
     ap.add_argument("--emulate-layout", metavar="ROOT",
                     help="print shell lines laying out the Dockerfile's runtime stage under ROOT")
+    ap.add_argument("--links", action="store_true",
+                    help="check only the relative links of the repository's *.md files, and exit")
     args = ap.parse_args()
+    if args.links:
+        r = Report()
+        n = check_links(r)
+        for f in r.failures:
+            print(f"FAIL: {f}")
+        print(f"check_deploy_refs --links: {len(markdown_files())} Markdown files, {n} relative links, "
+              f"{len(r.passed)} checks passed (targets and anchors), {len(r.failures)} failed")
+        return 1 if r.failures else 0
     if args.quickstart_compare:
         return quickstart_compare(args.quickstart_compare, args.quickstart_expected)
     if args.quickstart_script:
@@ -1140,7 +1289,11 @@ def main() -> int:
         else:
             r.note(f"{rel(kdir)}: not rendered (no --rendered {name}=FILE): manifest checks skipped")
     check_systemd(r, parsed)
-    check_readme(r, metric_families()[0])
+    check_readme(r)
+    check_config_doc(r)
+    check_operations_doc(r, metric_families()[0])
+    check_doc_metrics(r, exported, histos)
+    r.note(f"{check_links(r)} relative links in the repository's *.md files checked")
     exprs = check_dashboard(r)
     check_alerts(r)
     if args.emit_promql:

@@ -21,7 +21,11 @@
 #   3. promtool check rules / test rules on deploy/prometheus, and a PromQL syntax check of
 #      every Grafana dashboard query (as a generated rules file);
 #   4. .ci/check_deploy_refs.py: cross-references (ports, probes, ConfigMap keys, config
-#      paths, Dockerfile paths, metric names against src/metrics.rs, ...);
+#      paths, Dockerfile paths, metric names against src/metrics.rs, ...); the configuration
+#      reference in docs/configuration.md against src/config/file.rs, the metrics reference
+#      and the alert runbooks in docs/operations.md against src/metrics.rs and
+#      deploy/prometheus/alerts.yml, the README's two commands, and every relative link of
+#      every *.md file (anchors as GitHub makes them);
 #   5. the database refresher script against a local HTTP server (.ci/test_refresher.py);
 #   6. systemd-analyze verify + security exposure of deploy/systemd/geogate.service;
 #   7. `geogate check` on every shipped geogate.toml; paths that only exist in the image/pod

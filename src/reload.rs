@@ -301,8 +301,9 @@ pub fn guards(prev: &Snapshot, next: &Snapshot) -> Result<(), Vec<String>> {
 /// sidecar that time would otherwise be taken from requests in the same scheduler slices and
 /// show up in their tail latency. At +10 the scheduler gives a contended core to a serving
 /// thread about nine times as often as to the compile; on an idle core the compile runs at
-/// full speed. Measured with `benches/reload_soak.sh` (README): +5 left reload p99 at 1.6x
-/// steady, +10 brought it to 1.35x, and a reload still took under a second end to end.
+/// full speed. Measured with `benches/reload_soak.sh` (docs/performance.md): +5 left reload
+/// p99 at 1.6x steady, +10 brought it to 1.35x, and a reload still took under a second end to
+/// end.
 pub const RELOAD_NICE: i32 = 10;
 
 /// Runs `work` on a new thread at [`RELOAD_NICE`] and waits for it without blocking the

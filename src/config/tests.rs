@@ -680,8 +680,9 @@ fn bench_config_has_the_expected_shape() {
     crate::policy::compile(&c.policy, &c.list_names()).unwrap();
 }
 
-/// The reference in the module doc is the source of the README's reference: it must stay a
-/// valid configuration.
+/// The reference in the module doc is the source of the configuration reference in
+/// docs/configuration.md (which .ci/check_deploy_refs.py checks against src/config/file.rs): it
+/// must stay a valid configuration.
 #[test]
 fn module_doc_reference_is_valid() {
     let src = include_str!("../config.rs");
