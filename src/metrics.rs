@@ -4,43 +4,10 @@
 //! bounded set: actions, rule names from the config, country buckets (the countries the
 //! policy names, plus `other` and `unknown`), upstream names, fixed outcome kinds. Never an
 //! IP, never a raw path.
-//!
-//! The per-request series of `request_duration` and `client_ip` are reached through handles
-//! kept after their first use ([`Metrics::observe_request_duration`],
-//! [`Metrics::count_client_ip`]), not a hashed label lookup per request; a series still
-//! appears only once something is counted in it.
-
-use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-
-/// `action` labels of `request_duration` whose handles are kept.
-const DURATION_ACTIONS: [&str; 7] =
-    ["allow", "tag", "block", "bad_request", "unresolved_block", "unresolved_allow", "error"];
-/// `source` labels of `client_ip` whose handles are kept.
-const CLIENT_IP_SOURCES: [&str; 5] = ["peer", "x-forwarded-for", "forwarded", "header", "proxy-protocol"];
-/// `outcome` labels of `client_ip` whose handles are kept.
-const CLIENT_IP_OUTCOMES: [&str; 9] = [
-    "peer",
-    "proxy_protocol",
-    "untrusted_peer",
-    "header_missing",
-    "header",
-    "all_trusted",
-    "malformed",
-    "unknown_token",
-    "obfuscated",
-];
-
-/// Handles of per-request series, each resolved on first use.
-#[derive(Debug, Default)]
-struct Handles {
-    request_duration: [OnceLock<Histogram>; DURATION_ACTIONS.len()],
-    client_ip: [[OnceLock<IntCounter>; CLIENT_IP_OUTCOMES.len()]; CLIENT_IP_SOURCES.len()],
-}
 
 /// All metric handles, registered in one owned [`Registry`].
 #[derive(Clone, Debug)]
@@ -80,7 +47,6 @@ pub struct Metrics {
     pub reload_cache_bytes: IntGauge,
     /// Build time (Unix seconds) of each database, by source name.
     pub database_build: IntGaugeVec,
-    handles: Arc<Handles>,
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -185,35 +151,12 @@ impl Metrics {
                 "Build time of each loaded database (from its metadata), by source.",
                 &["source"],
             )?,
-            handles: Arc::default(),
             registry,
         })
     }
 
     pub fn registry(&self) -> &Registry {
         &self.registry
-    }
-
-    /// `request_duration{action}.observe(seconds)`.
-    pub fn observe_request_duration(&self, action: &str, seconds: f64) {
-        match DURATION_ACTIONS.iter().position(|a| *a == action) {
-            Some(i) => self.handles.request_duration[i]
-                .get_or_init(|| self.request_duration.with_label_values(&[action]))
-                .observe(seconds),
-            None => self.request_duration.with_label_values(&[action]).observe(seconds),
-        }
-    }
-
-    /// `client_ip{source, outcome}.inc()`.
-    pub fn count_client_ip(&self, source: &str, outcome: &str) {
-        let s = CLIENT_IP_SOURCES.iter().position(|a| *a == source);
-        let o = CLIENT_IP_OUTCOMES.iter().position(|a| *a == outcome);
-        match (s, o) {
-            (Some(s), Some(o)) => {
-                self.handles.client_ip[s][o].get_or_init(|| self.client_ip.with_label_values(&[source, outcome])).inc()
-            }
-            _ => self.client_ip.with_label_values(&[source, outcome]).inc(),
-        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -267,30 +210,5 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }
-    }
-
-    #[test]
-    fn kept_handles_count_in_the_labelled_series() {
-        let m = Metrics::new().unwrap();
-        let twin = m.clone();
-        m.count_client_ip("x-forwarded-for", "header");
-        twin.count_client_ip("x-forwarded-for", "header");
-        m.count_client_ip("x-forwarded-for", "malformed");
-        m.count_client_ip("somewhere", "header");
-        assert_eq!(m.client_ip.with_label_values(&["x-forwarded-for", "header"]).get(), 2);
-        assert_eq!(m.client_ip.with_label_values(&["x-forwarded-for", "malformed"]).get(), 1);
-        assert_eq!(m.client_ip.with_label_values(&["somewhere", "header"]).get(), 1);
-        assert_eq!(m.client_ip.with_label_values(&["peer", "header"]).get(), 0);
-        m.observe_request_duration("tag", 0.5);
-        twin.observe_request_duration("tag", 0.25);
-        m.observe_request_duration("block", 1.0);
-        m.observe_request_duration("other", 1.0);
-        let tag = m.request_duration.with_label_values(&["tag"]);
-        assert_eq!((tag.get_sample_count(), tag.get_sample_sum()), (2, 0.75));
-        assert_eq!(m.request_duration.with_label_values(&["block"]).get_sample_count(), 1);
-        assert_eq!(m.request_duration.with_label_values(&["other"]).get_sample_count(), 1);
-        assert_eq!(m.request_duration.with_label_values(&["allow"]).get_sample_count(), 0);
-        // Nothing counted, no series: `allow` above was created by the lookup itself.
-        assert!(!m.render().contains("action=\"error\""));
     }
 }

@@ -174,7 +174,7 @@ fn decide(
         Err(e) => return refuse(ctx, log, e.as_str(), req.version()),
     };
     let res = client_ip::resolve(ip_cfg, conn.peer, req.headers());
-    ctx.metrics.count_client_ip(source_label(&ip_cfg.source), res.outcome.as_str());
+    ctx.metrics.client_ip.with_label_values(&[source_label(&ip_cfg.source), res.outcome.as_str()]).inc();
     let raw_path = req.uri().path();
     let answer: Option<Answer<'_>> = match client_ip::effective_ip(&res, conn.peer, ip_cfg) {
         Decision::Lookup(ip) => {
@@ -328,7 +328,7 @@ fn source_label(s: &ClientIpSource) -> &'static str {
 fn finish(ctx: &ProxyContext, log: &LogLine, started: Instant, resp: Response<Body>) -> Response<Body> {
     let elapsed = started.elapsed();
     let action = if log.action.is_empty() { "error" } else { log.action };
-    ctx.metrics.observe_request_duration(action, elapsed.as_secs_f64());
+    ctx.metrics.request_duration.with_label_values(&[action]).observe(elapsed.as_secs_f64());
     let always = action != "allow" && action != "tag";
     if log.enabled && (always || sampled(log.sample)) {
         tracing::info!(
