@@ -1,7 +1,7 @@
 //! Working out the client IP from the TCP peer and the forwarding headers that trusted hops add.
 //!
 //! Pure: no I/O, no async, no panics, and no heap allocation on the request path (headers are walked
-//! in place, from the right). It is fuzzed, so every input (any header bytes) is a valid input.
+//! in place, from the right; the validated chain is held inline up to eight addresses). It is fuzzed, so every input (any header bytes) is a valid input.
 //!
 //! ```text
 //! resolve(cfg, peer, headers) -> Resolution { client, outcome }   what the headers say, and why
@@ -160,33 +160,84 @@ pub fn effective_ip(res: &Resolution, peer: IpAddr, cfg: &ClientIpConfig) -> Dec
 /// every trusted hop between it and the peer (the peer itself is not included). Empty when
 /// the client is the peer or the headers were not believed. This is what the upstream is
 /// told: the entries left of the client were written by the client and are dropped.
-pub fn validated_chain(cfg: &ClientIpConfig, headers: &HeaderMap, res: &Resolution) -> Vec<IpAddr> {
+pub fn validated_chain(cfg: &ClientIpConfig, headers: &HeaderMap, res: &Resolution) -> Chain {
+    let mut chain = Chain::default();
     let last = match res.outcome {
         Outcome::Header { index } | Outcome::AllTrusted { index } => index,
-        _ => return Vec::new(),
+        _ => return chain,
     };
-    let mut chain: Vec<IpAddr> = match &cfg.source {
-        ClientIpSource::XForwardedFor => ips(xff_entries(headers), last),
-        ClientIpSource::Forwarded => ips(forwarded_entries(headers), last),
-        ClientIpSource::Header(_) => res.client.into_iter().collect(),
-        ClientIpSource::Peer | ClientIpSource::ProxyProtocol => Vec::new(),
-    };
+    match &cfg.source {
+        ClientIpSource::XForwardedFor => chain.extend_ips(xff_entries(headers), last),
+        ClientIpSource::Forwarded => chain.extend_ips(forwarded_entries(headers), last),
+        ClientIpSource::Header(_) => res.client.into_iter().for_each(|ip| chain.push(ip)),
+        ClientIpSource::Peer | ClientIpSource::ProxyProtocol => {}
+    }
     chain.reverse();
     chain
 }
 
-/// The addresses of entries `0..=last` (rightmost first), which the walk already validated.
-fn ips<I>(entries: I, last: usize) -> Vec<IpAddr>
-where
-    I: Iterator<Item = Result<Node, Malformed>>,
-{
-    entries
-        .take(last + 1)
-        .filter_map(|e| match e {
-            Ok(Node::Ip(ip)) => Some(ip),
-            _ => None,
-        })
-        .collect()
+/// Addresses a [`Chain`] holds without allocating.
+const CHAIN_INLINE: usize = 8;
+
+/// A [`validated_chain`]: a list of addresses, held inline up to [`CHAIN_INLINE`] of them
+/// (any real chain), on the heap beyond. Reads as a slice.
+#[derive(Clone, Debug)]
+pub struct Chain {
+    inline: [IpAddr; CHAIN_INLINE],
+    len: usize,
+    heap: Vec<IpAddr>,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Self { inline: [IpAddr::V4(Ipv4Addr::UNSPECIFIED); CHAIN_INLINE], len: 0, heap: Vec::new() }
+    }
+}
+
+impl Chain {
+    fn push(&mut self, ip: IpAddr) {
+        if self.heap.is_empty() && self.len < CHAIN_INLINE {
+            self.inline[self.len] = ip;
+            self.len += 1;
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.heap.push(ip);
+        }
+    }
+
+    /// The addresses of entries `0..=last` (rightmost first), which the walk already validated.
+    fn extend_ips<I>(&mut self, entries: I, last: usize)
+    where
+        I: Iterator<Item = Result<Node, Malformed>>,
+    {
+        for entry in entries.take(last + 1) {
+            if let Ok(Node::Ip(ip)) = entry {
+                self.push(ip);
+            }
+        }
+    }
+
+    fn reverse(&mut self) {
+        if self.heap.is_empty() {
+            self.inline[..self.len].reverse();
+        } else {
+            self.heap.reverse();
+        }
+    }
+}
+
+impl std::ops::Deref for Chain {
+    type Target = [IpAddr];
+
+    fn deref(&self) -> &[IpAddr] {
+        if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
 }
 
 /// Whether `ip` (canonicalised here) is a trusted peer or hop.

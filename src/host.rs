@@ -2,7 +2,9 @@
 //! canonical form geogate judges and forwards.
 //!
 //! Pure and allocation-light; used by `config` (to check `default_host`) and by the proxy (to
-//! decide each request's host, see `proxy::authority`).
+//! decide each request's host, see `proxy::authority`). A `Host` header value that is already
+//! canonical (the usual case) is kept as it is, a reference-counted clone; otherwise the
+//! canonical form takes one allocation.
 //!
 //! # Accepted
 //! - a registered name of letters, digits, `-`, `.`, `_` and `~` (RFC 3986 `unreserved`), at
@@ -22,44 +24,95 @@
 
 use std::net::Ipv6Addr;
 
+use bytes::Bytes;
+use http::HeaderValue;
+
 /// A valid host in canonical form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Host {
+    /// The canonical `host[:port]`, ready to be forwarded as the `Host` header.
+    value: HeaderValue,
+    /// Length of the name part of `value`.
+    name_len: usize,
+}
+
+impl Host {
     /// Lower-case name or address, no port, no trailing dot.
-    pub name: String,
+    pub fn name(&self) -> &str {
+        self.header().get(..self.name_len).unwrap_or_default()
+    }
+
     /// `name` plus `:port` when one was given: the `Host` header forwarded.
-    pub header: String,
+    pub fn header(&self) -> &str {
+        // Always visible ASCII: built from checked bytes only.
+        self.value.to_str().unwrap_or_default()
+    }
+
+    /// [`Host::header`] as a header value.
+    pub fn value(&self) -> &HeaderValue {
+        &self.value
+    }
 }
 
 /// Parses and canonicalises `host[:port]`; `None` when it is not a valid host.
 pub fn canonical(raw: &[u8]) -> Option<Host> {
-    let (name, port) = split_port(raw)?;
-    let name = if let Some(inner) = name.strip_prefix(b"[") {
-        let inner = inner.strip_suffix(b"]")?;
-        let v6: Ipv6Addr = std::str::from_utf8(inner).ok()?.parse().ok()?;
-        format!("[{v6}]")
-    } else {
-        let name = name.strip_suffix(b".").unwrap_or(name);
-        let ok = !name.is_empty()
-            && name.len() <= 253
-            && name[0] != b'.'
-            && !name.windows(2).any(|w| w == b"..")
-            && name.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-        if !ok {
-            return None;
-        }
-        // Checked ASCII above.
-        String::from_utf8(name.to_ascii_lowercase()).ok()?
-    };
-    let header = match port {
-        Some(p) => format!("{name}:{p}"),
-        None => name.clone(),
-    };
-    Some(Host { name, header })
+    canonicalise(raw, None)
 }
 
-/// `(name, port)`; `None` for an invalid port.
-fn split_port(raw: &[u8]) -> Option<(&[u8], Option<u16>)> {
+/// [`canonical`] for a header value: when the value is already canonical, the `Host` holds
+/// (a clone of) that value and nothing is allocated.
+pub fn canonical_value(value: &HeaderValue) -> Option<Host> {
+    canonicalise(value.as_bytes(), Some(value))
+}
+
+fn canonicalise(raw: &[u8], original: Option<&HeaderValue>) -> Option<Host> {
+    let (name, port) = split_port(raw)?;
+    // The port as `u16` formatting writes it: no leading zeros (already at most 65535).
+    let port = port.map(|digits| {
+        let zeros = digits.iter().take(digits.len() - 1).take_while(|&&d| d == b'0').count();
+        &digits[zeros..]
+    });
+    if let Some(inner) = name.strip_prefix(b"[") {
+        let inner = inner.strip_suffix(b"]")?;
+        let v6: Ipv6Addr = std::str::from_utf8(inner).ok()?.parse().ok()?;
+        let mut text = format!("[{v6}]");
+        let name_len = text.len();
+        if let Some(p) = port {
+            text.push(':');
+            // Checked digits.
+            text.push_str(std::str::from_utf8(p).ok()?);
+        }
+        let value = HeaderValue::from_maybe_shared(Bytes::from(text.into_bytes().into_boxed_slice())).ok()?;
+        return Some(Host { value, name_len });
+    }
+    let dot = name.last() == Some(&b'.');
+    let name = if dot { &name[..name.len() - 1] } else { name };
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name[0] != b'.'
+        && !name.windows(2).any(|w| w == b"..")
+        && name.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    if !ok {
+        return None;
+    }
+    let already =
+        !dot && !name.iter().any(u8::is_ascii_uppercase) && port.is_none_or(|p| p.len() + 1 == raw.len() - name.len());
+    if let (true, Some(original)) = (already, original) {
+        return Some(Host { value: original.clone(), name_len: name.len() });
+    }
+    // Exactly the capacity needed, so the bytes become the header value without a copy.
+    let mut text = Vec::with_capacity(name.len() + port.map_or(0, |p| p.len() + 1));
+    text.extend(name.iter().map(u8::to_ascii_lowercase));
+    if let Some(p) = port {
+        text.push(b':');
+        text.extend_from_slice(p);
+    }
+    let value = HeaderValue::from_maybe_shared(Bytes::from(text)).ok()?;
+    Some(Host { value, name_len: name.len() })
+}
+
+/// `(name, port digits)`; `None` for an invalid port.
+fn split_port(raw: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
     let colon = if raw.first() == Some(&b'[') {
         let close = raw.iter().position(|&b| b == b']')?;
         match raw.get(close + 1) {
@@ -78,7 +131,8 @@ fn split_port(raw: &[u8]) -> Option<(&[u8], Option<u16>)> {
         return None;
     }
     let port = digits.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
-    Some((&raw[..colon], Some(u16::try_from(port).ok()?)))
+    u16::try_from(port).ok()?;
+    Some((&raw[..colon], Some(digits)))
 }
 
 #[cfg(test)]
@@ -86,7 +140,17 @@ mod tests {
     use super::*;
 
     fn c(s: &str) -> Option<(String, String)> {
-        canonical(s.as_bytes()).map(|h| (h.name, h.header))
+        let h = canonical(s.as_bytes()).map(|h| (h.name().to_owned(), h.header().to_owned()));
+        // A header value gives the same host, and keeps the value itself when it is canonical.
+        if let Ok(v) = HeaderValue::from_str(s) {
+            let from_value = canonical_value(&v);
+            assert_eq!(from_value.as_ref().map(|h| (h.name().to_owned(), h.header().to_owned())), h, "{s:?}");
+            if let (Some(from_value), false) = (from_value, s.starts_with('[')) {
+                let kept = from_value.header().as_ptr() == v.as_bytes().as_ptr();
+                assert_eq!(kept, from_value.header() == s, "{s:?}");
+            }
+        }
+        h
     }
 
     #[test]
@@ -98,6 +162,12 @@ mod tests {
         assert_eq!(c("[2001:DB8::1]:443"), s("[2001:db8::1]", "[2001:db8::1]:443"));
         assert_eq!(c("[::1]"), s("[::1]", "[::1]"));
         assert_eq!(c("my_host-1.internal"), s("my_host-1.internal", "my_host-1.internal"));
+        assert_eq!(c("a.example:0080"), s("a.example", "a.example:80"));
+        assert_eq!(c("a.example:00"), s("a.example", "a.example:0"));
+        assert_eq!(c("a.example:0"), s("a.example", "a.example:0"));
+        assert_eq!(c("a.example.:65535"), s("a.example", "a.example:65535"));
+        assert_eq!(c("[::1]:0443"), s("[::1]", "[::1]:443"));
+        assert_eq!(c("[::0001]"), s("[::1]", "[::1]"));
     }
 
     #[test]

@@ -471,3 +471,22 @@ proptest! {
         }
     }
 }
+
+// --- the validated chain ---
+
+#[test]
+fn validated_chain_is_client_then_trusted_hops_inline_or_not() {
+    // 10.0.0.0/8 is trusted (xff_cfg); the client is the first untrusted entry from the right.
+    for hops in [0usize, 1, 7, 8, 9, 20] {
+        let trusted: Vec<String> = (0..hops).map(|i| format!("10.0.{i}.1")).collect();
+        let line = ["9.9.9.9".to_owned(), "8.8.8.8".to_owned()].into_iter().chain(trusted.clone()).collect::<Vec<_>>();
+        let map = headers("x-forwarded-for", &[&line.join(", ")]);
+        let res = resolve(&xff_cfg(), ip(PEER), &map);
+        let chain = validated_chain(&xff_cfg(), &map, &res);
+        let expected: Vec<IpAddr> = std::iter::once(ip("8.8.8.8")).chain(trusted.iter().map(|t| ip(t))).collect();
+        assert_eq!(&chain[..], &expected[..], "{hops} hops");
+    }
+    let map = headers("x-forwarded-for", &["8.8.8.8"]);
+    let untrusted = resolve(&xff_cfg(), ip("192.0.2.1"), &map);
+    assert!(validated_chain(&xff_cfg(), &map, &untrusted).is_empty());
+}

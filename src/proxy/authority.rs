@@ -12,7 +12,7 @@
 //! [`crate::host`]), and an HTTP/1.1 request without any host (RFC 9112 §3.2: a server MUST
 //! answer 400).
 
-use http::header::HOST;
+use http::header::{HeaderValue, HOST};
 use http::{Request, Version};
 
 use crate::host::{self, Host};
@@ -53,24 +53,32 @@ pub fn decide<B>(req: &Request<B>, default_host: Option<&str>) -> Result<Host, H
     if lines.next().is_some() {
         return Err(HostError::Multiple);
     }
-    let header = header.map(|v| v.as_bytes()).filter(|v| !v.is_empty());
+    let header = header.filter(|v| !v.is_empty());
     let authority = req.uri().authority().map(|a| a.as_str().as_bytes());
-    let chosen = match (req.version(), authority, header) {
+    match (req.version(), authority, header) {
         (Version::HTTP_2 | Version::HTTP_3, Some(a), Some(h)) => {
-            let (a, h) = (parse(a)?, parse(h)?);
-            return if a == h { Ok(a) } else { Err(HostError::Conflict) };
+            let (a, h) = (parse(a)?, parse_value(h)?);
+            if a == h {
+                Ok(a)
+            } else {
+                Err(HostError::Conflict)
+            }
         }
         // Absolute-form (and h2's `:authority`): the authority wins over Host.
-        (_, Some(a), _) => a,
-        (_, None, Some(h)) => h,
-        (Version::HTTP_11, None, None) => return Err(HostError::Missing),
-        (_, None, None) => return default_host.ok_or(HostError::Missing).and_then(|d| parse(d.as_bytes())),
-    };
-    parse(chosen)
+        (_, Some(a), _) => parse(a),
+        (_, None, Some(h)) => parse_value(h),
+        (Version::HTTP_11, None, None) => Err(HostError::Missing),
+        (_, None, None) => default_host.ok_or(HostError::Missing).and_then(|d| parse(d.as_bytes())),
+    }
 }
 
 fn parse(raw: &[u8]) -> Result<Host, HostError> {
     host::canonical(raw).ok_or(HostError::Invalid)
+}
+
+/// A `Host` line: kept as it is when already canonical (see [`host::canonical_value`]).
+fn parse_value(value: &HeaderValue) -> Result<Host, HostError> {
+    host::canonical_value(value).ok_or(HostError::Invalid)
 }
 
 #[cfg(test)]
@@ -86,7 +94,7 @@ mod tests {
     }
 
     fn name(r: Result<Host, HostError>) -> Result<String, HostError> {
-        r.map(|h| h.header)
+        r.map(|h| h.header().to_owned())
     }
 
     #[test]

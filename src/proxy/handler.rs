@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -203,15 +203,14 @@ fn decide(
     }
     // The router reads the same host and the same strict path as the policy, so no request is
     // judged for one upstream and sent to another.
-    let upstream_index = routing::choose(cfg, Some(&host.name), &policy::normalize_path(raw_path));
+    let upstream_index = routing::choose(cfg, Some(host.name()), &policy::normalize_path(raw_path));
     let Some(upstream) = cfg.upstreams.get(upstream_index) else {
         return Plan::Respond(respond::failure(Failure::Internal));
     };
     let tags_cfg = &cfg.policy.tag_headers;
-    let mut tags: Vec<(HeaderName, HeaderValue)> = Vec::new();
     // An unresolved client let through (`on_unresolved = "allow"`) still goes through the
     // policy, with no answer: `unknown` rules and rules without geo criteria see it.
-    let facts = RequestFacts { host: Some(&host.name), path: raw_path, method: req.method() };
+    let facts = RequestFacts { host: Some(host.name()), path: raw_path, method: req.method() };
     let verdict = s.policy.decide(&facts, answer.as_ref());
     for rule in s.policy.dry_run_matches(verdict.dry_run) {
         let would = s.policy.rule_action(rule).map_or("none", |a| a.name());
@@ -239,24 +238,9 @@ fn decide(
             log.action = forwarded_as("allow");
             ctx.metrics.requests.with_label_values(&[log.action, rule_name, bucket]).inc();
         }
-        Action::Tag(kinds) => {
+        Action::Tag(_) => {
             log.action = forwarded_as("tag");
             ctx.metrics.requests.with_label_values(&[log.action, rule_name, bucket]).inc();
-            let geo = answer.map(|a| a.geo);
-            for kind in kinds.iter() {
-                let (name, value) = match kind {
-                    TagKind::Country => (&tags_cfg.country, geo.and_then(|g| g.country).map(|c| c.to_string())),
-                    TagKind::Subdivision => {
-                        (&tags_cfg.subdivision, geo.and_then(|g| g.subdivision.as_deref()).map(str::to_owned))
-                    }
-                    TagKind::Restricted => (&tags_cfg.restricted, verdict.rule.map(|_| "true".to_owned())),
-                    TagKind::Rule => (&tags_cfg.rule, verdict.rule.map(|_| rule_name.to_owned())),
-                    TagKind::Asn => (&tags_cfg.asn, geo.and_then(|g| g.asn).map(|n| n.to_string())),
-                };
-                if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                    tags.push((name.clone(), v));
-                }
-            }
         }
     }
     log.upstream = Some(upstream.name.clone());
@@ -270,21 +254,31 @@ fn decide(
     headers::strip_hop_by_hop(h, upgrade);
     headers::strip_tag_lookalikes(
         h,
-        &[
-            tags_cfg.country.clone(),
-            tags_cfg.subdivision.clone(),
-            tags_cfg.restricted.clone(),
-            tags_cfg.rule.clone(),
-            tags_cfg.asn.clone(),
-        ],
+        &[&tags_cfg.country, &tags_cfg.subdivision, &tags_cfg.restricted, &tags_cfg.rule, &tags_cfg.asn],
     );
-    headers::rewrite_client_address(h, &address, &ip_cfg.source, &listener.client_headers, &host.header, peer_trusted);
-    if let Ok(v) = HeaderValue::from_str(&host.header) {
-        // The host judged is the host forwarded: it replaces whatever Host lines came in.
-        h.insert(header::HOST, v);
+    headers::rewrite_client_address(h, &address, &ip_cfg.source, &listener.client_headers, host.value(), peer_trusted);
+    // The host judged is the host forwarded: it replaces whatever Host lines came in (there
+    // is at most one; when it already reads the same, it stays as it is).
+    if h.get(header::HOST) != Some(host.value()) {
+        h.insert(header::HOST, host.value().clone());
     }
-    for (n, v) in tags {
-        h.insert(n, v);
+    if let Action::Tag(kinds) = &verdict.action {
+        let geo = answer.map(|a| a.geo);
+        for kind in kinds.iter() {
+            let (name, value) = match kind {
+                TagKind::Country => (&tags_cfg.country, geo.and_then(|g| g.country).and_then(headers::country_value)),
+                TagKind::Subdivision => (
+                    &tags_cfg.subdivision,
+                    geo.and_then(|g| g.subdivision.as_deref()).and_then(|v| HeaderValue::from_str(v).ok()),
+                ),
+                TagKind::Restricted => (&tags_cfg.restricted, verdict.rule.map(|_| HeaderValue::from_static("true"))),
+                TagKind::Rule => (&tags_cfg.rule, verdict.rule.and_then(|_| HeaderValue::from_str(rule_name).ok())),
+                TagKind::Asn => (&tags_cfg.asn, geo.and_then(|g| g.asn).map(HeaderValue::from)),
+            };
+            if let Some(v) = value {
+                h.insert(name.clone(), v);
+            }
+        }
     }
     Plan::Forward(Forward {
         base: upstream.url.clone(),

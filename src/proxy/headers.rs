@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ClientHeaders, ClientIpSource, CLIENT_ADDRESS_HEADERS};
+use crate::geo::CountryCode;
 
 /// Hop-by-hop headers: meaningful for one connection only, never forwarded.
 static HOP_BY_HOP: [HeaderName; 9] = [
@@ -38,19 +39,35 @@ static PROTECTED: [HeaderName; 5] =
 /// so the upgrade reaches the upstream.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
     // One pass over the names present (usually a handful, and usually none of them
-    // hop-by-hop) instead of a hashed removal per name that might be there.
-    let mut doomed: Vec<HeaderName> = headers.keys().filter(|k| HOP_BY_HOP.contains(k)).cloned().collect();
-    if !doomed.is_empty() {
-        let named = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !PROTECTED.contains(n));
-        doomed.extend(named);
-        for n in &doomed {
-            headers.remove(n);
+    // hop-by-hop) instead of a hashed removal per name that might be there. The names found
+    // are the static ones, so nothing is cloned or allocated.
+    let mut doomed: [Option<&'static HeaderName>; HOP_BY_HOP.len()] = [None; HOP_BY_HOP.len()];
+    let mut found = 0;
+    for k in headers.keys() {
+        if let Some(h) = HOP_BY_HOP.iter().find(|h| *h == k) {
+            if found < doomed.len() && !doomed[..found].contains(&Some(h)) {
+                doomed[found] = Some(h);
+                found += 1;
+            }
+        }
+    }
+    if found > 0 {
+        // The `Connection` values are kept (cheap reference-counted clones) so the names
+        // they list can be removed after `Connection` itself. Usually there is one line.
+        let mut lines = headers.get_all(header::CONNECTION).iter();
+        let first = lines.next().cloned();
+        let rest: Vec<HeaderValue> = lines.cloned().collect();
+        for n in doomed.iter().flatten() {
+            headers.remove(*n);
+        }
+        for line in first.iter().chain(&rest) {
+            let Ok(line) = line.to_str() else { continue };
+            for token in line.split(',').map(str::trim) {
+                // Names are case-insensitive; an invalid name matches no header, as before.
+                if !PROTECTED.iter().any(|p| token.eq_ignore_ascii_case(p.as_str())) {
+                    headers.remove(token);
+                }
+            }
         }
     }
     if let Some(u) = upgrade {
@@ -62,17 +79,36 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
 /// Removes every header that would read as one of `tags` to a lenient upstream: any letter
 /// case (already folded by `http`) and `_` in place of `-` (`X_Geo_Country`), which CGI-style
 /// frameworks map to the same variable.
-pub fn strip_tag_lookalikes(headers: &mut HeaderMap, tags: &[HeaderName]) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| {
-            let k = k.as_str().as_bytes();
-            tags.iter().any(|t| same_ignoring_underscore(k, t.as_str().as_bytes()))
-        })
-        .cloned()
-        .collect();
-    for n in doomed {
-        headers.remove(&n);
+pub fn strip_tag_lookalikes(headers: &mut HeaderMap, tags: &[&HeaderName]) {
+    remove_where(headers, |k| {
+        let k = k.as_str().as_bytes();
+        tags.iter().any(|t| same_ignoring_underscore(k, t.as_str().as_bytes()))
+    });
+}
+
+/// Longest name [`remove_where`] copies to the stack; longer ones are cloned.
+const NAME_BUF: usize = 64;
+
+/// Removes every header whose name satisfies `doomed`. The name found is copied to the stack
+/// and removed by its text rather than cloned: cloning a name parsed from the request
+/// allocates.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    loop {
+        let mut buf = [0u8; NAME_BUF];
+        let Some(k) = headers.keys().find(|k| doomed(k)) else { return };
+        let name = k.as_str().as_bytes();
+        let removed = if name.len() <= buf.len() {
+            let len = name.len();
+            buf[..len].copy_from_slice(name);
+            std::str::from_utf8(&buf[..len]).ok().and_then(|n| headers.remove(n))
+        } else {
+            let k = k.clone();
+            headers.remove(&k)
+        };
+        if removed.is_none() {
+            // Unreachable (the name was just found); never loop on it.
+            return;
+        }
     }
 }
 
@@ -85,6 +121,31 @@ fn fold(c: u8) -> u8 {
         b'-'
     } else {
         c.to_ascii_lowercase()
+    }
+}
+
+/// Every code from `AA` to `ZZ`, back to back, so that a country tag is a slice of a static
+/// table rather than an allocated value.
+static COUNTRY_CODES: [u8; 26 * 26 * 2] = {
+    let mut table = [0u8; 26 * 26 * 2];
+    let mut i = 0;
+    while i < 26 * 26 {
+        table[2 * i] = b'A' + (i / 26) as u8;
+        table[2 * i + 1] = b'A' + (i % 26) as u8;
+        i += 1;
+    }
+    table
+};
+
+/// The country tag's value (`US`), without allocating.
+pub fn country_value(code: CountryCode) -> Option<HeaderValue> {
+    match *code.as_str().as_bytes() {
+        [a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => {
+            let i = 2 * (usize::from(a - b'A') * 26 + usize::from(b - b'A'));
+            HeaderValue::from_maybe_shared(bytes::Bytes::from_static(&COUNTRY_CODES[i..i + 2])).ok()
+        }
+        // Not produced by `CountryCode::parse`; kept correct all the same.
+        _ => HeaderValue::from_str(code.as_str()).ok(),
     }
 }
 
@@ -116,7 +177,7 @@ pub fn rewrite_client_address(
     addr: &ClientAddress<'_>,
     source: &ClientIpSource,
     cfg: &ClientHeaders,
-    host: &str,
+    host: &HeaderValue,
     peer_trusted: bool,
 ) {
     let passed = |name: &str| cfg.pass.iter().any(|p| p.as_str() == name);
@@ -124,93 +185,162 @@ pub fn rewrite_client_address(
         ClientIpSource::Header(h) => Some(h),
         _ => None,
     };
+    let hops = addr.chain.iter().copied().chain(std::iter::once(addr.peer.to_canonical()));
+    let xff = (!passed("x-forwarded-for"))
+        .then(|| {
+            let mut xff = ValueBuf::new();
+            for (i, ip) in hops.clone().enumerate() {
+                if i > 0 {
+                    xff.push(b", ");
+                }
+                xff.push_ip(ip);
+            }
+            xff.value()
+        })
+        .flatten();
+    let fwd = (!passed("forwarded"))
+        .then(|| {
+            let mut fwd = ValueBuf::new();
+            for (i, ip) in hops.enumerate() {
+                if i > 0 {
+                    fwd.push(b", ");
+                }
+                fwd.push(b"for=");
+                match ip {
+                    IpAddr::V4(_) => fwd.push_ip(ip),
+                    IpAddr::V6(_) => {
+                        fwd.push(b"\"[");
+                        fwd.push_ip(ip);
+                        fwd.push(b"]\"");
+                    }
+                }
+            }
+            fwd.push(b";host=\"");
+            fwd.push(host.as_bytes());
+            fwd.push(b"\";proto=http");
+            fwd.value()
+        })
+        .flatten();
+    let client = addr.client.and_then(|ip| {
+        let mut text = ValueBuf::new();
+        text.push_ip(ip);
+        text.value()
+    });
+    let written = |k: &HeaderName| {
+        (xff.is_some() && *k == X_FORWARDED_FOR)
+            || (fwd.is_some() && *k == header::FORWARDED)
+            || (client.is_some() && (source_header == Some(k) || cfg.upstream.as_ref() == Some(k)))
+    };
     let managed = |k: &[u8]| {
         CLIENT_ADDRESS_HEADERS.iter().any(|m| !passed(m) && same_ignoring_underscore(k, m.as_bytes()))
             || cfg.upstream.as_ref().is_some_and(|u| same_ignoring_underscore(k, u.as_str().as_bytes()))
             || source_header.is_some_and(|h| same_ignoring_underscore(k, h.as_str().as_bytes()))
     };
-    let doomed: Vec<HeaderName> = headers.keys().filter(|k| managed(k.as_str().as_bytes())).cloned().collect();
-    for n in doomed {
-        headers.remove(&n);
+    // A header about to be written under its exact name is replaced by `insert` (all its
+    // lines at once); only the other spellings need a removal first.
+    remove_where(headers, |k| managed(k.as_str().as_bytes()) && !written(k));
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    let hops = addr.chain.iter().copied().chain(std::iter::once(addr.peer.to_canonical()));
-    if !passed("x-forwarded-for") {
-        let mut xff = String::with_capacity(16 * (addr.chain.len() + 1));
-        for (i, ip) in hops.clone().enumerate() {
-            if i > 0 {
-                xff.push_str(", ");
-            }
-            push_ip(&mut xff, ip);
-        }
-        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(xff)) {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
+    if let Some(v) = fwd {
+        headers.insert(header::FORWARDED, v);
     }
-    if !passed("forwarded") {
-        let mut fwd = String::with_capacity(24 * (addr.chain.len() + 1) + host.len());
-        for (i, ip) in hops.enumerate() {
-            if i > 0 {
-                fwd.push_str(", ");
-            }
-            fwd.push_str("for=");
-            match ip {
-                IpAddr::V4(_) => push_ip(&mut fwd, ip),
-                IpAddr::V6(_) => {
-                    fwd.push_str("\"[");
-                    push_ip(&mut fwd, ip);
-                    fwd.push_str("]\"");
-                }
-            }
-        }
-        fwd.push_str(";host=\"");
-        fwd.push_str(host);
-        fwd.push_str("\";proto=http");
-        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(fwd)) {
-            headers.insert(header::FORWARDED, v);
-        }
-    }
-    if let Some(client) = addr.client {
-        let mut text = String::with_capacity(39);
-        push_ip(&mut text, client);
-        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(text)) {
-            if let Some(h) = source_header {
+    if let Some(v) = client {
+        match (source_header, &cfg.upstream) {
+            (Some(h), Some(u)) => {
                 headers.insert(h.clone(), v.clone());
-            }
-            if let Some(u) = &cfg.upstream {
                 headers.insert(u.clone(), v);
             }
+            (Some(h), None) => {
+                headers.insert(h.clone(), v);
+            }
+            (None, Some(u)) => {
+                headers.insert(u.clone(), v);
+            }
+            (None, None) => {}
         }
     }
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if let Ok(h) = HeaderValue::from_str(host) {
-        headers.insert(X_FORWARDED_HOST, h);
+    headers.insert(X_FORWARDED_HOST, host.clone());
+}
+
+/// Bytes of a header value built on the stack; a value longer than the stack part moves to
+/// the heap. [`ValueBuf::value`] then makes a `HeaderValue` with one allocation of exactly
+/// its length, where a `String` turned into one costs two.
+struct ValueBuf {
+    stack: [u8; 256],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl ValueBuf {
+    fn new() -> Self {
+        Self { stack: [0; 256], len: 0, heap: Vec::new() }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() && self.len + bytes.len() <= self.stack.len() {
+            self.stack[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.stack[..self.len]);
+            }
+            self.heap.extend_from_slice(bytes);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.stack[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    /// Appends the textual form of `ip`, as `Display` writes it; IPv4 by hand, since
+    /// `Display` goes through the whole formatting machinery for four small numbers.
+    fn push_ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => {
+                let mut text = [0u8; 15];
+                let mut len = 0;
+                for (i, n) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text[len] = b'.';
+                        len += 1;
+                    }
+                    if n >= 100 {
+                        text[len] = b'0' + n / 100;
+                        len += 1;
+                    }
+                    if n >= 10 {
+                        text[len] = b'0' + n / 10 % 10;
+                        len += 1;
+                    }
+                    text[len] = b'0' + n % 10;
+                    len += 1;
+                }
+                self.push(&text[..len]);
+            }
+            IpAddr::V6(v6) => {
+                use std::fmt::Write as _;
+                let _ = write!(self, "{v6}");
+            }
+        }
+    }
+
+    fn value(&self) -> Option<HeaderValue> {
+        HeaderValue::from_bytes(self.as_bytes()).ok()
     }
 }
 
-/// Appends the textual form of `ip`; IPv4 by hand, since `Display` goes through the whole
-/// formatting machinery for four small numbers on every request.
-fn push_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, n) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if n >= 100 {
-                    out.push(char::from(b'0' + n / 100));
-                }
-                if n >= 10 {
-                    out.push(char::from(b'0' + n / 10 % 10));
-                }
-                out.push(char::from(b'0' + n % 10));
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{v6}");
-        }
+impl std::fmt::Write for ValueBuf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -248,15 +378,66 @@ mod tests {
     fn addresses_are_written_as_display_writes_them() {
         for ip in ["0.0.0.0", "9.10.99.100", "255.255.255.255", "10.0.0.1", "::1", "2001:db8::ff00:42:8329"] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
-            let mut out = String::new();
-            push_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string());
+            let mut out = ValueBuf::new();
+            out.push_ip(ip);
+            assert_eq!(out.as_bytes(), ip.to_string().as_bytes());
         }
         for n in 0..=255u8 {
             let ip = std::net::IpAddr::from([n, 255 - n, n / 3, 7]);
-            let mut out = String::new();
-            push_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string());
+            let mut out = ValueBuf::new();
+            out.push_ip(ip);
+            assert_eq!(out.as_bytes(), ip.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_value_longer_than_the_stack_part_is_kept_whole() {
+        let mut out = ValueBuf::new();
+        let mut expected = String::new();
+        for i in 0..40u8 {
+            let ip = std::net::IpAddr::from([10, i, 200, 7]);
+            out.push_ip(ip);
+            out.push(b", ");
+            expected.push_str(&format!("{ip}, "));
+        }
+        assert!(expected.len() > 256);
+        assert_eq!(out.as_bytes(), expected.as_bytes());
+        assert_eq!(out.value().unwrap(), expected.as_str());
+    }
+
+    #[test]
+    fn every_line_of_every_matching_name_is_removed() {
+        let long = "x-".to_owned() + &"a".repeat(NAME_BUF + 10);
+        let mut h = map(&[("x-one", "1"), ("x-one", "2"), (&long, "3"), ("x-keep", "4"), (&long, "5"), ("x-two", "6")]);
+        remove_where(&mut h, |k| k.as_str() != "x-keep");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.get("x-keep").unwrap(), "4");
+    }
+
+    #[test]
+    fn names_on_every_connection_line_go() {
+        let mut h = map(&[
+            ("connection", "X-One"),
+            ("x-one", "1"),
+            ("connection", " x-two ,HOST"),
+            ("x-two", "2"),
+            ("host", "example.com"),
+            ("x-three", "3"),
+        ]);
+        strip_hop_by_hop(&mut h, None);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.get("host").unwrap(), "example.com");
+        assert_eq!(h.get("x-three").unwrap(), "3");
+    }
+
+    #[test]
+    fn country_values_are_the_codes() {
+        for a in b'A'..=b'Z' {
+            for b in b'A'..=b'Z' {
+                let text = String::from_utf8(vec![a, b]).unwrap();
+                let code = CountryCode::parse(&text).unwrap();
+                assert_eq!(country_value(code).unwrap(), text.as_str());
+            }
         }
     }
 
@@ -274,7 +455,7 @@ mod tests {
         let mut h =
             map(&[("x-geo-country", "US"), ("x_geo_country", "US"), ("X_GEO_Country", "US"), ("x-geo-countryx", "k")]);
         let tag = HeaderName::from_static("x-geo-country");
-        strip_tag_lookalikes(&mut h, &[tag]);
+        strip_tag_lookalikes(&mut h, &[&tag]);
         assert_eq!(h.len(), 1);
         assert!(h.get("x-geo-countryx").is_some());
     }
@@ -301,7 +482,14 @@ mod tests {
         let chain = [ip("5.5.5.5"), ip("10.0.0.2")];
         let addr = ClientAddress { client: Some(ip("5.5.5.5")), chain: &chain, peer: ip("::ffff:10.0.0.1") };
         let cfg = ClientHeaders::default();
-        rewrite_client_address(&mut h, &addr, &ClientIpSource::XForwardedFor, &cfg, "example.com", false);
+        rewrite_client_address(
+            &mut h,
+            &addr,
+            &ClientIpSource::XForwardedFor,
+            &cfg,
+            &HeaderValue::from_static("example.com"),
+            false,
+        );
         assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["5.5.5.5, 10.0.0.2, 10.0.0.1"]);
         assert_eq!(
             h.get_all("forwarded").iter().collect::<Vec<_>>(),
@@ -322,7 +510,7 @@ mod tests {
         let source = ClientIpSource::Header(HeaderName::from_static("x-real-ip"));
         let chain = [ip("2001:db8::5")];
         let addr = ClientAddress { client: Some(ip("2001:db8::5")), chain: &chain, peer: ip("10.0.0.1") };
-        rewrite_client_address(&mut h, &addr, &source, &cfg, "example.com", true);
+        rewrite_client_address(&mut h, &addr, &source, &cfg, &HeaderValue::from_static("example.com"), true);
         assert_eq!(h.get("x-real-ip").unwrap(), "2001:db8::5");
         assert_eq!(h.get("cf-connecting-ip").unwrap(), "8.8.8.8");
         assert!(h.get("x-geo-client-ip").is_none());
@@ -336,7 +524,14 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "garbage"), ("x-geo-client-ip", "8.8.8.8")]);
         let addr = ClientAddress { client: None, chain: &[], peer: ip("10.0.0.1") };
         let cfg = ClientHeaders::default();
-        rewrite_client_address(&mut h, &addr, &ClientIpSource::XForwardedFor, &cfg, "example.com", true);
+        rewrite_client_address(
+            &mut h,
+            &addr,
+            &ClientIpSource::XForwardedFor,
+            &cfg,
+            &HeaderValue::from_static("example.com"),
+            true,
+        );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1");
         assert!(h.get("x-geo-client-ip").is_none());
     }

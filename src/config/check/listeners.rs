@@ -78,7 +78,7 @@ impl<'a> Checker<'a> {
     /// trailing dot, the form the proxy judges and forwards.
     pub(super) fn default_host(&mut self, key: &str, v: &S<String>) -> Option<String> {
         match crate::host::canonical(v.get_ref().as_bytes()) {
-            Some(h) => Some(h.header),
+            Some(h) => Some(h.header().to_owned()),
             None => {
                 self.at(
                     key,
