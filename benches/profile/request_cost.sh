@@ -95,33 +95,9 @@ done
 
 # ---------------------------------------------------------------- scratch, cleanup
 work=$(mktemp -d /tmp/geogate-request-cost.XXXXXX)
-declare -A pid=()
-stop_all() {
-  local name p deadline
-  for name in "${!pid[@]}"; do kill -TERM "${pid[$name]}" 2>/dev/null || true; done
-  deadline=$((SECONDS + 20)) # geogate under valgrind drains and writes its last dump
-  for name in "${!pid[@]}"; do
-    p=${pid[$name]}
-    while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    if kill -0 "$p" 2>/dev/null; then
-      log "$name (pid $p) ignored SIGTERM; SIGKILL"
-      kill -KILL "$p" 2>/dev/null || true
-      pkill -KILL -P "$p" 2>/dev/null || true # an nginx master killed hard leaves its worker
-    fi
-    wait "$p" 2>/dev/null || true
-  done
-  pid=()
-}
-on_exit() {
-  local rc=$?
-  trap - EXIT INT TERM
-  stop_all
-  if ((keep)) || ((rc != 0)); then log "scratch directory kept: $work"; else rm -rf "$work"; fi
-  exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+stop_grace=20 # geogate under valgrind drains and writes its last dump
+# shellcheck source=benches/lib/processes.sh
+. "$repo/benches/lib/processes.sh"
 
 # ---------------------------------------------------------------- origin
 sed -e "s|{{WORK}}|$work|g" "$compare/upstream.nginx.conf" >"$work/upstream.conf"
