@@ -330,8 +330,8 @@ impl TableBuilder {
         for c in &cells {
             let slot = &mut set_at[c.views as usize];
             if slot.is_none() {
-                let (at, len) = view_sets[c.views as usize];
-                let run = &view_pool[at as usize..at as usize + usize::from(len)];
+                let run = view_run(&view_pool, &view_sets, c.views);
+                let len = run.len() as u16;
                 for e in run {
                     used[e.record as usize] = true;
                 }
@@ -821,8 +821,7 @@ impl ViewSets {
     }
 
     fn set(&self, id: u32) -> &[ViewEntry] {
-        let (at, len) = self.sets[id as usize];
-        &self.pool[at as usize..at as usize + usize::from(len)]
+        view_run(&self.pool, &self.sets, id)
     }
 
     /// The view set `id` with `source`'s own answer set to record `geo` (sources kept in order).
@@ -842,11 +841,7 @@ impl ViewSets {
     /// The id of the set in `next`, added to the pool if new.
     fn intern_next(&mut self) -> u32 {
         let (pool, sets) = (&self.pool, &self.sets);
-        let get = |id: u32| {
-            let (at, len) = sets[id as usize];
-            &pool[at as usize..at as usize + usize::from(len)]
-        };
-        let (found, hash) = self.ids.find(&self.next[..], get);
+        let (found, hash) = self.ids.find(&self.next[..], |id| view_run(pool, sets, id));
         if let Some(id) = found {
             return id;
         }
@@ -854,12 +849,15 @@ impl ViewSets {
         self.sets.push((self.pool.len() as u32, self.next.len() as u16));
         self.pool.extend_from_slice(&self.next);
         let (pool, sets) = (&self.pool, &self.sets);
-        self.ids.insert(hash, id, |id| {
-            let (at, len) = sets[id as usize];
-            &pool[at as usize..at as usize + usize::from(len)]
-        });
+        self.ids.insert(hash, id, |id| view_run(pool, sets, id));
         id
     }
+}
+
+/// View set `id`'s entries: its `(start, length)` run of `pool`.
+fn view_run<'p>(pool: &'p [ViewEntry], sets: &[(u32, u16)], id: u32) -> &'p [ViewEntry] {
+    let (at, len) = sets[id as usize];
+    &pool[at as usize..at as usize + usize::from(len)]
 }
 
 impl Cells {
