@@ -11,6 +11,7 @@ pub mod handler;
 pub mod headers;
 pub mod respond;
 pub mod routing;
+pub mod send_guard;
 pub mod server;
 pub mod sniff;
 

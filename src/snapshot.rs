@@ -39,6 +39,19 @@ pub struct Snapshot {
     /// (requests never touch it) so that a reload that must read a database again frees the
     /// stale layer first instead of holding old and new at once.
     pub layers: std::sync::Mutex<Vec<Option<CachedLayer>>>,
+    /// The table builder as it stood once the leading database sources were layered, kept
+    /// (when a list or another source follows them) so that a reload that changes only what
+    /// comes after them, a list most often, starts from it instead of layering the
+    /// databases again. Behind a lock for the same reason as `layers`.
+    pub base: std::sync::Mutex<Option<CachedBase>>,
+}
+
+/// A [`TableBuilder`] after the leading database sources of a configuration, and the layers
+/// it was built from: reused while each of those sources compiles to the very same layer.
+#[derive(Clone, Debug)]
+pub struct CachedBase {
+    layers: Vec<Arc<SourceLayer>>,
+    builder: Arc<TableBuilder>,
 }
 
 /// A database source's compiled ranges and where they came from.
@@ -107,7 +120,9 @@ impl Snapshot {
 
     /// Heap bytes of the database layers this snapshot keeps for the next reload.
     pub fn cached_bytes(&self) -> usize {
-        self.layers.lock().map_or(0, |l| l.iter().flatten().map(|c| c.layer.heap_bytes()).sum())
+        let layers = self.layers.lock().map_or(0, |l| l.iter().flatten().map(|c| c.layer.heap_bytes()).sum::<usize>());
+        let base = self.base.lock().ok().and_then(|b| b.as_ref().map(|b| b.builder.heap_bytes())).unwrap_or(0);
+        layers + base
     }
 
     /// The cached layer of source `name`, if it was read from `path` the same way.
@@ -254,6 +269,11 @@ fn compile_unreleased(
     let started = Instant::now();
     let mut layers: Vec<Option<CachedLayer>> = Vec::with_capacity(config.sources.len());
     let mut builder = TableBuilder::new();
+    // The leading database sources are layered together once all of them are loaded: from
+    // the previous snapshot's builder when they compiled to the same layers, else afresh.
+    let prefix = if keep_layers { leading_databases(&config) } else { 0 };
+    let mut prefix_layers: Vec<Arc<SourceLayer>> = Vec::with_capacity(prefix);
+    let mut base: Option<CachedBase> = None;
     let mut provenance = Vec::with_capacity(config.sources.len());
     let mut errors = Vec::new();
     let mut list_names = Vec::new();
@@ -267,7 +287,11 @@ fn compile_unreleased(
                     .unwrap_or_else(|| LayerFormat::Mmdb(MmdbSchema::Auto, RegionFilter::all()));
                 match database_layer(&source.name, path, &format, previous) {
                     Ok(cached) if keep_layers => {
-                        builder.add_layer(index, &cached.layer);
+                        if usize::from(index) < prefix {
+                            prefix_layers.push(cached.layer.clone());
+                        } else {
+                            builder.add_layer(index, &cached.layer);
+                        }
                         provenance.push(cached.provenance.clone());
                         layers.push(Some(cached));
                     }
@@ -286,6 +310,10 @@ fn compile_unreleased(
                 }
             }
             SourceKind::List { location, set } => {
+                if usize::from(index) == prefix && prefix > 0 && errors.is_empty() {
+                    let reused = layer_base(&mut builder, std::mem::take(&mut prefix_layers), previous);
+                    base = Some(reused);
+                }
                 layers.push(None);
                 // Keep list ids aligned with the policy's view even if this one fails.
                 list_names.push(source.name.clone());
@@ -338,7 +366,44 @@ fn compile_unreleased(
         loaded_at: SystemTime::now(),
         compile_time: started.elapsed(),
         layers: std::sync::Mutex::new(layers),
+        base: std::sync::Mutex::new(base),
     })
+}
+
+/// How many sources lead the configuration that are databases, when a list follows them
+/// (0 otherwise: with nothing after the databases, a reload that reuses all of them is an
+/// unchanged one, and keeping their builder would only cost memory).
+fn leading_databases(config: &Config) -> usize {
+    let n = config.sources.iter().take_while(|s| !matches!(s.kind, SourceKind::List { .. })).count();
+    if n < config.sources.len() {
+        n
+    } else {
+        0
+    }
+}
+
+/// Sets `builder` (still empty) to the leading database `layers`: a copy of the previous
+/// snapshot's builder when it was built from the very same layers, else the layers applied
+/// afresh (the previous one is dropped first, so two are never held with a third being
+/// built). Returns what the new snapshot keeps for the next reload.
+fn layer_base(builder: &mut TableBuilder, layers: Vec<Arc<SourceLayer>>, previous: Option<&Snapshot>) -> CachedBase {
+    let kept = previous.and_then(|p| p.base.lock().ok().and_then(|mut b| b.take()));
+    if let Some(kept) = kept {
+        let same = kept.layers.len() == layers.len() && kept.layers.iter().zip(&layers).all(|(a, b)| Arc::ptr_eq(a, b));
+        if same {
+            *builder = (*kept.builder).clone();
+            if let Some(p) = previous {
+                if let Ok(mut b) = p.base.lock() {
+                    *b = Some(kept.clone());
+                }
+            }
+            return kept;
+        }
+    }
+    for (index, layer) in layers.iter().enumerate() {
+        builder.add_layer(u16::try_from(index).unwrap_or(u16::MAX), layer);
+    }
+    CachedBase { layers, builder: Arc::new(builder.clone()) }
 }
 
 /// A database source's layer: reused from `previous` when the file is unchanged, else read
@@ -506,5 +571,46 @@ mod tests {
         assert!(changed.cached_bytes() > 0);
         // A list change alone is a change too.
         assert!(!unchanged(&config(dir.path(), "192.0.2.0/24\n"), &changed));
+    }
+
+    fn base_of(s: &Snapshot) -> Arc<TableBuilder> {
+        s.base.lock().unwrap().as_ref().expect("a base is kept").builder.clone()
+    }
+
+    fn lists_of(s: &Snapshot, ip: &str) -> u64 {
+        s.table.lookup(ip.parse().unwrap()).lists.0
+    }
+
+    #[test]
+    fn a_list_change_starts_from_the_databases_already_layered() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("geo.mmdb");
+        std::fs::write(&db, database("RU")).unwrap();
+        let first = compile(config(dir.path(), "192.0.2.0/24\n"), 1).unwrap();
+        assert!(first.cached_bytes() > first.layers.lock().unwrap()[0].as_ref().unwrap().layer.heap_bytes());
+        // Only the list changed: the databases' builder is the same one, and the answers are
+        // those of a compile from nothing.
+        let second = compile_with(config(dir.path(), "203.0.113.0/25\n"), 2, Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(&base_of(&first), &base_of(&second)), "the databases were layered again");
+        let fresh = compile(config(dir.path(), "203.0.113.0/25\n"), 2).unwrap();
+        for ip in ["203.0.113.7", "203.0.113.200", "192.0.2.1", "2001:db8::1"] {
+            assert_eq!(lists_of(&second, ip), lists_of(&fresh, ip), "{ip}");
+            assert_eq!(
+                second.table.lookup(ip.parse().unwrap()).geo,
+                fresh.table.lookup(ip.parse().unwrap()).geo,
+                "{ip}"
+            );
+        }
+        assert_eq!(lists_of(&second, "203.0.113.7"), 1);
+        assert_eq!(lists_of(&second, "192.0.2.1"), 0);
+        assert_eq!(country(&second).as_deref(), Some("RU"));
+        // The database changed: layered again, and the stale builder dropped from the old
+        // snapshot first.
+        std::fs::write(&db, database("BY")).unwrap();
+        let third = compile_with(config(dir.path(), "203.0.113.0/25\n"), 3, Some(&second)).unwrap();
+        assert_eq!(country(&third).as_deref(), Some("BY"));
+        assert_eq!(lists_of(&third, "203.0.113.7"), 1);
+        assert!(second.base.lock().unwrap().is_none(), "the stale base was kept");
+        assert!(!Arc::ptr_eq(&base_of(&first), &base_of(&third)));
     }
 }

@@ -1386,6 +1386,42 @@ async fn slow_body_is_bounded_by_the_upstream_response_timeout() {
     p.shutdown().await;
 }
 
+/// Slow read: a client that asks for a large response and then stops reading is cut off
+/// once it has taken less than `min_send_rate` over `send_timeout`, and counted; geogate does
+/// not go on pulling the response from the upstream for it.
+#[tokio::test]
+async fn slow_reader_is_cut_off_by_the_send_timeout() {
+    let up = support::upstream().await;
+    let xff = r#"{ source = "x-forwarded-for", trusted = ["127.0.0.0/8"] }"#;
+    let limits = "send_timeout = \"1s\"\nmin_send_rate = 65536\n";
+    let p = Proxy::start(&config(&[("xff", xff)], GEO_SOURCES, "[policy]\ndefault = \"allow\"\n", limits), &up).await;
+    let total = 256 << 20;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = bounded("connect", socket.connect(p.addr)).await.unwrap();
+    let req = format!("GET /stream?bytes={total} HTTP/1.1\r\nHost: a\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    // Not a byte read for 4 s: the buffers between fill up within moments, then nothing moves.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let cut = p.running.as_ref().unwrap().metrics.render();
+    assert!(cut.contains("geogate_rejected_total{reason=\"slow_reader\"} 1"), "not counted:\n{cut}");
+    // What is left is what the kernel buffered: the connection ends long before the body does.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let drained = tokio::time::timeout(STEP, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection is still open after {got} bytes");
+    assert!(got < total / 4, "{got} of {total} bytes arrived: the slow reader was not cut off");
+    p.shutdown().await;
+}
+
 // --- 7. PROXY protocol -----------------------------------------------------------------------
 
 /// Which proxy of [`proxy_protocol_proxies`] a case goes to.

@@ -191,6 +191,8 @@ impl Default for Limits {
             upstream_response_timeout: Duration::from_secs(30),
             proxy_protocol_timeout: Duration::from_secs(5),
             max_h2_streams: NonZeroU16::new(100).unwrap_or(NonZeroU16::MIN),
+            send_timeout: Duration::from_secs(10),
+            min_send_rate: 1024,
         }
     }
 }

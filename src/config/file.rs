@@ -234,6 +234,8 @@ pub(super) struct FileLimits {
     pub upstream_response_timeout: Option<S<RawDuration>>,
     pub proxy_protocol_timeout: Option<S<RawDuration>>,
     pub max_h2_streams: Option<S<i64>>,
+    pub send_timeout: Option<S<RawDuration>>,
+    pub min_send_rate: Option<S<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

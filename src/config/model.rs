@@ -400,6 +400,11 @@ pub struct Limits {
     pub upstream_response_timeout: Duration,
     pub proxy_protocol_timeout: Duration,
     pub max_h2_streams: NonZeroU16,
+    /// Once a write to a client blocks, the client must take `min_send_rate` bytes per second
+    /// of it, averaged over this long, or its connection is closed (zero: never).
+    pub send_timeout: Duration,
+    /// Bytes per second a client whose writes block must take (see `send_timeout`).
+    pub min_send_rate: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]

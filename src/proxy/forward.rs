@@ -33,6 +33,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Idle connections kept per upstream authority; more are closed when they come back.
 const MAX_IDLE_PER_AUTHORITY: usize = 256;
+/// Most bytes read ahead from an upstream connection (hyper's default is about 400 KiB): what
+/// a client that reads slowly can make geogate hold per connection, and the largest upstream
+/// response head accepted.
+const UPSTREAM_BUFFER: usize = 64 * 1024;
 
 /// The pooled upstream client.
 #[derive(Clone, Debug)]
@@ -286,8 +290,11 @@ impl Pool {
             Err(_) => return Err(UpstreamError::Connect),
         };
         let _ = stream.set_nodelay(true);
-        let (sender, conn) =
-            http1::Builder::new().handshake(TokioIo::new(stream)).await.map_err(|_| UpstreamError::Connect)?;
+        let (sender, conn) = http1::Builder::new()
+            .max_buf_size(UPSTREAM_BUFFER)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| UpstreamError::Connect)?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");

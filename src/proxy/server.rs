@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use super::handler::{self, ConnInfo};
+use super::send_guard::SendGuard;
 use super::ProxyContext;
 use crate::client_ip;
 use crate::config::{ClientIpConfig, ClientIpSource, Limits};
@@ -77,6 +78,8 @@ pub async fn serve(
                 pp_timeout: limits.proxy_protocol_timeout,
                 header_timeout: limits.header_read_timeout,
                 max_head: limits.max_header_bytes.get().max(8192),
+                send_timeout: limits.send_timeout,
+                min_send_rate: limits.min_send_rate,
             };
             (settings, builder)
         };
@@ -101,6 +104,8 @@ struct ConnSettings {
     pp_timeout: Duration,
     header_timeout: Duration,
     max_head: usize,
+    send_timeout: Duration,
+    min_send_rate: u64,
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -138,6 +143,9 @@ async fn serve_connection(
 ) {
     let tcp_peer = remote.ip().to_canonical();
     let mut peer = tcp_peer;
+    // A client must keep taking what it is sent (slow readers), on every protocol.
+    let stream = SendGuard::new(stream, settings.send_timeout, settings.min_send_rate)
+        .counting(ctx.metrics.rejected.with_label_values(&["slow_reader"]));
     let io = if settings.client_ip.source == ClientIpSource::ProxyProtocol {
         if !client_ip::is_trusted(&settings.client_ip, tcp_peer) {
             ctx.metrics.rejected.with_label_values(&["proxy_protocol_untrusted"]).inc();

@@ -32,12 +32,12 @@
 //! under `catch_unwind` so a bug in any layer becomes an error, not a crash.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
+use hashbrown::{HashMap, HashSet};
 use ipnet::{Ipv4Net, Ipv6Net};
 use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -458,7 +458,7 @@ struct RecordDecoder {
     /// the wrong type): the database is refused with this reason.
     fatal: Option<String>,
     /// Texts seen so far (AS organisations, region names), shared between records.
-    strings: std::collections::HashSet<crate::geo::SharedStr>,
+    strings: HashSet<crate::geo::SharedStr>,
     /// The region names to keep.
     regions: RegionFilter,
 }
@@ -591,7 +591,7 @@ impl RecordDecoder {
             saw_asn: false,
             saw_custom: false,
             fatal: None,
-            strings: std::collections::HashSet::new(),
+            strings: HashSet::new(),
             regions: RegionFilter::all(),
         }
     }

@@ -66,7 +66,6 @@
 //! [`SourceError::NoNetworks`], an empty one [`SourceError::Empty`], a read error or a corrupt
 //! gzip stream [`SourceError::Io`]. The load runs under `catch_unwind`, like the mmdb reader.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -76,6 +75,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
 use flate2::bufread::MultiGzDecoder;
+use hashbrown::{HashMap, HashSet};
 use sha2::{Digest, Sha256};
 
 use super::{hex, panic_message, quote, LineError, Provenance, SourceError};

@@ -14,10 +14,9 @@
 //! record, cell or view set is held twice while compiling; the sets are dropped before the
 //! pools are handed over.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -27,7 +26,7 @@ use super::{AnswerPools, FamilyStats, GeoTable, StoredAnswer};
 use crate::geo::{GeoRecord, ViewEntry, MAX_LISTS};
 
 /// Collects sources in precedence order and builds a [`GeoTable`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct TableBuilder {
     list_names: Vec<Box<str>>,
     cells: Cells,
@@ -92,14 +91,14 @@ struct Cell {
 }
 
 /// Ids of values kept in a pool, found by the value's hash: a set that holds nothing twice.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Interner {
     ids: HashTable<u32>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
 }
 
 /// Distinct records, interned, and the overlays of one on another already computed.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Records {
     list: Vec<GeoRecord>,
     ids: Interner,
@@ -109,7 +108,7 @@ struct Records {
 
 /// Distinct view sets (each database source's own record id, in source order), kept one
 /// after another in `pool`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct ViewSets {
     pool: Vec<ViewEntry>,
     /// `(start in pool, length)` of each set; set 0 is the empty one.
@@ -122,7 +121,7 @@ struct ViewSets {
 /// The distinct cells seen while layering, interned so that a partition stores a `u32` per
 /// range instead of a 16-byte cell (a full IPv6 database's partition is the largest thing a
 /// compile holds). Id 0 is the empty cell.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Cells {
     list: Vec<Cell>,
     ids: Interner,
@@ -137,13 +136,13 @@ struct Cells {
 /// [`CHUNK`] ranges: an overlay frees each chunk of the old partition as soon as it has read
 /// it, so the old and the new partition never both exist whole (a full database's partition
 /// is the largest thing a compile holds).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Partition<K> {
     chunks: Vec<Chunk<K>>,
 }
 
 /// Ranges of a partition, in order: `starts[i]` with cell id `cells[i]`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Chunk<K> {
     starts: Vec<K>,
     cells: Vec<u32>,
@@ -294,6 +293,25 @@ impl TableBuilder {
         self.v6.overlay(&mut self.cells, disjoint(v6.iter().map(|n| piece6(n, paint)).collect()));
         self.cells.end_layer();
         Ok(id)
+    }
+
+    /// Heap bytes held while compiling: the partitions and the interned cells, records and
+    /// view sets (an estimate from capacities; strings shared with the layers not counted).
+    pub fn heap_bytes(&self) -> usize {
+        fn partition<K>(p: &Partition<K>) -> usize {
+            p.chunks.iter().map(|c| c.starts.capacity() * std::mem::size_of::<K>() + c.cells.capacity() * 4).sum()
+        }
+        let c = &self.cells;
+        partition(&self.v4)
+            + partition(&self.v6)
+            + c.list.capacity() * std::mem::size_of::<Cell>()
+            + c.ids.ids.capacity() * 4
+            + c.records.list.capacity() * std::mem::size_of::<GeoRecord>()
+            + c.records.ids.ids.capacity() * 4
+            + c.records.overlays.capacity() * 12
+            + c.views.pool.capacity() * std::mem::size_of::<ViewEntry>()
+            + c.views.sets.capacity() * 8
+            + c.views.ids.ids.capacity() * 4
     }
 
     /// Interns answers and builds both tries.
