@@ -634,9 +634,43 @@ impl Resolution {
     }
 }
 
+/// The `source` label of `geogate_client_ip_resolutions_total` for a configured source.
+pub fn source_label(s: &ClientIpSource) -> &'static str {
+    match s {
+        ClientIpSource::Peer => "peer",
+        ClientIpSource::XForwardedFor => "x-forwarded-for",
+        ClientIpSource::Forwarded => "forwarded",
+        ClientIpSource::Header(_) => "header",
+        ClientIpSource::ProxyProtocol => "proxy-protocol",
+    }
+}
+
 // === impl Outcome ===
 
 impl Outcome {
+    /// The `outcome` labels ([`Outcome::as_str`]) a resolution from source `s` can end in.
+    pub fn labels_for(s: &ClientIpSource) -> &'static [&'static str] {
+        match s {
+            ClientIpSource::Peer => &["peer"],
+            ClientIpSource::ProxyProtocol => &["proxy_protocol"],
+            // Obfuscated identifiers (`_hidden`) exist only in `Forwarded`'s node syntax.
+            ClientIpSource::Forwarded => &[
+                "untrusted_peer",
+                "header_missing",
+                "header",
+                "all_trusted",
+                "malformed",
+                "unknown_token",
+                "obfuscated",
+            ],
+            ClientIpSource::XForwardedFor => {
+                &["untrusted_peer", "header_missing", "header", "all_trusted", "malformed", "unknown_token"]
+            }
+            // One address, not a chain: no hop to skip, so never `all_trusted`.
+            ClientIpSource::Header(_) => &["untrusted_peer", "header_missing", "header", "malformed", "unknown_token"],
+        }
+    }
+
     /// Bounded metric label.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -4,6 +4,12 @@
 //! bounded set: actions, rule names from the config, country buckets (the countries the
 //! policy names, plus `other` and `unknown`), upstream names, fixed outcome kinds. Never an
 //! IP, never a raw path.
+//!
+//! Every series a dashboard or alert reads exists from the first scrape, at 0, for each label
+//! value known before traffic (Prometheus's advice: a series that appears only with its first
+//! event reads as "no data", and `rate()` misses that first event). The proxy creates its
+//! fixed sets once (`ProxyContext::new`); each installed snapshot creates the sets its
+//! configuration names (`reload::series`), both through [`zero`].
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -48,6 +54,10 @@ pub struct Metrics {
     /// Build time (Unix seconds) of each database, by source name.
     pub database_build: IntGaugeVec,
 }
+
+/// Upstream failure kinds, the `kind` label of `geogate_upstream_errors_total`. The proxy's
+/// `UpstreamError::as_str` names each one; a test there keeps the two in step.
+pub const UPSTREAM_ERROR_KINDS: [&str; 3] = ["connect", "timeout", "protocol"];
 
 const DURATION_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -170,9 +180,32 @@ impl Metrics {
     }
 }
 
+/// Creates the series `labels` of a counter or histogram family at 0, if it does not exist
+/// yet (an existing series keeps its value). Cheap, but takes the family's lock: call it
+/// when a snapshot is installed, never per request.
+pub fn zero<T: prometheus::core::MetricVecBuilder>(family: &prometheus::core::MetricVec<T>, labels: &[&str]) {
+    // Only a wrong label count can fail, and that is a programming error caught by tests.
+    let _ = family.get_metric_with_label_values(labels);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_creates_a_series_at_zero_and_keeps_a_counted_one() {
+        let m = Metrics::new().unwrap();
+        m.rejected.with_label_values(&["counted"]).inc();
+        zero(&m.rejected, &["counted"]);
+        zero(&m.rejected, &["fresh"]);
+        zero(&m.upstream_duration, &["api"]);
+        zero(&m.rejected, &["too", "many"]);
+        let text = m.render();
+        assert!(text.contains("geogate_rejected_total{reason=\"counted\"} 1\n"), "{text}");
+        assert!(text.contains("geogate_rejected_total{reason=\"fresh\"} 0\n"), "{text}");
+        assert!(text.contains("geogate_upstream_duration_seconds_count{upstream=\"api\"} 0\n"), "{text}");
+        assert!(!text.contains("too"), "{text}");
+    }
 
     #[test]
     fn every_metric_is_exported_with_the_geogate_prefix() {

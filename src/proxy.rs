@@ -34,18 +34,31 @@ pub struct ProxyContext {
 /// Reasons a request is refused before policy, besides path and host refusals.
 const REQUEST_REJECTIONS: [&str; 4] = ["smuggling_cl_te", "smuggling_te", "smuggling_cl", "bad_request_body"];
 
+/// Connections refused by `server` before any request: an untrusted PROXY-protocol peer, no
+/// protocol preface in time (a bad PROXY header counts under its `ProxyProtocolError::kind`).
+const CONNECTION_REJECTIONS: [&str; 2] = ["proxy_protocol_untrusted", "preface_timeout"];
+
+/// Every `action` of `geogate_request_duration_seconds` (`handler` sets them; `error` when none).
+const ACTIONS: [&str; 7] = ["allow", "tag", "block", "unresolved_allow", "unresolved_block", "bad_request", "error"];
+
 // === impl ProxyContext ===
 
 impl ProxyContext {
-    /// The shared state, with every request-refusal series present at 0 from the first scrape,
-    /// so dashboards and alerts see a zero rather than no data.
+    /// The shared state, with every refusal series and every per-action latency series present
+    /// at 0 from the first scrape, so dashboards and alerts see a zero rather than no data.
+    /// (The series a configuration names are created as each snapshot is installed.)
     pub fn new(current: Arc<ArcSwap<Snapshot>>, metrics: Metrics, upstreams: forward::Upstreams) -> Self {
         let reasons = REQUEST_REJECTIONS
             .into_iter()
+            .chain(CONNECTION_REJECTIONS)
+            .chain(crate::proxy_protocol::ProxyProtocolError::KINDS)
             .chain(crate::policy::PathRefusal::ALL.map(|r| r.as_str()))
             .chain(authority::HostError::ALL.map(|e| e.as_str()));
         for reason in reasons {
-            metrics.rejected.with_label_values(&[reason]);
+            crate::metrics::zero(&metrics.rejected, &[reason]);
+        }
+        for action in ACTIONS {
+            crate::metrics::zero(&metrics.request_duration, &[action]);
         }
         Self { current, metrics, upstreams }
     }

@@ -317,6 +317,10 @@ fn parse_v2(buf: &[u8], max_len: usize) -> Result<Parse, ProxyProtocolError> {
 
 impl ProxyProtocolError {
     /// Bounded metric label.
+    /// Every [`kind`](Self::kind): the PROXY-header `reason`s of `geogate_rejected_total`.
+    pub const KINDS: [&'static str; 9] =
+        ["bad_signature", "too_long", "malformed", "bad_version", "bad_command", "bad_family", "timeout", "eof", "io"];
+
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyProtocolError::BadSignature => "bad_signature",

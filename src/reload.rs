@@ -16,6 +16,7 @@
 
 pub mod remote;
 pub mod restart;
+pub mod series;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ pub enum Trigger {
     Remote,
     Interval,
 }
+
+/// Every `result` of a reload, the `result` label of `geogate_reloads_total`.
+pub const RESULTS: [&str; 4] = ["ok", "unchanged", "failed", "refused"];
 
 /// How one reload went; also the JSON answer of `POST /-/reload`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -84,6 +88,8 @@ pub struct Reloader {
 // === impl Trigger ===
 
 impl Trigger {
+    pub const ALL: [Self; 6] = [Self::Startup, Self::Watch, Self::Signal, Self::Admin, Self::Remote, Self::Interval];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Startup => "startup",
@@ -239,8 +245,10 @@ impl Reloader {
     }
 }
 
-/// Sets the snapshot gauges (generation, load time, sizes, database build times).
+/// Sets the snapshot gauges (generation, load time, sizes, database build times) and creates
+/// at 0 every series the snapshot's configuration names ([`series::zero_known`]).
 pub fn record_snapshot(m: &Metrics, s: &Snapshot) {
+    series::zero_known(m, s);
     m.snapshot_generation.set(i64::try_from(s.generation).unwrap_or(i64::MAX));
     let loaded = s.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     m.snapshot_loaded.set(i64::try_from(loaded).unwrap_or(0));

@@ -476,6 +476,7 @@ fn allowed(family: &str, label: &str) -> Option<&'static [&'static str]> {
             "smuggling_te",
             "smuggling_cl",
             "proxy_protocol_untrusted",
+            "preface_timeout",
             "bad_signature",
             "too_long",
             "malformed",
@@ -610,6 +611,89 @@ async fn metrics_parse_strictly_with_every_family_and_bounded_labels() {
     p.shutdown().await;
 }
 
+/// A fresh geogate before any request, then after a reload that names a new rule and a new
+/// upstream. Expected: /metrics already shows at 0 every series the configuration and the
+/// proxy's fixed label sets make known (the shipped dashboard and alerts read them, and a
+/// series that appears only with its first event reads as "no data"); the dry-run rule is
+/// not counted as an enforced one; after the reload the new rule's and upstream's series are
+/// there at 0 too, and the counted ones kept their values.
+#[tokio::test]
+async fn every_known_series_exists_at_zero_before_any_traffic() {
+    let (p, admin) = start("").await;
+    let scrape = || async move {
+        let (st, _, body) = call(admin, "GET", "/metrics", &[]).await;
+        assert_eq!(st, StatusCode::OK);
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    };
+    let families = scrape().await;
+    let zero = |family: &str, name: &str, labels: &[(&str, &str)]| {
+        assert_eq!(value(&families, family, name, labels), 0.0, "{name}{labels:?}");
+    };
+    let req = "geogate_requests_total";
+    zero(req, req, &[("action", "block"), ("rule", "block-ru"), ("country", "RU")]);
+    zero(req, req, &[("action", "block"), ("rule", "block-ru"), ("country", "other")]);
+    zero(req, req, &[("action", "tag"), ("rule", "tag-de"), ("country", "DE")]);
+    zero(req, req, &[("action", "allow"), ("rule", ""), ("country", "unknown")]);
+    zero(req, req, &[("action", "unresolved_block"), ("rule", ""), ("country", "unknown")]);
+    let enforced_dry_run =
+        families[req].samples.iter().any(|s| s.labels.iter().any(|(k, v)| k == "rule" && v == "try-by"));
+    assert!(!enforced_dry_run, "the dry-run rule is not an enforced rule of geogate_requests_total");
+    let dry = "geogate_dry_run_matches_total";
+    zero(dry, dry, &[("rule", "try-by"), ("action", "block")]);
+    let rd = "geogate_request_duration_seconds";
+    for action in ["allow", "tag", "block", "unresolved_block", "bad_request"] {
+        zero(rd, "geogate_request_duration_seconds_count", &[("action", action)]);
+    }
+    let ud = "geogate_upstream_duration_seconds";
+    zero(ud, "geogate_upstream_duration_seconds_count", &[("upstream", "dead")]);
+    let ue = "geogate_upstream_errors_total";
+    zero(ue, ue, &[("upstream", "dead"), ("kind", "connect")]);
+    zero(ue, ue, &[("upstream", "app"), ("kind", "timeout")]);
+    let ci = "geogate_client_ip_resolutions_total";
+    zero(ci, ci, &[("source", "x-forwarded-for"), ("outcome", "malformed")]);
+    zero(ci, ci, &[("source", "proxy-protocol"), ("outcome", "proxy_protocol")]);
+    let rej = "geogate_rejected_total";
+    for reason in [
+        "smuggling_cl_te",
+        "bad_request_body",
+        "proxy_protocol_untrusted",
+        "preface_timeout",
+        "bad_signature",
+        "host_missing",
+    ] {
+        zero(rej, rej, &[("reason", reason)]);
+    }
+    let rl = "geogate_reloads_total";
+    zero(rl, rl, &[("trigger", "admin"), ("result", "failed")]);
+    zero(rl, rl, &[("trigger", "watch"), ("result", "refused")]);
+    assert_eq!(value(&families, rl, rl, &[("trigger", "startup"), ("result", "ok")]), 1.0);
+
+    // A reload naming a new rule and a new upstream creates their series at 0 as well.
+    let (st, _, _) = get(p.addr, "/", &[("x-forwarded-for", "5.1.1.1")]).await;
+    assert_eq!(st, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+    let toml = std::fs::read_to_string(&p.config_path).unwrap();
+    let toml = toml.replace("name = \"tag-de\"", "name = \"tag-de-v2\"").replacen(
+        "[[route]]",
+        "[[upstream]]\nname = \"spare\"\nurl = \"http://127.0.0.1:2\"\n\n[[route]]",
+        1,
+    );
+    std::fs::write(&p.config_path, toml).unwrap();
+    let (st, _, body) = call(admin, "POST", "/-/reload", &[]).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(json(&body)["result"], "ok", "{}", String::from_utf8_lossy(&body));
+    let families = scrape().await;
+    let zero = |family: &str, name: &str, labels: &[(&str, &str)]| {
+        assert_eq!(value(&families, family, name, labels), 0.0, "{name}{labels:?}");
+    };
+    zero(req, req, &[("action", "tag"), ("rule", "tag-de-v2"), ("country", "DE")]);
+    zero(ue, ue, &[("upstream", "spare"), ("kind", "protocol")]);
+    zero(ud, "geogate_upstream_duration_seconds_count", &[("upstream", "spare")]);
+    let blocked = value(&families, req, req, &[("action", "block"), ("rule", "block-ru"), ("country", "RU")]);
+    assert_eq!(blocked, 1.0, "a counted series keeps its count");
+    p.shutdown().await;
+}
+
 /// Every `geogate_…` identifier in a text (PromQL inside JSON or YAML). Recording-rule names
 /// (`geogate:…`) use a colon and are not metrics, so they are not matched.
 fn metric_names_in(text: &str) -> BTreeSet<String> {
@@ -631,6 +715,14 @@ fn metric_names_in(text: &str) -> BTreeSet<String> {
         i = end.max(start + 1);
     }
     out
+}
+
+/// Whether any `trigger="admin"` reload was counted (its series exist from the start, at 0).
+fn admin_reloads_counted(text: &str) -> bool {
+    let admin: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("geogate_reloads_total{") && l.contains("trigger=\"admin\"")).collect();
+    assert!(!admin.is_empty(), "no trigger=\"admin\" reload series in:\n{text}");
+    admin.iter().any(|l| !l.ends_with(" 0"))
 }
 
 // --- the admin API ---------------------------------------------------------------------------
@@ -691,7 +783,7 @@ async fn reload_requires_the_bearer_token_when_set() {
         assert!(json(&body)["error"].as_str().unwrap().contains("token"), "{body:?}");
     }
     let m = p.running.as_ref().unwrap().metrics.render();
-    assert!(!m.contains("trigger=\"admin\""), "a refused call must not reload:\n{m}");
+    assert!(!admin_reloads_counted(&m), "a refused call must not reload:\n{m}");
     for auth in ["Bearer s3cret", "bearer s3cret"] {
         let (st, _, body) = call(admin, "POST", "/-/reload", &[("authorization", auth)]).await;
         assert_eq!(st, StatusCode::OK, "{auth}: {body:?}");
@@ -826,6 +918,6 @@ async fn admin_is_not_served_on_the_public_listener() {
     let (st, _, _) = get(p.addr, "/metrics", &[("x-forwarded-for", "5.1.1.1")]).await;
     assert_eq!(st, StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
     let m = p.running.as_ref().unwrap().metrics.render();
-    assert!(!m.contains("trigger=\"admin\""), "the public POST /-/reload reloaded:\n{m}");
+    assert!(!admin_reloads_counted(&m), "the public POST /-/reload reloaded:\n{m}");
     p.shutdown().await;
 }

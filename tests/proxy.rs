@@ -306,7 +306,7 @@ async fn proxy_protocol_refused_from_untrusted_peer() {
     let out = raw_closed(p.addr, &proxy_v1("192.0.2.1"), Duration::from_secs(5)).await;
     assert_eq!(out, "", "an untrusted peer's PROXY header must not be read");
     let m = p.running.as_ref().unwrap().metrics.render();
-    assert!(m.contains("proxy_protocol_untrusted"));
+    assert!(m.lines().any(|l| l == "geogate_rejected_total{reason=\"proxy_protocol_untrusted\"} 1"), "{m}");
     p.shutdown().await;
 }
 
@@ -416,7 +416,12 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
     let (st, _, _) = get(p.addr, "/slow", &[]).await;
     assert_eq!(st, StatusCode::GATEWAY_TIMEOUT);
     let m = p.running.as_ref().unwrap().metrics.render();
-    assert!(m.contains("kind=\"timeout\""), "{m}");
+    assert!(
+        m.lines().any(|l| l.starts_with("geogate_upstream_errors_total{")
+            && l.contains("kind=\"timeout\"")
+            && l.ends_with(" 1")),
+        "{m}"
+    );
     p.shutdown().await;
 }
 

@@ -78,9 +78,9 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     found.iter().map(|(_, v)| v).sum()
 }
 
-/// A counter series that was never incremented. Counters with labels are created on first
-/// use, so "0" is mostly "absent" here; to keep a rename from passing, the family must be
-/// exported and every label name in `labels` must occur on one of its series.
+/// A counter series that was never incremented (absent, or present at 0: known label values
+/// are created at 0). To keep a rename from passing, the family must be exported and every
+/// label name in `labels` must occur on one of its series.
 fn never_counted(text: &str, name: &str, labels: &[(&str, &str)]) {
     let family = series(text, name, &[]);
     assert!(!family.is_empty(), "no series {name} at all in:\n{text}");

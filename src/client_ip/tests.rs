@@ -426,6 +426,8 @@ proptest! {
                 prop_assert_eq!(client, client.to_canonical());
             }
             prop_assert_eq!(res.client.is_none(), res.outcome.is_unresolved());
+            // The series created at 0 for this source cover every outcome it can count.
+            prop_assert!(Outcome::labels_for(&c.source).contains(&res.outcome.as_str()), "{:?}", res.outcome);
             let _ = res.describe(&c);
         }
     }
@@ -489,4 +491,42 @@ fn validated_chain_is_client_then_trusted_hops_inline_or_not() {
     let map = headers("x-forwarded-for", &["8.8.8.8"]);
     let untrusted = resolve(&xff_cfg(), ip("192.0.2.1"), &map);
     assert!(validated_chain(&xff_cfg(), &map, &untrusted).is_empty());
+}
+
+/// The outcome labels created at 0 for each source are exactly the outcomes that source
+/// produces: one input of each kind, from a trusted and an untrusted peer.
+#[test]
+fn outcome_labels_per_source_are_the_outcomes_it_produces() {
+    let values = [
+        None,
+        Some("203.0.113.7"),
+        Some("10.0.0.1"),
+        Some("010.0.0.1"),
+        Some("unknown"),
+        Some("_hidden"),
+        Some("for=203.0.113.7"),
+        Some("for=10.0.0.1"),
+        Some("for=unknown"),
+        Some("for=_hidden"),
+        Some("for=010.0.0.1"),
+    ];
+    let sources = [
+        (ClientIpSource::XForwardedFor, "x-forwarded-for"),
+        (ClientIpSource::Forwarded, "forwarded"),
+        (ClientIpSource::Header(HeaderName::from_static("x-real-ip")), "x-real-ip"),
+        (ClientIpSource::Peer, "x-forwarded-for"),
+        (ClientIpSource::ProxyProtocol, "x-forwarded-for"),
+    ];
+    for (source, name) in sources {
+        let c = cfg(source.clone(), &["10.0.0.0/8"]);
+        let mut seen = std::collections::BTreeSet::new();
+        for peer in ["10.0.0.2", "192.0.2.1"] {
+            for v in values {
+                let lines: Vec<&str> = v.into_iter().collect();
+                seen.insert(resolve(&c, ip(peer), &headers(name, &lines)).outcome.as_str());
+            }
+        }
+        let want: std::collections::BTreeSet<&str> = Outcome::labels_for(&source).iter().copied().collect();
+        assert_eq!(seen, want, "{source:?}");
+    }
 }

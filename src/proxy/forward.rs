@@ -328,3 +328,16 @@ impl UpstreamError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failure_kinds_are_the_metric_kinds() {
+        // ClientBody is the client's fault: counted as a rejection, never as an upstream error.
+        let kinds =
+            [UpstreamError::Connect, UpstreamError::Timeout, UpstreamError::Protocol].map(UpstreamError::as_str);
+        assert_eq!(kinds, crate::metrics::UPSTREAM_ERROR_KINDS);
+    }
+}

@@ -23,7 +23,7 @@ use super::respond::{self, Body, Failure};
 use super::routing;
 use super::ProxyContext;
 use crate::client_ip::{self, Decision};
-use crate::config::{ClientIpSource, ListenerConfig, TagKind};
+use crate::config::{ListenerConfig, TagKind};
 use crate::geo::Answer;
 use crate::policy::{self, Action, RequestFacts};
 use crate::snapshot::Snapshot;
@@ -181,7 +181,7 @@ fn decide(
         Err(e) => return refuse(ctx, log, e.as_str(), req.version()),
     };
     let res = client_ip::resolve(ip_cfg, conn.peer, req.headers());
-    ctx.metrics.client_ip.with_label_values(&[source_label(&ip_cfg.source), res.outcome.as_str()]).inc();
+    ctx.metrics.client_ip.with_label_values(&[client_ip::source_label(&ip_cfg.source), res.outcome.as_str()]).inc();
     let raw_path = req.uri().path();
     let answer: Option<Answer<'_>> = match client_ip::effective_ip(&res, conn.peer, ip_cfg) {
         Decision::Lookup(ip) => {
@@ -319,16 +319,6 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-fn source_label(s: &ClientIpSource) -> &'static str {
-    match s {
-        ClientIpSource::Peer => "peer",
-        ClientIpSource::XForwardedFor => "x-forwarded-for",
-        ClientIpSource::Forwarded => "forwarded",
-        ClientIpSource::Header(_) => "header",
-        ClientIpSource::ProxyProtocol => "proxy-protocol",
-    }
 }
 
 /// Records duration and the access log line, and hands the response back.

@@ -440,3 +440,22 @@ proptest! {
         prop_assert_eq!(seen.destination, Some(SocketAddr::new(IpAddr::V6(dst).to_canonical(), dport)));
     }
 }
+
+#[test]
+fn kinds_lists_every_kind() {
+    let all = [
+        ProxyProtocolError::BadSignature,
+        ProxyProtocolError::V1TooLong,
+        ProxyProtocolError::V1Malformed("x"),
+        ProxyProtocolError::BadVersion(3),
+        ProxyProtocolError::BadCommand(3),
+        ProxyProtocolError::BadFamily(3),
+        ProxyProtocolError::V2Truncated { family: 0x11, len: 1 },
+        ProxyProtocolError::V2TooLong { len: 1, max: 0 },
+        ProxyProtocolError::Timeout(Duration::from_secs(1)),
+        ProxyProtocolError::Eof(0),
+        ProxyProtocolError::Io(std::io::Error::other("x")),
+    ];
+    let kinds: std::collections::BTreeSet<&str> = all.iter().map(ProxyProtocolError::kind).collect();
+    assert_eq!(kinds, ProxyProtocolError::KINDS.into_iter().collect());
+}
