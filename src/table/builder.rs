@@ -127,6 +127,9 @@ struct Cells {
     ids: Interner,
     /// The last `apply`, reused while consecutive pieces paint the same way.
     last: Option<(Paint, u32, u32)>,
+    /// Every `apply` of the current layer: a layer paints few distinct ways over few
+    /// distinct cells, so most of its pieces are answered here without forming a cell.
+    applied: HashMap<(Paint, u32), u32>,
     records: Records,
     views: ViewSets,
 }
@@ -159,7 +162,7 @@ struct ChunkWriter<K> {
 }
 
 /// A change one layer makes to the cells it covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Paint {
     /// A database's record `geo` (source index + 1 in `source`).
     Geo {
@@ -886,6 +889,7 @@ impl Cells {
             list: Vec::new(),
             ids: Interner::default(),
             last: None,
+            applied: HashMap::new(),
             records: Records::new(),
             views: ViewSets::new(),
         };
@@ -910,6 +914,7 @@ impl Cells {
     /// later layer brings records of its own) and the last paint.
     fn end_layer(&mut self) {
         self.records.overlays = HashMap::new();
+        self.applied = HashMap::new();
         self.last = None;
     }
 
@@ -920,8 +925,15 @@ impl Cells {
                 return to;
             }
         }
-        let cell = self.paint(paint, self.list[id as usize]);
-        let next = self.intern(cell);
+        let next = match self.applied.get(&(paint, id)) {
+            Some(&next) => next,
+            None => {
+                let cell = self.paint(paint, self.list[id as usize]);
+                let next = self.intern(cell);
+                self.applied.insert((paint, id), next);
+                next
+            }
+        };
         self.last = Some((paint, id, next));
         next
     }
