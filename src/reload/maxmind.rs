@@ -63,6 +63,11 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 const MAX_CHECKSUM_BYTES: usize = 4096;
 const DAY: u64 = 24 * 3600;
 
+/// Every `result` value of a MaxMind source's polls ([`MaxMindError::result`], `ok`,
+/// `not_modified`).
+pub const RESULTS: &[&str] =
+    &["ok", "not_modified", "auth", "quota", "capped", "checksum", "corrupt", "http_error", "io_error"];
+
 /// Why a MaxMind download failed; the cache is left as it was.
 #[derive(Debug, thiserror::Error)]
 pub enum MaxMindError {

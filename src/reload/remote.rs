@@ -81,6 +81,9 @@ fn result_label(outcome: &Result<Fetched, FetchError>) -> &'static str {
 /// first compile's and `[reload] on_no_data`'s decision.
 pub async fn prefetch(config: &Config, metrics: &Metrics) {
     for (name, r) in remote_sources(config) {
+        init_series(metrics, &name, r.maxmind.is_some());
+    }
+    for (name, r) in remote_sources(config) {
         if r.cache.exists() {
             continue;
         }
@@ -100,6 +103,19 @@ pub async fn prefetch(config: &Config, metrics: &Metrics) {
             tracing::error!(source = %name, result, %error, "initial fetch of a remote source failed");
         }
     }
+}
+
+/// The `result` values a plain remote source's polls can have.
+pub const REMOTE_RESULTS: &[&str] = &["ok", "not_modified", "http_error", "io_error"];
+
+/// Creates a source's download series at 0 before its first poll, so they are scraped from
+/// the start and `increase()` sees the first failure (a series born at 1 shows no increase).
+fn init_series(metrics: &Metrics, source: &str, maxmind: bool) {
+    let results = if maxmind { super::maxmind::RESULTS } else { REMOTE_RESULTS };
+    for result in results {
+        metrics.source_downloads.with_label_values(&[source, result]);
+    }
+    metrics.source_download_failures.with_label_values(&[source]).set(0);
 }
 
 /// Counts one poll's outcome and sets the source's failed-in-a-row gauge.
