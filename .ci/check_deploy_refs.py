@@ -786,7 +786,7 @@ README_COMMANDS = ["cargo run --release -- run", "cargo test --locked"]
 CONFIG_STRUCT_TABLES = {
     "FileServer": ["server"], "FileListener": ["listener"], "FileClientIp": ["listener"],
     "FileAdmin": ["admin"], "FileUpstream": ["upstream"], "FileRoute": ["route"],
-    "FileSource": ["source"], "FileFields": ["source"], "FileSet": ["source"],
+    "FileSource": ["source"], "FileFields": ["source"], "FileSet": ["source"], "FileMaxMind": ["source"],
     "FilePolicy": ["policy", "policy.tag_headers", "policy.block"],
     "FileTagHeaders": ["policy.tag_headers"], "FileBlock": ["policy.block"], "FileRule": ["rule"],
     "FileLimits": ["limits"], "FileReload": ["reload"], "FileAccessLog": ["access_log"],

@@ -114,7 +114,7 @@ impl Running {
 /// directly with port-0 listeners.
 pub async fn start(source: ConfigSource, config: Config, shutdown: watch::Receiver<bool>) -> Result<Running, AppError> {
     let metrics = Metrics::new().map_err(|e| AppError::Runtime(e.to_string()))?;
-    reload::remote::prefetch(&config).await;
+    reload::remote::prefetch(&config, &metrics).await;
     let config = Arc::new(config);
     let first = {
         let c = config.clone();

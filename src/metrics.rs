@@ -53,6 +53,11 @@ pub struct Metrics {
     pub reload_cache_bytes: IntGauge,
     /// Build time (Unix seconds) of each database, by source name.
     pub database_build: IntGaugeVec,
+    /// Remote-source download attempts by source and result (`ok`, `not_modified`, `auth`,
+    /// `quota`, `capped`, `checksum`, `corrupt`, `http_error`, `io_error`).
+    pub source_downloads: IntCounterVec,
+    /// Failed download attempts in a row, by source (0 once one succeeds).
+    pub source_download_failures: IntGaugeVec,
 }
 
 /// Upstream failure kinds, the `kind` label of `geogate_upstream_errors_total`. The proxy's
@@ -161,6 +166,16 @@ impl Metrics {
                 "Build time of each loaded database (from its metadata), by source.",
                 &["source"],
             )?,
+            source_downloads: counter(
+                "geogate_source_downloads_total",
+                "Remote-source download attempts by source and result; the cache serves on failure.",
+                &["source", "result"],
+            )?,
+            source_download_failures: gauge_vec(
+                "geogate_source_download_failures",
+                "Failed download attempts in a row, by remote source (0 after a success).",
+                &["source"],
+            )?,
             registry,
         })
     }
@@ -221,6 +236,8 @@ mod tests {
         m.networks.with_label_values(&["ipv4"]).set(1);
         m.ranges.with_label_values(&["ipv4"]).set(1);
         m.database_build.with_label_values(&["geoip"]).set(1);
+        m.source_downloads.with_label_values(&["geoip", "ok"]).inc();
+        m.source_download_failures.with_label_values(&["geoip"]).set(0);
         let text = m.render();
         for name in [
             "geogate_requests_total",
@@ -240,6 +257,8 @@ mod tests {
             "geogate_table_bytes",
             "geogate_reload_cache_bytes",
             "geogate_database_build_timestamp_seconds",
+            "geogate_source_downloads_total",
+            "geogate_source_download_failures",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

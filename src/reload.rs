@@ -2,7 +2,7 @@
 //! one serving, checked by the guards, and stored in one step — or nothing changes.
 //!
 //! ```text
-//! trigger (watch | SIGHUP | POST /-/reload | remote poll | interval)
+//! trigger (watch | SIGHUP | POST /-/reload | remote poll | MaxMind download | interval)
 //!   └ Reloader::reload ── one at a time (mutex)
 //!       └ a fresh thread at background priority: read config → load sources → compile
 //!         table + policy
@@ -14,6 +14,7 @@
 //! A failure at any step keeps the serving snapshot, logs why and counts it in
 //! `geogate_reloads_total{result="failed"|"refused"}`.
 
+pub mod maxmind;
 pub mod remote;
 pub mod restart;
 pub mod series;
@@ -144,6 +145,11 @@ impl Reloader {
     /// The last reload's outcome, for the admin API and tests.
     pub fn subscribe(&self) -> channel::Receiver<Option<Outcome>> {
         self.status.subscribe()
+    }
+
+    /// The metric handles, for the remote-source pollers.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The configuration source, for the watchers (which files to watch).

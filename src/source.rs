@@ -155,7 +155,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Lower-case hex of a digest.
-fn hex(digest: &[u8]) -> String {
+pub(crate) fn hex(digest: &[u8]) -> String {
     use fmt::Write;
     let mut hex = String::with_capacity(2 * digest.len());
     for b in digest {

@@ -44,7 +44,8 @@ countries = ["DE"]
 
 /// One listener trusting XFF from 127.0.0.1, one PROXY-protocol listener trusting only
 /// 10.0.0.0/8, an admin listener on port 0, two upstreams
-/// (`dead` on a closed port, routed for `/dead/`), the flat mmdb fixture plus a RU list.
+/// (`dead` on a closed port, routed for `/dead/`), the flat mmdb fixture plus a RU list
+/// (a remote one whose server is gone, served from its cache).
 fn config(admin_extra: &str) -> String {
     format!(
         r#"
@@ -83,10 +84,12 @@ name = "geo"
 type = "mmdb"
 path = "geo.mmdb"
 
+# Remote, with its server gone: served from the cache, every poll counted as failed.
 [[source]]
 name = "ru-extra"
 type = "list"
-path = "ru.txt"
+url = "http://127.0.0.1:1/ru.txt"
+cache = "ru.txt"
 set = {{ country = "RU" }}
 {RULES}
 "#
@@ -431,6 +434,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("geogate_table_bytes", "gauge"),
     ("geogate_reload_cache_bytes", "gauge"),
     ("geogate_database_build_timestamp_seconds", "gauge"),
+    ("geogate_source_downloads_total", "counter"),
+    ("geogate_source_download_failures", "gauge"),
 ];
 
 /// The metric names written in `src/metrics.rs` (outside its tests), so a new metric cannot
@@ -500,6 +505,8 @@ fn allowed(family: &str, label: &str) -> Option<&'static [&'static str]> {
         ("geogate_reloads_total", "result") => &["ok", "unchanged", "failed", "refused"],
         ("geogate_table_networks" | "geogate_table_ranges", "family") => &["ipv4", "ipv6"],
         ("geogate_database_build_timestamp_seconds", "source") => &["geo"],
+        ("geogate_source_downloads_total" | "geogate_source_download_failures", "source") => &["ru-extra"],
+        ("geogate_source_downloads_total", "result") => geogate::reload::remote::REMOTE_RESULTS,
         _ => return None,
     })
 }

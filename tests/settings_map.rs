@@ -21,6 +21,7 @@ fn prefix(file_struct: &str) -> Option<&'static str> {
         "FileSource" => "source.",
         "FileFields" => "source.fields.",
         "FileSet" => "source.set.",
+        "FileMaxMind" => "source.maxmind.",
         "FilePolicy" => "policy.",
         "FileTagHeaders" => "policy.tag_headers.",
         "FileBlock" => "policy.block.",

@@ -7,8 +7,8 @@
 //! shares (names, addresses, URLs, durations, countries, CIDRs, patterns, paths); each section
 //! of the file is checked in a child module of its own: `listeners` (`[server]`,
 //! `[[listener]]`, `[admin]`), `upstreams` (`[[upstream]]`, `[[route]]`), `sources`
-//! (`[[source]]`), `policy` (`[policy]`, `[[rule]]`) and `runtime` (`[limits]`, `[reload]`,
-//! `[access_log]`).
+//! (`[[source]]`), `maxmind` (a source's `maxmind = {...}`), `policy` (`[policy]`,
+//! `[[rule]]`) and `runtime` (`[limits]`, `[reload]`, `[access_log]`).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -29,6 +29,7 @@ use super::model::*;
 use crate::geo::{CountryCode, GeoRecord, MAX_LISTS};
 
 mod listeners;
+mod maxmind;
 mod policy;
 mod runtime;
 mod sources;

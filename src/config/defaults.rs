@@ -66,6 +66,18 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_BYTES: u64 = 200_000_000;
 
+/// MaxMind's download service (`maxmind.url`); the paths below it are MaxMind's permalinks.
+pub const DEFAULT_MAXMIND_URL: &str = "https://download.maxmind.com";
+/// A MaxMind source's poll: each poll is one free HEAD request; GeoLite2 is published twice a
+/// week and GeoIP2 at most daily, so twice a day picks up a release within 12 hours.
+pub const DEFAULT_MAXMIND_POLL_INTERVAL: Duration = Duration::from_secs(12 * 3600);
+/// A whole archive (GeoLite2-City is ~35 MB) must arrive within this, not a list's 10 s.
+pub const DEFAULT_MAXMIND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Archive and checksum GETs per source per rolling 24 hours. GeoLite accounts may make 30
+/// downloads a day (paid accounts 2,000), counted per account: 6 is three updates a day (each a
+/// checksum and an archive), and three editions on one account stay at 18 of the 30.
+pub const DEFAULT_MAXMIND_MAX_DOWNLOADS_PER_DAY: u64 = 6;
+
 /// hyper refuses (panics on) an HTTP/1 read buffer below 8 KiB.
 pub const MIN_HEADER_BYTES: usize = 8192;
 

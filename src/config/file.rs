@@ -111,6 +111,19 @@ pub(super) struct FileSource {
     pub region_names: Option<S<String>>,
     pub columns: Option<S<Strings>>,
     pub delimiter: Option<S<String>>,
+    pub maxmind: Option<S<FileMaxMind>>,
+}
+
+/// `maxmind = { ... }` of a `[[source]]`: a database from MaxMind's download service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileMaxMind {
+    pub edition: Option<S<String>>,
+    pub account_id: Option<S<i64>>,
+    pub license_key_file: Option<S<String>>,
+    pub license_key_env: Option<S<String>>,
+    pub url: Option<S<String>>,
+    pub max_downloads_per_day: Option<S<i64>>,
 }
 
 /// An AS number as written: `13238` or `"AS13238"`.

@@ -232,11 +232,39 @@ pub enum ListLocation {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct RemoteSource {
+    /// The file polled; for a MaxMind source, the edition's `tar.gz` permalink.
     pub url: Uri,
     pub cache: PathBuf,
     pub poll_interval: Duration,
     pub timeout: Duration,
     pub max_bytes: u64,
+    /// Set for a database from MaxMind's download service (`maxmind = {...}`); boxed, since
+    /// most remote sources are not MaxMind's.
+    pub maxmind: Option<Box<MaxMindSource>>,
+}
+
+/// How to download one MaxMind edition. Holds where the licence key is, never the key: it is
+/// read at each download (so a rotated secret applies without a restart) and lives only in
+/// the request's `Authorization` header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaxMindSource {
+    /// `GeoLite2-City`, `GeoLite2-ASN`, `GeoIP2-Country`, ...
+    pub edition: String,
+    pub account_id: u64,
+    pub license_key: LicenseKeyFrom,
+    /// The published SHA-256 of the archive (`suffix=tar.gz.sha256`).
+    pub checksum_url: Uri,
+    /// Archive and checksum GETs allowed per rolling 24 hours (persisted beside the cache).
+    pub max_downloads_per_day: u32,
+}
+
+/// Where a MaxMind licence key is read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LicenseKeyFrom {
+    /// A file holding the key (surrounding whitespace ignored), e.g. a mounted secret.
+    File(PathBuf),
+    /// An environment variable of the geogate process.
+    Env(String),
 }
 
 /// Which fields of an mmdb record mean what.

@@ -1,7 +1,9 @@
 //! Remote sources: a list or database fetched over `http://`, polled with ETag /
 //! If-Modified-Since, size-capped and time-limited, written atomically to a cache file so a
 //! restart works offline. A changed download triggers a reload; the reload guards still
-//! decide whether it serves.
+//! decide whether it serves. MaxMind sources (`maxmind = {...}`) are fetched by
+//! [`super::maxmind`] instead; every poll of either kind is counted in
+//! `geogate_source_downloads_total`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use tokio::sync::watch;
 
 use super::{Reloader, Trigger};
 use crate::config::{Config, ListLocation, Location, RemoteSource, SourceKind};
+use crate::metrics::Metrics;
 
 /// Validators remembered between polls (and restarts), stored beside the cache file.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,45 +50,102 @@ pub enum FetchError {
     Cache { path: PathBuf, source: std::io::Error },
 }
 
-/// Every remote source of a configuration.
-pub fn remote_sources(config: &Config) -> Vec<RemoteSource> {
+/// Every remote source of a configuration, with its source name.
+pub fn remote_sources(config: &Config) -> Vec<(String, RemoteSource)> {
     config
         .sources
         .iter()
         .filter_map(|s| match &s.kind {
             SourceKind::Mmdb { location: Location::Remote(r), .. }
             | SourceKind::Ranges { location: Location::Remote(r), .. }
-            | SourceKind::List { location: ListLocation::File(Location::Remote(r)), .. } => Some(r.clone()),
+            | SourceKind::List { location: ListLocation::File(Location::Remote(r)), .. } => {
+                Some((s.name.clone(), r.clone()))
+            }
             _ => None,
         })
         .collect()
 }
 
-/// Fetches every remote source whose cache file is missing (before the first compile).
-pub async fn prefetch(config: &Config) {
-    for r in remote_sources(config) {
-        if !r.cache.exists() {
-            if let Err(e) = fetch(&r).await {
-                tracing::error!(error = %e, "initial fetch of a remote source failed");
+/// The `result` label of a plain remote source's poll.
+fn result_label(outcome: &Result<Fetched, FetchError>) -> &'static str {
+    match outcome {
+        Ok(Fetched::Updated) => "ok",
+        Ok(Fetched::NotModified) => "not_modified",
+        Err(FetchError::Cache { .. }) => "io_error",
+        Err(_) => "http_error",
+    }
+}
+
+/// Fetches every remote source whose cache file is missing (before the first compile). A
+/// failure is logged and counted; whether the process may start without that source is the
+/// first compile's and `[reload] on_no_data`'s decision.
+pub async fn prefetch(config: &Config, metrics: &Metrics) {
+    for (name, r) in remote_sources(config) {
+        init_series(metrics, &name, r.maxmind.is_some());
+    }
+    for (name, r) in remote_sources(config) {
+        if r.cache.exists() {
+            continue;
+        }
+        let (result, error) = match &r.maxmind {
+            Some(mm) => match super::maxmind::fetch(&r, mm).await {
+                Ok(f) => (if f == Fetched::Updated { "ok" } else { "not_modified" }, None),
+                Err(e) => (e.result(), Some(e.to_string())),
+            },
+            None => {
+                let outcome = fetch(&r).await;
+                (result_label(&outcome), outcome.err().map(|e| e.to_string()))
             }
+        };
+        let failures = u32::from(error.is_some());
+        record(metrics, &name, result, failures);
+        if let Some(error) = error {
+            tracing::error!(source = %name, result, %error, "initial fetch of a remote source failed");
         }
     }
 }
 
+/// The `result` values a plain remote source's polls can have.
+pub const REMOTE_RESULTS: &[&str] = &["ok", "not_modified", "http_error", "io_error"];
+
+/// Creates a source's download series at 0 before its first poll, so they are scraped from
+/// the start and `increase()` sees the first failure (a series born at 1 shows no increase).
+fn init_series(metrics: &Metrics, source: &str, maxmind: bool) {
+    let results = if maxmind { super::maxmind::RESULTS } else { REMOTE_RESULTS };
+    for result in results {
+        metrics.source_downloads.with_label_values(&[source, result]);
+    }
+    metrics.source_download_failures.with_label_values(&[source]).set(0);
+}
+
+/// Counts one poll's outcome and sets the source's failed-in-a-row gauge.
+pub fn record(metrics: &Metrics, source: &str, result: &str, failures: u32) {
+    metrics.source_downloads.with_label_values(&[source, result]).inc();
+    metrics.source_download_failures.with_label_values(&[source]).set(i64::from(failures));
+}
+
 /// Starts one polling task per remote source.
 pub fn spawn(reloader: Arc<Reloader>, config: &Config, shutdown: watch::Receiver<bool>) {
-    for r in remote_sources(config) {
+    for (name, r) in remote_sources(config) {
+        if let Some(mm) = r.maxmind.clone() {
+            super::maxmind::spawn(reloader.clone(), name, r, *mm, shutdown.clone());
+            continue;
+        }
         let reloader = reloader.clone();
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(r.poll_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failures = 0u32;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stop.changed() => break,
                 }
-                match fetch(&r).await {
+                let outcome = fetch(&r).await;
+                failures = if outcome.is_ok() { 0 } else { failures.saturating_add(1) };
+                record(reloader.metrics(), &name, result_label(&outcome), failures);
+                match outcome {
                     Ok(Fetched::Updated) => {
                         reloader.reload(Trigger::Remote).await;
                     }

@@ -16,6 +16,7 @@
 //! | `reload.watch`, `reload.debounce`, `reload.check_interval` | the trigger tasks start once |
 //! | `reload.on_no_data` | it decides only how a process starts without data |
 //! | `source.url`, `source.cache`, `source.poll_interval`, `source.timeout`, `source.max_bytes` of a remote source, or a remote source added or removed | its poller starts once |
+//! | `source.maxmind`, `source.maxmind.edition`, `source.maxmind.account_id`, `source.maxmind.license_key_file`, `source.maxmind.license_key_env`, `source.maxmind.url`, `source.maxmind.max_downloads_per_day` | the MaxMind poller starts once (the key itself is read at each download) |
 
 use crate::config::{Config, ListLocation, Location, RemoteSource, SourceKind};
 

@@ -54,13 +54,29 @@ impl<'a> Checker<'a> {
                 }
             }
             // Where the data comes from: exactly one of path, url (and, for lists, entries).
-            let given: Vec<&str> =
-                [("path", s.path.is_some()), ("url", s.url.is_some()), ("entries", s.entries.is_some())]
-                    .iter()
-                    .filter(|(_, g)| *g)
-                    .map(|(n, _)| *n)
-                    .collect();
-            let choices = if is_list == Some(true) { "`path`, `url` or `entries`" } else { "`path` or `url`" };
+            let given: Vec<&str> = [
+                ("path", s.path.is_some()),
+                ("url", s.url.is_some()),
+                ("entries", s.entries.is_some()),
+                ("maxmind", s.maxmind.is_some()),
+            ]
+            .iter()
+            .filter(|(_, g)| *g)
+            .map(|(n, _)| *n)
+            .collect();
+            let choices = match kind {
+                Some(T::List) => "`path`, `url` or `entries`",
+                Some(T::Mmdb) => "`path`, `url` or `maxmind`",
+                _ => "`path` or `url`",
+            };
+            if let (Some(mm), true) = (&s.maxmind, kind.is_some_and(|t| t != T::Mmdb)) {
+                self.at(
+                    &k("maxmind"),
+                    mm,
+                    "`maxmind` applies only to type = \"mmdb\"".into(),
+                    "MaxMind publishes its databases as mmdb files",
+                );
+            }
             if given.is_empty() && is_list.is_some() {
                 self.err(
                     &key,
@@ -165,6 +181,9 @@ impl<'a> Checker<'a> {
 
     pub(super) fn location(&mut self, key: &str, s: &FileSource) -> Option<Location> {
         let k = |leaf: &str| format!("{key}.{leaf}");
+        if let Some(mm) = &s.maxmind {
+            return self.maxmind(key, s, mm);
+        }
         if let Some(url) = &s.url {
             let url = self.http_url(&k("url"), url, false);
             let cache = match &s.cache {
@@ -190,6 +209,7 @@ impl<'a> Checker<'a> {
                 poll_interval,
                 timeout,
                 max_bytes,
+                maxmind: None,
             }));
         }
         let remote_only: [(&str, Option<Range<usize>>); 4] = [
