@@ -34,9 +34,13 @@ pub struct ProxyContext {
 /// Reasons a request is refused before policy, besides path and host refusals.
 const REQUEST_REJECTIONS: [&str; 4] = ["smuggling_cl_te", "smuggling_te", "smuggling_cl", "bad_request_body"];
 
-/// Connections refused by `server` before any request: an untrusted PROXY-protocol peer, no
-/// protocol preface in time (a bad PROXY header counts under its `ProxyProtocolError::kind`).
-const CONNECTION_REJECTIONS: [&str; 2] = ["proxy_protocol_untrusted", "preface_timeout"];
+/// Connections refused by `server`: an untrusted PROXY-protocol peer, no protocol preface in
+/// time, a client that stopped taking its responses (a bad PROXY header counts under its
+/// `ProxyProtocolError::kind`).
+const CONNECTION_REJECTIONS: [&str; 3] = [UNTRUSTED_PROXY_PEER, PREFACE_TIMEOUT, SLOW_READER];
+pub(crate) const UNTRUSTED_PROXY_PEER: &str = "proxy_protocol_untrusted";
+pub(crate) const PREFACE_TIMEOUT: &str = "preface_timeout";
+pub(crate) const SLOW_READER: &str = "slow_reader";
 
 /// Every `action` of `geogate_request_duration_seconds` (`handler` sets them; `error` when none).
 const ACTIONS: [&str; 7] = ["allow", "tag", "block", "unresolved_allow", "unresolved_block", "bad_request", "error"];

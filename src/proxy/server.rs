@@ -145,10 +145,10 @@ async fn serve_connection(
     let mut peer = tcp_peer;
     // A client must keep taking what it is sent (slow readers), on every protocol.
     let stream = SendGuard::new(stream, settings.send_timeout, settings.min_send_rate)
-        .counting(ctx.metrics.rejected.with_label_values(&["slow_reader"]));
+        .counting(ctx.metrics.rejected.with_label_values(&[super::SLOW_READER]));
     let io = if settings.client_ip.source == ClientIpSource::ProxyProtocol {
         if !client_ip::is_trusted(&settings.client_ip, tcp_peer) {
-            ctx.metrics.rejected.with_label_values(&["proxy_protocol_untrusted"]).inc();
+            ctx.metrics.rejected.with_label_values(&[super::UNTRUSTED_PROXY_PEER]).inc();
             tracing::debug!(%tcp_peer, "PROXY header from an untrusted peer refused");
             return;
         }
@@ -175,7 +175,7 @@ async fn serve_connection(
     let io = match read_preface(io, settings.header_timeout).await {
         Some(io) => io,
         None => {
-            ctx.metrics.rejected.with_label_values(&["preface_timeout"]).inc();
+            ctx.metrics.rejected.with_label_values(&[super::PREFACE_TIMEOUT]).inc();
             return;
         }
     };
