@@ -13,7 +13,6 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -57,12 +56,12 @@ struct Idle {
     since: Instant,
 }
 
-/// The client's request body on its way upstream; remembers whether reading it failed, so a
+/// The client's request body on its way upstream. A failure to read it reaches the request's
+/// error as hyper's user-body error caused by the client side's own `hyper::Error`, so a
 /// broken client body is answered 400 and not blamed on the upstream.
 #[derive(Debug)]
 pub struct ClientBody {
     inner: Incoming,
-    failed: Arc<AtomicBool>,
 }
 
 /// The upstream's response body on its way to the client; returns its connection to the pool
@@ -98,11 +97,7 @@ impl Body for ClientBody {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &r {
-            self.failed.store(true, Ordering::Release);
-        }
-        r
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -181,8 +176,7 @@ impl Upstreams {
         response_timeout: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let authority = base.authority().cloned().ok_or(UpstreamError::Protocol)?;
-        let failed = Arc::new(AtomicBool::new(false));
-        let mut req = req.map(|inner| ClientBody { inner, failed: failed.clone() });
+        let mut req = req.map(|inner| ClientBody { inner });
         // HTTP/1.1 origin-form: the path and query only; the Host header names the site.
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(path);
@@ -190,7 +184,6 @@ impl Upstreams {
         match tokio::time::timeout(response_timeout, self.pool.clone().send(authority, req, connect_timeout)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(UpstreamError::Protocol)) if failed.load(Ordering::Acquire) => Err(UpstreamError::ClientBody),
             Ok(Err(e)) => Err(e),
         }
     }
@@ -226,7 +219,11 @@ impl Pool {
                     // it was taken. Try the next idle one, or a new connection.
                     Some(back) if reused => req = back,
                     _ => {
-                        tracing::debug!(error = %e.into_error(), "upstream request failed");
+                        let e = e.into_error();
+                        if is_client_body_error(&e) {
+                            return Err(UpstreamError::ClientBody);
+                        }
+                        tracing::debug!(error = %e, "upstream request failed");
                         return Err(UpstreamError::Protocol);
                     }
                 },
@@ -306,6 +303,13 @@ impl Pool {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Authority, VecDeque<Idle>)>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// True when sending failed because the client's request body could not be read: hyper
+/// reports an error of the outgoing body as a user error whose cause is that body's error,
+/// and only [`ClientBody`] yields `hyper::Error`s.
+fn is_client_body_error(e: &hyper::Error) -> bool {
+    e.is_user() && std::error::Error::source(e).is_some_and(|cause| cause.is::<hyper::Error>())
 }
 
 // === impl UpstreamError ===

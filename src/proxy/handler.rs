@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -119,7 +118,7 @@ pub async fn handle(
                     let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(upstream)).await;
                 }
             });
-            let resp = resp.map(|b| b.boxed());
+            let resp = resp.map(Body::Upstream);
             return Ok(finish(&ctx, &log, started, resp));
         }
     }
@@ -131,7 +130,7 @@ pub async fn handle(
         resp.headers_mut().remove(http::header::CONTENT_LENGTH);
     }
     headers::strip_hop_by_hop(resp.headers_mut(), None);
-    Ok(finish(&ctx, &log, started, resp.map(|b| b.boxed())))
+    Ok(finish(&ctx, &log, started, resp.map(Body::Upstream)))
 }
 
 /// Refuses a request before policy: counted by reason, logged, answered 400. On HTTP/1 the

@@ -4,15 +4,27 @@
 //! 431 for bad clients; 502/504 for upstream failures; 503 when no snapshot can decide;
 //! 500 for anything internal. Each carries a short, clear body and `Cache-Control: no-store`.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 
+use super::forward::UpstreamBody;
 use crate::config::BlockResponse;
 
-/// Body type of every response geogate sends.
-pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+/// Body type of every response geogate sends: a fixed body geogate wrote, or the upstream's
+/// body streamed through. An enum rather than a boxed body: no allocation per response.
+#[derive(Debug)]
+pub enum Body {
+    /// A body geogate made itself.
+    Fixed(Full<Bytes>),
+    /// The upstream's response body.
+    Upstream(UpstreamBody),
+}
 
 /// Why geogate answered instead of the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +42,7 @@ pub enum Failure {
 
 /// A fixed body wrapped as [`Body`].
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+    Body::Fixed(Full::new(bytes.into()))
 }
 
 /// An empty [`Body`].
@@ -116,6 +128,34 @@ fn internal() -> Response<Body> {
     let mut r = Response::new(full("internal error\n"));
     *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     r
+}
+
+// === impl Body ===
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Fixed(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+            Self::Upstream(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Fixed(b) => b.is_end_stream(),
+            Self::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Fixed(b) => b.size_hint(),
+            Self::Upstream(b) => b.size_hint(),
+        }
+    }
 }
 
 #[cfg(test)]
