@@ -505,6 +505,21 @@ struct Builder<'a, K: Key> {
     _key: std::marker::PhantomData<K>,
 }
 
+/// How many of the sorted `starts` are `<= end`: a galloping search from the front, so
+/// the cost grows with the answer, not with the slice. Most regions a build visits hold no
+/// start at all (the empty children of wide nodes), and each is then answered by one
+/// comparison instead of a binary search over every start that follows it.
+fn count_up_to<K: Key>(starts: &[K], end: u128) -> usize {
+    let mut high = 1;
+    while high <= starts.len() && starts[high - 1].to_u128() <= end {
+        high *= 2;
+    }
+    // starts[..high / 2] are all <= end; the first one > end is before `high`.
+    let low = high / 2;
+    let high = high.min(starts.len());
+    low + starts[low..high].partition_point(|s| s.to_u128() <= end)
+}
+
 impl<K: Key> Builder<'_, K> {
     /// Builds the slot for the region `base..=end` at `depth`. `lo` is the index of the range
     /// holding `base`; regions are visited in ascending order so it only moves forward.
@@ -515,7 +530,7 @@ impl<K: Key> Builder<'_, K> {
         let first = *lo;
         // Ranges starting inside the region after `base`.
         let rest = &self.starts[first + 1..];
-        let inside = rest.partition_point(|s| s.to_u128() <= end);
+        let inside = count_up_to(rest, end);
         if inside == 0 {
             return Ok((TAG_ANSWER << TAG_SHIFT) | self.answers[first]);
         }
@@ -639,5 +654,29 @@ impl<K: Key> Builder<'_, K> {
             return Err(TrieError::TooLarge);
         }
         Ok((tag << TAG_SHIFT) | ((stride - 1) << STRIDE_SHIFT) | at as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_starts_up_to_an_end_agrees_with_a_binary_search() {
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for len in 0..70usize {
+            let mut starts: Vec<u32> = (0..len).map(|_| next() % 1000).collect();
+            starts.sort_unstable();
+            for end in [0u128, 1, 250, 499, 500, 999, 1000, u128::from(u32::MAX)] {
+                let want = starts.partition_point(|s| u128::from(*s) <= end);
+                assert_eq!(count_up_to(&starts, end), want, "len {len}, end {end}, {starts:?}");
+            }
+        }
     }
 }
