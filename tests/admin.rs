@@ -482,6 +482,7 @@ fn allowed(family: &str, label: &str) -> Option<&'static [&'static str]> {
             "smuggling_cl",
             "proxy_protocol_untrusted",
             "preface_timeout",
+            "slow_reader",
             "bad_signature",
             "too_long",
             "malformed",
@@ -666,6 +667,7 @@ async fn every_known_series_exists_at_zero_before_any_traffic() {
         "bad_request_body",
         "proxy_protocol_untrusted",
         "preface_timeout",
+        "slow_reader",
         "bad_signature",
         "host_missing",
     ] {
