@@ -47,6 +47,12 @@ pub struct Metrics {
     pub reload_cache_bytes: IntGauge,
     /// Build time (Unix seconds) of each database, by source name.
     pub database_build: IntGaugeVec,
+    /// notAfter (Unix seconds) of each TLS listener's certificates, by listener and
+    /// certificate (its first name).
+    pub tls_cert_expiry: IntGaugeVec,
+    /// Failed TLS handshakes by reason (`timeout`, `protocol_version`, ... see
+    /// `tls::HandshakeFailure`).
+    pub tls_handshake_failures: IntCounterVec,
 }
 
 const DURATION_BUCKETS: &[f64] = &[
@@ -150,6 +156,16 @@ impl Metrics {
                 "geogate_database_build_timestamp_seconds",
                 "Build time of each loaded database (from its metadata), by source.",
                 &["source"],
+            )?,
+            tls_cert_expiry: gauge_vec(
+                "geogate_tls_certificate_expiry_timestamp_seconds",
+                "Expiry (notAfter) of each TLS listener's certificates, in Unix seconds.",
+                &["listener", "certificate"],
+            )?,
+            tls_handshake_failures: counter(
+                "geogate_tls_handshake_failures_total",
+                "TLS handshakes that failed, by reason.",
+                &["reason"],
             )?,
             registry,
         })

@@ -46,6 +46,9 @@ impl ProxyContext {
         for reason in reasons {
             metrics.rejected.with_label_values(&[reason]);
         }
+        for failure in crate::tls::HandshakeFailure::ALL {
+            metrics.tls_handshake_failures.with_label_values(&[failure.as_str()]);
+        }
         Self { current, metrics, upstreams }
     }
 }

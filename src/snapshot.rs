@@ -2,7 +2,8 @@
 //!
 //! `compile(&Config)` loads every source in precedence order, builds the [`GeoTable`],
 //! compiles the [`Policy`] against the list names, and records the provenance of each
-//! source. Every source is attempted even after one fails, so the error lists them all.
+//! source, and loads the certificates of every TLS listener (see [`crate::tls`]). Every
+//! source and certificate is attempted even after one fails, so the error lists them all.
 //! Compilation is blocking work (file reads, table build): run it off the async runtime.
 
 use std::fmt;
@@ -17,6 +18,7 @@ use crate::policy::Policy;
 use crate::source::mapped::{sha256_file, MappedFile};
 use crate::source::{cidr, mmdb, ranges, Provenance, SourceError};
 use crate::table::{BuildError, GeoTable, SourceLayer, TableBuilder};
+use crate::tls::{CertError, ListenerTls};
 
 /// One immutable, consistent view: table + policy + the config they came from.
 #[derive(Debug)]
@@ -39,6 +41,9 @@ pub struct Snapshot {
     /// (requests never touch it) so that a reload that must read a database again frees the
     /// stale layer first instead of holding old and new at once.
     pub layers: std::sync::Mutex<Vec<Option<CachedLayer>>>,
+    /// Per listener, in configuration order: its certificates and rustls server
+    /// configuration, `None` for a cleartext listener.
+    pub tls: Vec<Option<Arc<ListenerTls>>>,
 }
 
 /// A database source's compiled ranges and where they came from.
@@ -83,6 +88,8 @@ pub enum CompileProblem {
     Table(#[from] BuildError),
     #[error("policy: {0}")]
     Policy(String),
+    #[error("listener {listener:?} tls: {error}")]
+    Tls { listener: String, error: CertError },
 }
 
 // === impl Snapshot ===
@@ -90,7 +97,14 @@ pub enum CompileProblem {
 impl Snapshot {
     /// A content fingerprint: equal fingerprints mean reloading would change nothing.
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.config, &self.provenance)
+        let certificates = self.tls.iter().flatten().flat_map(|t| t.certificates.iter());
+        fingerprint_of(
+            &self.config,
+            self.provenance
+                .iter()
+                .map(|p| (p.name.as_str(), p.sha256.as_str()))
+                .chain(certificates.map(|c| ("tls", c.sha256.as_str()))),
+        )
     }
 
     /// The metric label for an answer's country: a country the policy names, `other`, or
@@ -133,11 +147,7 @@ impl Snapshot {
     }
 }
 
-/// Fingerprint of a config plus the content hashes of what it loaded.
-pub fn fingerprint(config: &Config, provenance: &[Provenance]) -> String {
-    fingerprint_of(config, provenance.iter().map(|p| (p.name.as_str(), p.sha256.as_str())))
-}
-
+/// Fingerprint of a config plus the content hashes of what it loaded (sources, certificates).
 fn fingerprint_of<'a>(config: &Config, sources: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -175,6 +185,11 @@ pub fn unchanged(config: &Config, previous: &Snapshot) -> bool {
         };
         let Some(sha) = sha else { return false };
         hashes.push((source.name.clone(), sha));
+    }
+    // A rotated certificate or key is a change, even with every setting the same.
+    for pair in config.listeners.iter().filter_map(|l| l.tls.as_ref()).flat_map(|t| &t.certificates) {
+        let Some(sha) = crate::tls::certs::pair_sha256(&pair.cert, &pair.key) else { return false };
+        hashes.push(("tls".to_owned(), sha));
     }
     fingerprint_of(config, hashes.iter().map(|(n, s)| (n.as_str(), s.as_str()))) == previous.fingerprint()
 }
@@ -316,6 +331,10 @@ fn compile_unreleased(
     if !errors.is_empty() {
         return Err(CompileError { errors });
     }
+    let tls = listener_tls(&config, previous, &mut errors);
+    if !errors.is_empty() {
+        return Err(CompileError { errors });
+    }
     let table = builder.build().map_err(|e| CompileError { errors: vec![e.into()] })?;
     let Some(policy) = policy else {
         return Err(CompileError { errors: vec![CompileProblem::Policy("policy did not compile".into())] });
@@ -338,7 +357,34 @@ fn compile_unreleased(
         loaded_at: SystemTime::now(),
         compile_time: started.elapsed(),
         layers: std::sync::Mutex::new(layers),
+        tls,
     })
+}
+
+/// Each listener's TLS setup, loaded now; failures are added to `errors`. A listener keeps
+/// the session cache and ticket keys of the same listener in `previous`.
+fn listener_tls(
+    config: &Config,
+    previous: Option<&Snapshot>,
+    errors: &mut Vec<CompileProblem>,
+) -> Vec<Option<Arc<ListenerTls>>> {
+    config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let cfg = l.tls.as_ref()?;
+            let before = previous.and_then(|p| p.tls.get(i)).and_then(Option::as_deref);
+            match ListenerTls::build(cfg, before) {
+                Ok(t) => Some(Arc::new(t)),
+                Err(errs) => {
+                    errors
+                        .extend(errs.into_iter().map(|error| CompileProblem::Tls { listener: l.name.clone(), error }));
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// A database source's layer: reused from `previous` when the file is unchanged, else read

@@ -94,6 +94,7 @@ impl ListenerConfig {
             default_host: None,
             client_headers: ClientHeaders::default(),
             encoded_delimiters: EncodedDelimiters::default(),
+            tls: None,
         }
     }
 }
@@ -102,7 +103,7 @@ impl ListenerConfig {
 
 impl Default for ClientHeaders {
     fn default() -> Self {
-        Self { upstream: Some(HeaderName::from_static(DEFAULT_CLIENT_IP_HEADER)), pass: Vec::new() }
+        Self { upstream: Some(HeaderName::from_static(DEFAULT_CLIENT_IP_HEADER)), pass: Vec::new(), https: false }
     }
 }
 
@@ -191,6 +192,7 @@ impl Default for Limits {
             upstream_response_timeout: Duration::from_secs(30),
             proxy_protocol_timeout: Duration::from_secs(5),
             max_h2_streams: NonZeroU16::new(100).unwrap_or(NonZeroU16::MIN),
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

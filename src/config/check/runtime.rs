@@ -46,6 +46,12 @@ impl<'a> Checker<'a> {
                 d.proxy_protocol_timeout,
                 false,
             ),
+            tls_handshake_timeout: self.duration(
+                "limits.tls_handshake_timeout",
+                &f.tls_handshake_timeout,
+                d.tls_handshake_timeout,
+                false,
+            ),
             max_h2_streams: u16::try_from(max_h2).ok().and_then(NonZeroU16::new).unwrap_or(d.max_h2_streams),
         }
     }
