@@ -553,4 +553,43 @@ mod tests {
         // A list change alone is a change too.
         assert!(!unchanged(&config(dir.path(), "192.0.2.0/24\n"), &changed));
     }
+
+    fn write_pair(dir: &Path) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.example".to_owned()]).unwrap().self_signed(&key).unwrap();
+        std::fs::write(dir.join("a.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("a.key"), key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    fn tls_config(dir: &Path) -> Arc<Config> {
+        let text =
+            "[[listener]]\nname = \"p\"\naddress = \"127.0.0.1:1\"\ntls = { cert = \"a.crt\", key = \"a.key\" }\n\
+                    [[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:2\"\n\
+                    [[source]]\nname = \"l\"\ntype = \"list\"\nentries = []\n";
+        Arc::new(crate::config::parse(text, Some(&dir.join("geogate.toml"))).unwrap())
+    }
+
+    #[test]
+    fn a_rotated_certificate_is_a_change_and_the_same_files_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_der = write_pair(dir.path());
+        let first = compile(tls_config(dir.path()), 1).unwrap();
+        let served = |s: &Snapshot| s.tls[0].as_ref().unwrap().certificates[0].key.cert[0].to_vec();
+        assert_eq!(served(&first), first_der);
+        assert!(unchanged(&tls_config(dir.path()), &first), "same settings, same files");
+        let second_der = write_pair(dir.path());
+        assert!(!unchanged(&tls_config(dir.path()), &first), "new files are a change");
+        let second = compile_with(tls_config(dir.path()), 2, Some(&first)).unwrap();
+        assert_eq!(served(&second), second_der);
+        assert_ne!(second.fingerprint(), first.fingerprint());
+        // The session cache and ticket keys carry over, so clients resume across the reload.
+        let (a, b) = (&first.tls[0].as_ref().unwrap().server_config, &second.tls[0].as_ref().unwrap().server_config);
+        assert!(Arc::ptr_eq(&a.ticketer, &b.ticketer) && Arc::ptr_eq(&a.session_storage, &b.session_storage));
+        // A missing key fails the compile, naming the file (the config checked before it went).
+        std::fs::remove_file(dir.path().join("a.key")).unwrap();
+        assert!(!unchanged(&second.config, &second));
+        let e = compile_with(second.config.clone(), 3, Some(&second)).unwrap_err().to_string();
+        assert!(e.contains("a.key: cannot read"), "{e}");
+    }
 }
