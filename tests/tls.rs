@@ -446,3 +446,40 @@ tls_handshake_timeout = 5
         assert!(e.contains(want), "missing {want:?} in:\n{e}");
     }
 }
+
+#[tokio::test]
+async fn sessions_resume_with_tls_1_2_and_1_3_and_across_a_reload() {
+    let pki = Pki::new();
+    let a = pki.leaf(&["app.example.com"]);
+    let up = upstream().await;
+    let p = start(&config(ONE_CERT, ""), &up, &[("a", &a)]).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.der().clone()).unwrap();
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = rustls::ClientConfig::builder_with_provider(geogate::tls::provider())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let client = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let mut kinds = Vec::new();
+        for i in 0..3 {
+            if i == 2 {
+                // A reload with a new certificate keeps the resumption state.
+                write_pair(p.dir.path(), "a", &pki.leaf(&["app.example.com"]));
+                assert_eq!(admin_reload(p.admin.unwrap()).await["result"], "ok");
+            }
+            let mut s =
+                tls_connect(&client, TcpStream::connect(p.addr).await.unwrap(), "app.example.com").await.unwrap();
+            // TLS 1.3 tickets arrive after the handshake: read until the server has sent them.
+            s.write_all(b"GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").await.unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out).await;
+            kinds.push(s.get_ref().1.handshake_kind());
+        }
+        use rustls::HandshakeKind::{Full, Resumed};
+        assert_eq!(kinds[0], Some(Full), "{version:?}");
+        assert_eq!(kinds[1..], [Some(Resumed), Some(Resumed)], "{version:?}");
+    }
+    p.shutdown().await;
+}
