@@ -483,3 +483,50 @@ async fn sessions_resume_with_tls_1_2_and_1_3_and_across_a_reload() {
     }
     p.shutdown().await;
 }
+
+/// One version of a Kubernetes Secret volume: `..<version>/tls.crt` and `tls.key`.
+fn secret_version(dir: &Path, version: &str, leaf: &Leaf) -> String {
+    let v = dir.join(version);
+    std::fs::create_dir(&v).unwrap();
+    std::fs::write(v.join("tls.crt"), &leaf.cert_pem).unwrap();
+    std::fs::write(v.join("tls.key"), &leaf.key_pem).unwrap();
+    version.to_owned()
+}
+
+/// A Secret mounted as a directory, as the kubelet lays it out (`tls.crt -> ..data/tls.crt`,
+/// `..data -> ..2026_01_01`), with `[reload] watch = true`. A renewal is made as the kubelet
+/// makes it: a new version directory, a `..data_tmp` link renamed over `..data`. Expected
+/// within 10 s, without any explicit reload: new connections get the new certificate.
+#[tokio::test]
+async fn a_secret_volume_swap_is_picked_up_by_the_file_watch() {
+    let pki = Pki::new();
+    let first = pki.leaf(&["app.example.com"]);
+    let secret = tempfile::tempdir().unwrap();
+    let m = secret.path();
+    let v1 = secret_version(m, "..2026_01_01", &first);
+    std::os::unix::fs::symlink(&v1, m.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/tls.crt", m.join("tls.crt")).unwrap();
+    std::os::unix::fs::symlink("..data/tls.key", m.join("tls.key")).unwrap();
+    let tls =
+        format!("tls = {{ cert = \"{}\", key = \"{}\" }}", m.join("tls.crt").display(), m.join("tls.key").display());
+    let up = upstream().await;
+    let cfg = config(&tls, "").replace("watch = false", "watch = true\ndebounce = \"100ms\"");
+    let p = start(&cfg, &up, &[]).await;
+    let client = pki.client(&[b"http/1.1"]);
+    let served_now = || async {
+        served(&tls_connect(&client, TcpStream::connect(p.addr).await.unwrap(), "app.example.com").await.unwrap())
+    };
+    assert_eq!(served_now().await, first.der);
+
+    let second = pki.leaf(&["app.example.com"]);
+    let v2 = secret_version(m, "..2026_01_02", &second);
+    std::os::unix::fs::symlink(&v2, m.join("..data_tmp")).unwrap();
+    std::fs::rename(m.join("..data_tmp"), m.join("..data")).unwrap();
+    std::fs::remove_dir_all(m.join(&v1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_now().await != second.der {
+        assert!(Instant::now() < deadline, "the renewed Secret was not loaded within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    p.shutdown().await;
+}
