@@ -95,7 +95,8 @@ TOML_SCHEMA = {
     "": {"server", "listener", "admin", "upstream", "route", "default_upstream", "source",
          "policy", "rule", "limits", "reload", "access_log"},
     "server": {"worker_threads", "shutdown_grace"},
-    "listener": {"name", "address", "client_ip"},
+    "listener": {"name", "address", "client_ip", "tls"},
+    "listener.tls": {"cert", "key", "certificates"},
     "listener.client_ip": {"source", "header", "trusted", "on_unresolved"},
     "admin": {"address", "reload_token"},
     "upstream": {"name", "url"},
@@ -109,7 +110,7 @@ TOML_SCHEMA = {
              "lists", "anonymous_proxy", "satellite_provider", "unknown", "hosts", "paths", "methods"},
     "limits": {"header_read_timeout", "idle_timeout", "max_header_bytes", "max_headers",
                "max_connections", "upstream_connect_timeout", "upstream_response_timeout",
-               "proxy_protocol_timeout", "max_h2_streams"},
+               "proxy_protocol_timeout", "max_h2_streams", "tls_handshake_timeout"},
     "reload": {"watch", "debounce", "check_interval", "max_network_drop_percent", "min_networks",
                "on_no_data"},
     "access_log": {"enabled", "sample"},
@@ -785,6 +786,7 @@ README_COMMANDS = ["cargo run --release -- run", "cargo test --locked"]
 # Which configuration-reference table(s) document each struct of src/config/file.rs.
 CONFIG_STRUCT_TABLES = {
     "FileServer": ["server"], "FileListener": ["listener"], "FileClientIp": ["listener"],
+    "FileTls": ["listener"], "FileCertPair": ["listener"],
     "FileAdmin": ["admin"], "FileUpstream": ["upstream"], "FileRoute": ["route"],
     "FileSource": ["source"], "FileFields": ["source"], "FileSet": ["source"], "FileMaxMind": ["source"],
     "FilePolicy": ["policy", "policy.tag_headers", "policy.block"],

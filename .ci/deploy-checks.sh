@@ -277,7 +277,15 @@ if [[ -n $GEOGATE ]]; then
     local dir="$WORK/check-$1"
     mkdir -p "$dir/cache"
     if [[ -n ${3:-} ]]; then cp -r "$3" "$dir/lists"; fi
+    # The TLS overlay's Secret: a throwaway self-signed pair where the pod would mount it.
+    if grep -q '/etc/geogate-tls/' "$2"; then
+      mkdir -p "$dir/tls"
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+        -subj /CN=console.example.com -addext subjectAltName=DNS:console.example.com \
+        -keyout "$dir/tls/tls.key" -out "$dir/tls/tls.crt" 2>/dev/null || return 1
+    fi
     sed -e "s#/usr/share/geogate/#$db/#g" -e "s#/var/lib/geogate/#$db/#g" \
+      -e "s#/etc/geogate-tls/#$dir/tls/#g" \
       -e "s#/var/cache/geogate/#$dir/cache/#g" "$2" >"$dir/geogate.toml"
     "$GEOGATE" check --config "$dir/geogate.toml"
   }

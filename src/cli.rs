@@ -230,6 +230,20 @@ pub fn check_summary(s: &Snapshot) -> String {
         c.upstreams.len(),
         c.routes.len()
     );
+    for (listener, tls) in c.listeners.iter().zip(&s.tls) {
+        for cert in tls.iter().flat_map(|t| t.certificates.iter()) {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let days = (cert.not_after - i64::try_from(now).unwrap_or(i64::MAX)) / 86400;
+            let _ = writeln!(
+                o,
+                "tls: listener {:?}: {} [{}] serial {}, expires in {days} days",
+                listener.name,
+                cert.cert_path.display(),
+                cert.names.join(", "),
+                cert.serial
+            );
+        }
+    }
     let _ = writeln!(o, "compile time: {:.3} s", s.compile_time.as_secs_f64());
     o
 }

@@ -17,6 +17,7 @@
 //! | [`diff`] | `geogate diff`: where a candidate snapshot changes verdicts, over the whole space |
 //! | [`snapshot`] | `Snapshot` and `compile(&Config) -> Snapshot` |
 //! | [`policy`] | rules to verdict; pure |
+//! | [`tls`] | TLS listeners: certificate pairs checked and loaded, rustls config, SNI, handshake |
 //! | [`proxy_protocol`] | PROXY protocol v1/v2 header reader; pure parser plus a bounded async read |
 //! | [`client_ip`] | peer + forwarding headers + trusted CIDRs to a canonical client IP; pure |
 //! | [`source`] | mmdb, range-file and CIDR-list readers producing `(network, GeoRecord)` data |
@@ -44,3 +45,4 @@ pub mod reload;
 pub mod snapshot;
 pub mod source;
 pub mod table;
+pub mod tls;

@@ -58,6 +58,12 @@ pub struct Metrics {
     pub source_downloads: IntCounterVec,
     /// Failed download attempts in a row, by source (0 once one succeeds).
     pub source_download_failures: IntGaugeVec,
+    /// notAfter (Unix seconds) of each TLS listener's certificates, by listener and
+    /// certificate (its first name).
+    pub tls_cert_expiry: IntGaugeVec,
+    /// Failed TLS handshakes by reason (`timeout`, `protocol_version`, ... see
+    /// `tls::HandshakeFailure`).
+    pub tls_handshake_failures: IntCounterVec,
 }
 
 /// Upstream failure kinds, the `kind` label of `geogate_upstream_errors_total`. The proxy's
@@ -175,6 +181,16 @@ impl Metrics {
                 "geogate_source_download_failures",
                 "Failed download attempts in a row, by remote source (0 after a success).",
                 &["source"],
+            )?,
+            tls_cert_expiry: gauge_vec(
+                "geogate_tls_certificate_expiry_timestamp_seconds",
+                "Expiry (notAfter) of each TLS listener's certificates, in Unix seconds.",
+                &["listener", "certificate"],
+            )?,
+            tls_handshake_failures: counter(
+                "geogate_tls_handshake_failures_total",
+                "TLS handshakes that failed, by reason.",
+                &["reason"],
             )?,
             registry,
         })

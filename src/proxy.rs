@@ -64,6 +64,9 @@ impl ProxyContext {
         for action in ACTIONS {
             crate::metrics::zero(&metrics.request_duration, &[action]);
         }
+        for failure in crate::tls::HandshakeFailure::ALL {
+            metrics.tls_handshake_failures.with_label_values(&[failure.as_str()]);
+        }
         Self { current, metrics, upstreams }
     }
 }

@@ -266,6 +266,12 @@ pub fn record_snapshot(m: &Metrics, s: &Snapshot) {
     m.ranges.with_label_values(&["ipv6"]).set(t.ranges_v6 as i64);
     m.table_bytes.set(t.heap_bytes as i64);
     m.reload_cache_bytes.set(i64::try_from(s.cached_bytes()).unwrap_or(i64::MAX));
+    m.tls_cert_expiry.reset();
+    for (listener, tls) in s.config.listeners.iter().zip(&s.tls) {
+        for c in tls.iter().flat_map(|t| t.certificates.iter()) {
+            m.tls_cert_expiry.with_label_values(&[listener.name.as_str(), c.label.as_str()]).set(c.not_after);
+        }
+    }
     m.database_build.reset();
     for p in &s.provenance {
         if let Some(epoch) = p.build_epoch {

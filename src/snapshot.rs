@@ -2,7 +2,8 @@
 //!
 //! `compile(&Config)` loads every source in precedence order, builds the [`GeoTable`],
 //! compiles the [`Policy`] against the list names, and records the provenance of each
-//! source. Every source is attempted even after one fails, so the error lists them all.
+//! source, and loads the certificates of every TLS listener (see [`crate::tls`]). Every
+//! source and certificate is attempted even after one fails, so the error lists them all.
 //! Compilation is blocking work (file reads, table build): run it off the async runtime.
 
 use std::fmt;
@@ -17,6 +18,7 @@ use crate::policy::Policy;
 use crate::source::mapped::{sha256_file, MappedFile};
 use crate::source::{cidr, mmdb, ranges, Provenance, SourceError};
 use crate::table::{BuildError, GeoTable, SourceLayer, TableBuilder};
+use crate::tls::{CertError, ListenerTls};
 
 /// One immutable, consistent view: table + policy + the config they came from.
 #[derive(Debug)]
@@ -44,6 +46,9 @@ pub struct Snapshot {
     /// comes after them, a list most often, starts from it instead of layering the
     /// databases again. Behind a lock for the same reason as `layers`.
     pub base: std::sync::Mutex<Option<CachedBase>>,
+    /// Per listener, in configuration order: its certificates and rustls server
+    /// configuration, `None` for a cleartext listener.
+    pub tls: Vec<Option<Arc<ListenerTls>>>,
 }
 
 /// A [`TableBuilder`] after the leading database sources of a configuration, and the layers
@@ -96,6 +101,8 @@ pub enum CompileProblem {
     Table(#[from] BuildError),
     #[error("policy: {0}")]
     Policy(String),
+    #[error("listener {listener:?} tls: {error}")]
+    Tls { listener: String, error: CertError },
 }
 
 // === impl Snapshot ===
@@ -103,7 +110,14 @@ pub enum CompileProblem {
 impl Snapshot {
     /// A content fingerprint: equal fingerprints mean reloading would change nothing.
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.config, &self.provenance)
+        let certificates = self.tls.iter().flatten().flat_map(|t| t.certificates.iter());
+        fingerprint_of(
+            &self.config,
+            self.provenance
+                .iter()
+                .map(|p| (p.name.as_str(), p.sha256.as_str()))
+                .chain(certificates.map(|c| ("tls", c.sha256.as_str()))),
+        )
     }
 
     /// The metric label for an answer's country: a country the policy names, `other`, or
@@ -148,11 +162,7 @@ impl Snapshot {
     }
 }
 
-/// Fingerprint of a config plus the content hashes of what it loaded.
-pub fn fingerprint(config: &Config, provenance: &[Provenance]) -> String {
-    fingerprint_of(config, provenance.iter().map(|p| (p.name.as_str(), p.sha256.as_str())))
-}
-
+/// Fingerprint of a config plus the content hashes of what it loaded (sources, certificates).
 fn fingerprint_of<'a>(config: &Config, sources: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -190,6 +200,11 @@ pub fn unchanged(config: &Config, previous: &Snapshot) -> bool {
         };
         let Some(sha) = sha else { return false };
         hashes.push((source.name.clone(), sha));
+    }
+    // A rotated certificate or key is a change, even with every setting the same.
+    for pair in config.listeners.iter().filter_map(|l| l.tls.as_ref()).flat_map(|t| &t.certificates) {
+        let Some(sha) = crate::tls::certs::pair_sha256(&pair.cert, &pair.key) else { return false };
+        hashes.push(("tls".to_owned(), sha));
     }
     fingerprint_of(config, hashes.iter().map(|(n, s)| (n.as_str(), s.as_str()))) == previous.fingerprint()
 }
@@ -344,6 +359,10 @@ fn compile_unreleased(
     if !errors.is_empty() {
         return Err(CompileError { errors });
     }
+    let tls = listener_tls(&config, previous, &mut errors);
+    if !errors.is_empty() {
+        return Err(CompileError { errors });
+    }
     let table = builder.build().map_err(|e| CompileError { errors: vec![e.into()] })?;
     let Some(policy) = policy else {
         return Err(CompileError { errors: vec![CompileProblem::Policy("policy did not compile".into())] });
@@ -367,6 +386,7 @@ fn compile_unreleased(
         compile_time: started.elapsed(),
         layers: std::sync::Mutex::new(layers),
         base: std::sync::Mutex::new(base),
+        tls,
     })
 }
 
@@ -404,6 +424,32 @@ fn layer_base(builder: &mut TableBuilder, layers: Vec<Arc<SourceLayer>>, previou
         builder.add_layer(u16::try_from(index).unwrap_or(u16::MAX), layer);
     }
     CachedBase { layers, builder: Arc::new(builder.clone()) }
+}
+
+/// Each listener's TLS setup, loaded now; failures are added to `errors`. A listener keeps
+/// the session cache and ticket keys of the same listener in `previous`.
+fn listener_tls(
+    config: &Config,
+    previous: Option<&Snapshot>,
+    errors: &mut Vec<CompileProblem>,
+) -> Vec<Option<Arc<ListenerTls>>> {
+    config
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let cfg = l.tls.as_ref()?;
+            let before = previous.and_then(|p| p.tls.get(i)).and_then(Option::as_deref);
+            match ListenerTls::build(cfg, before) {
+                Ok(t) => Some(Arc::new(t)),
+                Err(errs) => {
+                    errors
+                        .extend(errs.into_iter().map(|error| CompileProblem::Tls { listener: l.name.clone(), error }));
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// A database source's layer: reused from `previous` when the file is unchanged, else read
@@ -612,5 +658,44 @@ mod tests {
         assert_eq!(lists_of(&third, "203.0.113.7"), 1);
         assert!(second.base.lock().unwrap().is_none(), "the stale base was kept");
         assert!(!Arc::ptr_eq(&base_of(&first), &base_of(&third)));
+    }
+
+    fn write_pair(dir: &Path) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.example".to_owned()]).unwrap().self_signed(&key).unwrap();
+        std::fs::write(dir.join("a.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("a.key"), key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    fn tls_config(dir: &Path) -> Arc<Config> {
+        let text =
+            "[[listener]]\nname = \"p\"\naddress = \"127.0.0.1:1\"\ntls = { cert = \"a.crt\", key = \"a.key\" }\n\
+                    [[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:2\"\n\
+                    [[source]]\nname = \"l\"\ntype = \"list\"\nentries = []\n";
+        Arc::new(crate::config::parse(text, Some(&dir.join("geogate.toml"))).unwrap())
+    }
+
+    #[test]
+    fn a_rotated_certificate_is_a_change_and_the_same_files_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_der = write_pair(dir.path());
+        let first = compile(tls_config(dir.path()), 1).unwrap();
+        let served = |s: &Snapshot| s.tls[0].as_ref().unwrap().certificates[0].key.cert[0].to_vec();
+        assert_eq!(served(&first), first_der);
+        assert!(unchanged(&tls_config(dir.path()), &first), "same settings, same files");
+        let second_der = write_pair(dir.path());
+        assert!(!unchanged(&tls_config(dir.path()), &first), "new files are a change");
+        let second = compile_with(tls_config(dir.path()), 2, Some(&first)).unwrap();
+        assert_eq!(served(&second), second_der);
+        assert_ne!(second.fingerprint(), first.fingerprint());
+        // The session cache and ticket keys carry over, so clients resume across the reload.
+        let (a, b) = (&first.tls[0].as_ref().unwrap().server_config, &second.tls[0].as_ref().unwrap().server_config);
+        assert!(Arc::ptr_eq(&a.ticketer, &b.ticketer) && Arc::ptr_eq(&a.session_storage, &b.session_storage));
+        // A missing key fails the compile, naming the file (the config checked before it went).
+        std::fs::remove_file(dir.path().join("a.key")).unwrap();
+        assert!(!unchanged(&second.config, &second));
+        let e = compile_with(second.config.clone(), 3, Some(&second)).unwrap_err().to_string();
+        assert!(e.contains("a.key: cannot read"), "{e}");
     }
 }

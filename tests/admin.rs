@@ -43,9 +43,9 @@ countries = ["DE"]
 "#;
 
 /// One listener trusting XFF from 127.0.0.1, one PROXY-protocol listener trusting only
-/// 10.0.0.0/8, an admin listener on port 0, two upstreams
-/// (`dead` on a closed port, routed for `/dead/`), the flat mmdb fixture plus a RU list
-/// (a remote one whose server is gone, served from its cache).
+/// 10.0.0.0/8, a TLS listener (certificate for tls.example.com), an admin listener on port 0,
+/// two upstreams (`dead` on a closed port, routed for `/dead/`), the flat mmdb fixture plus a
+/// RU list (a remote one whose server is gone, served from its cache).
 fn config(admin_extra: &str) -> String {
     format!(
         r#"
@@ -66,6 +66,11 @@ watch = false
 name = "pp"
 address = "127.0.0.3:0"
 client_ip = {{ source = "proxy-protocol", trusted = ["10.0.0.0/8"] }}
+
+[[listener]]
+name = "tls"
+address = "127.0.0.4:0"
+tls = {{ cert = "tls.crt", key = "tls.key" }}
 
 [[upstream]]
 name = "app"
@@ -98,14 +103,27 @@ set = {{ country = "RU" }}
 
 async fn start(admin_extra: &str) -> (Proxy, SocketAddr) {
     let up = upstream().await;
+    let (cert, key) = tls_pair();
     let p = Proxy::start_with_files(
         &config(admin_extra),
         &up,
-        &[("geo.mmdb", &Fixture::FlatCountry.bytes()), ("ru.txt", b"203.0.113.0/24\n")],
+        &[
+            ("geo.mmdb", &Fixture::FlatCountry.bytes()),
+            ("ru.txt", b"203.0.113.0/24\n"),
+            ("tls.crt", cert.as_bytes()),
+            ("tls.key", key.as_bytes()),
+        ],
     )
     .await;
     let admin = p.admin.expect("admin listener");
     (p, admin)
+}
+
+/// A self-signed certificate for tls.example.com and its key, PEM.
+fn tls_pair() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["tls.example.com".to_owned()]).unwrap().self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
 }
 
 async fn call(
@@ -436,6 +454,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("geogate_database_build_timestamp_seconds", "gauge"),
     ("geogate_source_downloads_total", "counter"),
     ("geogate_source_download_failures", "gauge"),
+    ("geogate_tls_certificate_expiry_timestamp_seconds", "gauge"),
+    ("geogate_tls_handshake_failures_total", "counter"),
 ];
 
 /// The metric names written in `src/metrics.rs` (outside its tests), so a new metric cannot
@@ -508,6 +528,18 @@ fn allowed(family: &str, label: &str) -> Option<&'static [&'static str]> {
         ("geogate_database_build_timestamp_seconds", "source") => &["geo"],
         ("geogate_source_downloads_total" | "geogate_source_download_failures", "source") => &["ru-extra"],
         ("geogate_source_downloads_total", "result") => geogate::reload::remote::REMOTE_RESULTS,
+        ("geogate_tls_certificate_expiry_timestamp_seconds", "listener") => &["tls"],
+        ("geogate_tls_certificate_expiry_timestamp_seconds", "certificate") => &["tls.example.com"],
+        ("geogate_tls_handshake_failures_total", "reason") => &[
+            "timeout",
+            "protocol_version",
+            "no_shared_cipher",
+            "no_shared_alpn",
+            "bad_certificate",
+            "not_tls",
+            "eof",
+            "other",
+        ],
         _ => return None,
     })
 }
@@ -768,7 +800,10 @@ async fn health_readiness_and_routing() {
 async fn readyz_is_503_while_serving_without_data() {
     let up = upstream().await;
     let cfg = config("").replace("[reload]", "[reload]\non_no_data = \"fail-open\"");
-    let p = Proxy::start_with_files(&cfg, &up, &[("ru.txt", b"203.0.113.0/24\n")]).await; // no geo.mmdb
+    let (cert, key) = tls_pair();
+    let files: &[(&str, &[u8])] =
+        &[("ru.txt", b"203.0.113.0/24\n"), ("tls.crt", cert.as_bytes()), ("tls.key", key.as_bytes())];
+    let p = Proxy::start_with_files(&cfg, &up, files).await; // no geo.mmdb
     let admin = p.admin.unwrap();
     assert_eq!(call(admin, "GET", "/healthz", &[]).await.0, StatusCode::OK);
     let (st, _, body) = call(admin, "GET", "/readyz", &[]).await;

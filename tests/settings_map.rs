@@ -15,6 +15,8 @@ fn prefix(file_struct: &str) -> Option<&'static str> {
         "FileServer" => "server.",
         "FileListener" => "listener.",
         "FileClientIp" => "listener.client_ip.",
+        "FileTls" => "listener.tls.",
+        "FileCertPair" => "listener.tls.certificates.",
         "FileAdmin" => "admin.",
         "FileUpstream" => "upstream.",
         "FileRoute" => "route.",

@@ -106,6 +106,7 @@ impl ListenerConfig {
             default_host: None,
             client_headers: ClientHeaders::default(),
             encoded_delimiters: EncodedDelimiters::default(),
+            tls: None,
         }
     }
 }
@@ -114,7 +115,7 @@ impl ListenerConfig {
 
 impl Default for ClientHeaders {
     fn default() -> Self {
-        Self { upstream: Some(HeaderName::from_static(DEFAULT_CLIENT_IP_HEADER)), pass: Vec::new() }
+        Self { upstream: Some(HeaderName::from_static(DEFAULT_CLIENT_IP_HEADER)), pass: Vec::new(), https: false }
     }
 }
 
@@ -205,6 +206,7 @@ impl Default for Limits {
             max_h2_streams: NonZeroU16::new(100).unwrap_or(NonZeroU16::MIN),
             send_timeout: Duration::from_secs(10),
             min_send_rate: 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }

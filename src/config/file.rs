@@ -57,6 +57,23 @@ pub(super) struct FileListener {
     pub client_ip_header: Option<S<String>>,
     pub pass_client_headers: Option<Strings>,
     pub encoded_delimiters: Option<S<String>>,
+    pub tls: Option<S<FileTls>>,
+}
+
+/// `tls = { cert, key }` or `tls = { certificates = [{ cert, key }, ...] }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTls {
+    pub cert: Option<S<String>>,
+    pub key: Option<S<String>>,
+    pub certificates: Option<S<Vec<S<FileCertPair>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCertPair {
+    pub cert: Option<S<String>>,
+    pub key: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,6 +266,7 @@ pub(super) struct FileLimits {
     pub max_h2_streams: Option<S<i64>>,
     pub send_timeout: Option<S<RawDuration>>,
     pub min_send_rate: Option<S<i64>>,
+    pub tls_handshake_timeout: Option<S<RawDuration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -49,10 +49,26 @@ pub struct ListenerConfig {
     /// Host judged and forwarded for requests that carry none (HTTP/1.0 without `Host`, h2
     /// without `:authority`): `host[:port]`, lower-case, no trailing dot. `None`: answer 400.
     pub default_host: Option<String>,
-    /// What the upstream is told about the client address.
+    /// What the upstream is told about the client address (and the scheme it arrived by).
     pub client_headers: ClientHeaders,
     /// Whether paths holding an encoded `?` or `#` are refused.
     pub encoded_delimiters: EncodedDelimiters,
+    /// TLS termination; `None` = cleartext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A TLS listener's certificates (loaded and checked when a snapshot compiles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// In order; chosen by SNI against each certificate's names, the first as the default.
+    pub certificates: Vec<CertPair>,
+}
+
+/// One PEM certificate chain and its private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The client-address headers the upstream receives (see `proxy::headers`).
@@ -62,6 +78,8 @@ pub struct ClientHeaders {
     pub upstream: Option<HeaderName>,
     /// Client-address headers passed as the client sent them instead of removed/rewritten.
     pub pass: Vec<HeaderName>,
+    /// The listener terminates TLS: `X-Forwarded-Proto` and `Forwarded: proto=` say `https`.
+    pub https: bool,
 }
 
 /// How a listener determines the client IP.
@@ -433,6 +451,8 @@ pub struct Limits {
     pub send_timeout: Duration,
     /// Bytes per second a client whose writes block must take (see `send_timeout`).
     pub min_send_rate: u64,
+    /// A TLS handshake (after any PROXY header) must finish within this.
+    pub tls_handshake_timeout: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -170,8 +170,9 @@ pub struct ClientAddress<'a> {
 ///   peer (the part the client wrote, left of the client, is dropped);
 /// - a single-address source header (`X-Real-IP` ...) and `cfg.upstream` carry the decided
 ///   address;
-/// - `X-Forwarded-Proto` is set to `http` unless a trusted peer sent one (a TLS-terminating
-///   balancer in front knows better), and `X-Forwarded-Host` to the host geogate judged.
+/// - `X-Forwarded-Proto` is `https` on a TLS listener; elsewhere `http` unless a trusted peer
+///   sent one (a TLS-terminating balancer in front knows better); `X-Forwarded-Host` is the
+///   host geogate judged.
 pub fn rewrite_client_address(
     headers: &mut HeaderMap,
     addr: &ClientAddress<'_>,
@@ -217,7 +218,7 @@ pub fn rewrite_client_address(
             }
             fwd.push(b";host=\"");
             fwd.push(host.as_bytes());
-            fwd.push(b"\";proto=http");
+            fwd.push(if cfg.https { b"\";proto=https" } else { b"\";proto=http" });
             fwd.value()
         })
         .flatten();
@@ -260,7 +261,10 @@ pub fn rewrite_client_address(
             (None, None) => {}
         }
     }
-    if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+    if cfg.https {
+        // geogate terminated TLS itself: what a peer claims cannot make it less.
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    } else if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     headers.insert(X_FORWARDED_HOST, host.clone());
@@ -504,9 +508,27 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_listener_says_https_whatever_a_trusted_peer_sent() {
+        let mut h = map(&[("x-forwarded-proto", "http")]);
+        let cfg = ClientHeaders { https: true, ..ClientHeaders::default() };
+        let addr = ClientAddress { client: Some(ip("10.0.0.1")), chain: &[], peer: ip("10.0.0.1") };
+        rewrite_client_address(
+            &mut h,
+            &addr,
+            &ClientIpSource::Peer,
+            &cfg,
+            &HeaderValue::from_static("a.example"),
+            true,
+        );
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(h.get("forwarded").unwrap(), "for=10.0.0.1;host=\"a.example\";proto=https");
+    }
+
+    #[test]
     fn passed_headers_stay_and_a_header_source_carries_the_decision() {
         let mut h = map(&[("x-real-ip", "5.5.5.5"), ("cf-connecting-ip", "8.8.8.8"), ("x-forwarded-proto", "https")]);
-        let cfg = ClientHeaders { upstream: None, pass: vec![HeaderName::from_static("cf-connecting-ip")] };
+        let cfg =
+            ClientHeaders { upstream: None, pass: vec![HeaderName::from_static("cf-connecting-ip")], https: false };
         let source = ClientIpSource::Header(HeaderName::from_static("x-real-ip"));
         let chain = [ip("2001:db8::5")];
         let addr = ClientAddress { client: Some(ip("2001:db8::5")), chain: &chain, peer: ip("10.0.0.1") };

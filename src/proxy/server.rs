@@ -2,9 +2,10 @@
 //!
 //! The loop only accepts: it waits for a connection permit (the process-wide
 //! `max_connections` cap), accepts, and spawns. The connection task reads a PROXY header where the listener requires
-//! one (trusted peers only, bounded in size and time), then serves HTTP/1.1 and HTTP/2 (prior
-//! knowledge) with upgrades. Shutdown stops accepting, then lets hyper finish in-flight
-//! requests until the grace deadline.
+//! one (trusted peers only, bounded in size and time), runs the TLS handshake on a TLS
+//! listener (see [`crate::tls`]; the certificates of the snapshot serving at accept), then
+//! serves HTTP/1.1 and HTTP/2 (ALPN or prior knowledge) with upgrades. Shutdown stops
+//! accepting, then lets hyper finish in-flight requests until the grace deadline.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
@@ -80,6 +82,8 @@ pub async fn serve(
                 max_head: limits.max_header_bytes.get().max(8192),
                 send_timeout: limits.send_timeout,
                 min_send_rate: limits.min_send_rate,
+                tls: snapshot.tls.get(index).and_then(Option::as_ref).map(|t| t.server_config.clone()),
+                tls_timeout: limits.tls_handshake_timeout,
             };
             (settings, builder)
         };
@@ -106,6 +110,9 @@ struct ConnSettings {
     max_head: usize,
     send_timeout: Duration,
     min_send_rate: u64,
+    /// The TLS server configuration of a TLS listener.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    tls_timeout: Duration,
 }
 
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -169,6 +176,36 @@ async fn serve_connection(
     } else {
         proxy_protocol::Rewind::new(bytes::Bytes::new(), stream)
     };
+    let conn = Conn { tcp_peer, peer, index, settings, ctx, builder, watcher };
+    match &settings.tls {
+        None => serve_http(io, conn).await,
+        Some(config) => match crate::tls::handshake(config.clone(), io, settings.tls_timeout).await {
+            Ok(tls) => serve_http(tls, conn).await,
+            Err((reason, error)) => {
+                conn.ctx.metrics.tls_handshake_failures.with_label_values(&[reason.as_str()]).inc();
+                tracing::debug!(%tcp_peer, reason = reason.as_str(), error = ?error, "TLS handshake failed");
+            }
+        },
+    }
+}
+
+/// One accepted connection, past the PROXY header, about to speak HTTP.
+struct Conn<'a> {
+    tcp_peer: std::net::IpAddr,
+    peer: std::net::IpAddr,
+    index: usize,
+    settings: &'a ConnSettings,
+    ctx: Arc<ProxyContext>,
+    builder: &'a auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+/// Serves HTTP on `io` (the TCP stream, or the TLS stream over it) until it closes.
+async fn serve_http<S>(io: S, conn: Conn<'_>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Conn { tcp_peer, peer, index, settings, ctx, builder, watcher } = conn;
     // hyper's header timeout starts only once it has chosen HTTP/1; until the first bytes
     // decide the protocol, a silent client would hold the connection forever. Read up to the
     // HTTP/2 preface (or the first byte that cannot start it) under the same deadline.

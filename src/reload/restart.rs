@@ -11,6 +11,7 @@
 //! | `server.worker_threads` | the runtime is built once |
 //! | `server.shutdown_grace` | the drain deadline is armed at start-up |
 //! | `listener.name`, `listener.address`, the number of listeners | sockets are bound at start-up |
+//! | `listener.tls` added or removed (its certificates reload) | connections already accepted keep the scheme they were accepted with |
 //! | `limits.max_connections` | one process-wide permit pool, sized at start-up |
 //! | `admin.enabled`, `admin.address` | the admin socket is bound at start-up |
 //! | `reload.watch`, `reload.debounce`, `reload.check_interval` | the trigger tasks start once |
@@ -34,6 +35,7 @@ pub fn restart_required(prev: &Config, next: &Config) -> Vec<String> {
         for (i, (a, b)) in prev.listeners.iter().zip(&next.listeners).enumerate() {
             differs(format!("listener[{i}].name"), a.name != b.name);
             differs(format!("listener[{i}].address"), a.address != b.address);
+            differs(format!("listener[{i}].tls (added or removed)"), a.tls.is_some() != b.tls.is_some());
         }
     } else {
         differs("listener".into(), true);

@@ -1,4 +1,5 @@
-//! File watching: the config, every list and every database, debounced into reloads.
+//! File watching: the config, every list, every database and every TLS certificate and key,
+//! debounced into reloads.
 //!
 //! Watches the parent directories, not the files: editors save by write-and-rename, `mv`
 //! replaces the inode, and a Kubernetes ConfigMap update swaps the `..data` symlink in the
@@ -17,7 +18,8 @@ use tokio::sync::{mpsc, watch};
 use super::{ConfigSource, Reloader, Trigger};
 use crate::config::{Config, ListLocation, Location, SourceKind};
 
-/// The files a configuration reads: its own file and every local source file.
+/// The files a configuration reads: its own file, every local source file, and the
+/// certificate and key files of its TLS listeners.
 pub fn watched_files(source: &ConfigSource, config: &Config) -> Vec<PathBuf> {
     let mut files = Vec::new();
     if let ConfigSource::File { path, .. } = source {
@@ -33,6 +35,10 @@ pub fn watched_files(source: &ConfigSource, config: &Config) -> Vec<PathBuf> {
             },
             SourceKind::List { location: ListLocation::Inline(_), .. } => {}
         }
+    }
+    for pair in config.listeners.iter().filter_map(|l| l.tls.as_ref()).flat_map(|t| &t.certificates) {
+        files.push(pair.cert.clone());
+        files.push(pair.key.clone());
     }
     files
 }

@@ -58,7 +58,9 @@ impl<'a> Checker<'a> {
             };
             let default_host =
                 l.default_host.as_ref().and_then(|h| self.default_host(&format!("{key}.default_host"), h));
-            let client_headers = self.client_headers(&key, l, &client_ip);
+            let tls = l.tls.as_ref().and_then(|t| self.tls(&format!("{key}.tls"), t));
+            let mut client_headers = self.client_headers(&key, l, &client_ip);
+            client_headers.https = tls.is_some();
             let encoded_delimiters = match &l.encoded_delimiters {
                 None => EncodedDelimiters::Refuse,
                 Some(v) => self
@@ -69,9 +71,103 @@ impl<'a> Checker<'a> {
                     )
                     .unwrap_or_default(),
             };
-            out.push(ListenerConfig { name, address, client_ip, default_host, client_headers, encoded_delimiters });
+            out.push(ListenerConfig {
+                name,
+                address,
+                client_ip,
+                default_host,
+                client_headers,
+                encoded_delimiters,
+                tls,
+            });
         }
         out
+    }
+
+    /// `tls = { cert, key }` or `tls = { certificates = [...] }`: the shape and that each file
+    /// can be opened. What the files hold is checked when the snapshot compiles (each error
+    /// naming its file), so `geogate check` reports both.
+    pub(super) fn tls(&mut self, key: &str, t: &S<FileTls>) -> Option<TlsConfig> {
+        let span = t.span();
+        let t = t.get_ref();
+        let mut certificates = Vec::new();
+        let mut ok = true;
+        match (&t.cert, &t.key, &t.certificates) {
+            (_, _, Some(list)) if t.cert.is_some() || t.key.is_some() => {
+                self.at(
+                    &format!("{key}.certificates"),
+                    list,
+                    "`certificates` cannot be combined with `cert`/`key`".into(),
+                    "move the pair into the list (its first entry is the default certificate)",
+                );
+                return None;
+            }
+            (None, None, Some(list)) => {
+                if list.get_ref().is_empty() {
+                    self.at(
+                        &format!("{key}.certificates"),
+                        list,
+                        "`certificates` is empty".into(),
+                        r#"e.g. certificates = [{ cert = "a.crt", key = "a.key" }]"#,
+                    );
+                    return None;
+                }
+                for (j, pair) in list.get_ref().iter().enumerate() {
+                    let p = pair.get_ref();
+                    match self.cert_pair(
+                        &format!("{key}.certificates[{j}]"),
+                        p.cert.as_ref(),
+                        p.key.as_ref(),
+                        pair.span(),
+                    ) {
+                        Some(c) => certificates.push(c),
+                        None => ok = false,
+                    }
+                }
+            }
+            (c, k, _) => match self.cert_pair(key, c.as_ref(), k.as_ref(), span) {
+                Some(c) => certificates.push(c),
+                None => ok = false,
+            },
+        }
+        (ok && !certificates.is_empty()).then_some(TlsConfig { certificates })
+    }
+
+    /// One `cert` + `key`: both given, and both files can be opened.
+    fn cert_pair(
+        &mut self,
+        key: &str,
+        cert: Option<&S<String>>,
+        private: Option<&S<String>>,
+        span: Range<usize>,
+    ) -> Option<CertPair> {
+        let cert = self.pem_file(key, "cert", cert, &span);
+        let private = self.pem_file(key, "key", private, &span);
+        Some(CertPair { cert: cert?, key: private? })
+    }
+
+    fn pem_file(&mut self, key: &str, leaf: &str, v: Option<&S<String>>, span: &Range<usize>) -> Option<PathBuf> {
+        let k = format!("{key}.{leaf}");
+        let Some(v) = v else {
+            self.err(
+                &k,
+                Some(span.clone()),
+                format!("`{leaf}` is required"),
+                &format!(r#"e.g. {leaf} = "/etc/geogate/tls/tls.{}""#, if leaf == "cert" { "crt" } else { "key" }),
+            );
+            return None;
+        };
+        let path = self.file_path(&k, v)?;
+        if let Err(e) = std::fs::File::open(&path) {
+            self.at(
+                &k,
+                v,
+                format!("cannot open {}: {e}", path.display()),
+                "a PEM file; relative paths resolve against the config file's directory",
+            );
+            return None;
+        }
+        Some(path)
     }
 
     /// `host` or `host:port`, as a `Host` header would carry it; stored lower-case without a

@@ -46,6 +46,12 @@ impl<'a> Checker<'a> {
                 d.proxy_protocol_timeout,
                 false,
             ),
+            tls_handshake_timeout: self.duration(
+                "limits.tls_handshake_timeout",
+                &f.tls_handshake_timeout,
+                d.tls_handshake_timeout,
+                false,
+            ),
             max_h2_streams: u16::try_from(max_h2).ok().and_then(NonZeroU16::new).unwrap_or(d.max_h2_streams),
             send_timeout: self.duration("limits.send_timeout", &f.send_timeout, d.send_timeout, true),
             min_send_rate: self.int("limits.min_send_rate", &f.min_send_rate, d.min_send_rate, 0, 1 << 30),
