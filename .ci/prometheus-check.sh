@@ -5,11 +5,12 @@
 # Installs Debian's `prometheus` package when `prometheus` is not on PATH (apt needs root;
 # one `apt-get update` first). Builds the debug binary (`cargo build --locked --bin geogate`,
 # under $CARGO_TARGET_DIR when set), or runs $GEOGATE_BIN when given. Then, on 127.0.0.1 only, on free ports chosen at run time:
-#   * a stand-in upstream (python3 -m http.server over an empty directory);
+#   * a stand-in upstream (python3 -m http.server, also serving a remote list geogate polls);
 #   * geogate with a config written here: X-Forwarded-For trusted from 127.0.0.1 (so the
 #     workload chooses each client's country), the shipped database geoip/, a dry-run rule
 #     (FR, would block), a block rule (RU), a tag rule (DE), default allow, and a route
-#     /dead/ to a port nothing listens on;
+#     /dead/ to a port nothing listens on, a remote list it polls, and a second listener
+#     terminating TLS with a throwaway self-signed certificate (openssl, installed when missing);
 #   * prometheus scraping geogate's admin port every second as job "geogate", with
 #     deploy/prometheus/alerts.yml as its rule file. The one change to the copy it loads:
 #     the recording group's own `interval: 1m` becomes 1s, so its rules are evaluated within
@@ -26,14 +27,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v prometheus >/dev/null 2>&1; then
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if ((${#missing[@]})); then
   if [[ $(id -u) != 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "prometheus-check: prometheus is not installed and apt-get cannot install it (needs root)" >&2
+    echo "prometheus-check: ${missing[*]} not installed and apt-get cannot install it (needs root)" >&2
     exit 1
   fi
-  echo "installing prometheus from Debian's packages"
+  echo "installing ${missing[*]} from Debian's packages"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 prometheus --version 2>&1 | head -n 1
 
@@ -63,11 +67,22 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Five ports: upstream, proxy, admin, prometheus, and a closed one for the dead upstream.
-mapfile -t ports < <(python3 .ci/prometheus_check.py ports 5)
+# Six ports: upstream, proxy, admin, prometheus, a closed one for the dead upstream, and a TLS
+# listener (its certificate's expiry series and panel need one).
+mapfile -t ports < <(python3 .ci/prometheus_check.py ports 6)
 up_port=${ports[0]} proxy_port=${ports[1]} admin_port=${ports[2]} prom_port=${ports[3]} dead_port=${ports[4]}
+tls_port=${ports[5]}
 
 mkdir "$work/www"
+# A remote list served by the stand-in upstream: its download series exist from the start.
+printf '192.0.2.0/24\n' >"$work/www/extra.txt"
+cp "$work/www/extra.txt" "$work/extra.cache" # a cache from an earlier run, as after a restart
+# A throwaway self-signed pair for the TLS listener (30 days: the expiry alert does not fire).
+if ! openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=ci.geogate.example" \
+  -addext "subjectAltName=DNS:ci.geogate.example" -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1; then
+  echo "prometheus-check: openssl could not make a certificate" >&2
+  exit 1
+fi
 python3 -m http.server --bind 127.0.0.1 --directory "$work/www" "$up_port" >"$work/upstream.log" 2>&1 &
 pids+=($!)
 
@@ -76,6 +91,11 @@ cat >"$work/geogate.toml" <<EOF
 name = "public"
 address = "127.0.0.1:$proxy_port"
 client_ip = { source = "x-forwarded-for", trusted = ["127.0.0.1/32"] }
+
+[[listener]]
+name = "tls"
+address = "127.0.0.1:$tls_port"
+tls = { cert = "$work/tls.crt", key = "$work/tls.key" }
 
 [admin]
 address = "127.0.0.1:$admin_port"
@@ -99,6 +119,12 @@ upstream = "dead"
 name = "geoip"
 type = "mmdb"
 path = "$PWD/geoip/geo-whois-asn-country.mmdb"
+
+[[source]]
+name = "extra"
+type = "list"
+url = "http://127.0.0.1:$up_port/extra.txt"
+cache = "$work/extra.cache"
 
 [policy]
 default = "allow"
