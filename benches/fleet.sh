@@ -25,7 +25,7 @@
 #                         [--debounce D] [--base-port 19100] [--keep]
 #   --poll       the remote sources' poll_interval (a geogate duration: 500ms, 2s, 1m)
 #   --rate       requests per second per process
-#   --debounce   reload.debounce of the directory processes (default: geogate's own, 500ms)
+#   --debounce   reload.debounce of the directory processes (default: geogate's own, 200ms)
 #   --base-port  origin = P, list server = P+1, process i (0-based) listener = P+10+2i, admin = P+11+2i
 #   --keep       keep the work directory (configs, logs) and print its path
 # The binary: $GEOGATE_BIN, default target/release/geogate (built with cargo build --release only if that

@@ -133,7 +133,7 @@
 //!
 //! [reload]
 //! watch = true                      # watch the config, lists and databases
-//! debounce = "500ms"
+//! debounce = "200ms"
 //! # check_interval = "1h"          # re-read sources periodically; default never
 //! max_network_drop_percent = 20.0   # refuse a database that lost more networks; 100 = off
 //! min_networks = 0                  # refuse a database with fewer networks

@@ -217,7 +217,7 @@ impl Default for ReloadConfig {
     fn default() -> Self {
         Self {
             watch: true,
-            debounce: Duration::from_millis(500),
+            debounce: Duration::from_millis(200),
             check_interval: None,
             max_network_drop_percent: Some(20.0),
             min_networks: 0,
