@@ -7,6 +7,11 @@
 //! taken, the client must accept at least `min_bytes` within `timeout`, or the next write
 //! fails with `TimedOut` and the connection is closed. A write taken whole ends the wait.
 //!
+//! A connection cut off this way is reset (`SO_LINGER` 0), not closed: a close would leave
+//! the unsent bytes in the kernel's send buffer, trickling out to the slow reader at its
+//! pace behind the FIN, so the kernel would go on holding that memory and the client would
+//! go on holding its connection. A reset drops them at once.
+//!
 //! Nothing is measured on the fast path: a write the kernel takes whole costs one
 //! comparison. The timer is allocated the first time a connection's writes block.
 
@@ -34,7 +39,23 @@ pub struct SendGuard<S> {
     cut_off: Option<IntCounter>,
 }
 
-impl<S> SendGuard<S> {
+/// A stream that can be made to end with a reset instead of an orderly close.
+pub trait Resettable {
+    /// Makes the coming close a reset (`SO_LINGER` 0); errors are ignored (the close follows).
+    fn reset_on_close(&self);
+}
+
+impl Resettable for tokio::net::TcpStream {
+    fn reset_on_close(&self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl Resettable for tokio::io::DuplexStream {
+    fn reset_on_close(&self) {}
+}
+
+impl<S: Resettable> SendGuard<S> {
     /// Guards `inner`: a blocked write must see `min_rate` bytes per second taken, averaged
     /// over `timeout`. A zero timeout turns the guard off.
     pub fn new(inner: S, timeout: Duration, min_rate: u64) -> Self {
@@ -89,6 +110,7 @@ impl<S> SendGuard<S> {
                             if let Some(c) = self.cut_off.take() {
                                 c.inc();
                             }
+                            self.inner.reset_on_close();
                             return Poll::Ready(Err(io::Error::new(
                                 io::ErrorKind::TimedOut,
                                 "client took too little of the response within send_timeout",
@@ -136,7 +158,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for SendGuard<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for SendGuard<S> {
+impl<S: AsyncWrite + Resettable + Unpin> AsyncWrite for SendGuard<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.account(cx, buf.len(), result)
