@@ -206,6 +206,7 @@ impl Default for Limits {
             max_h2_streams: NonZeroU16::new(100).unwrap_or(NonZeroU16::MIN),
             send_timeout: Duration::from_secs(10),
             min_send_rate: 1024,
+            send_buffer_bytes: 128 * 1024,
             tls_handshake_timeout: Duration::from_secs(10),
         }
     }

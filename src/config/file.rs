@@ -266,6 +266,7 @@ pub(super) struct FileLimits {
     pub max_h2_streams: Option<S<i64>>,
     pub send_timeout: Option<S<RawDuration>>,
     pub min_send_rate: Option<S<i64>>,
+    pub send_buffer_bytes: Option<S<i64>>,
     pub tls_handshake_timeout: Option<S<RawDuration>>,
 }
 

@@ -451,6 +451,9 @@ pub struct Limits {
     pub send_timeout: Duration,
     /// Bytes per second a client whose writes block must take (see `send_timeout`).
     pub min_send_rate: u64,
+    /// The kernel send buffer of each client connection (`SO_SNDBUF`); 0 leaves it to the
+    /// kernel's autotuning.
+    pub send_buffer_bytes: u64,
     /// A TLS handshake (after any PROXY header) must finish within this.
     pub tls_handshake_timeout: Duration,
 }

@@ -82,6 +82,7 @@ pub async fn serve(
                 max_head: limits.max_header_bytes.get().max(8192),
                 send_timeout: limits.send_timeout,
                 min_send_rate: limits.min_send_rate,
+                send_buffer: limits.send_buffer_bytes,
                 tls: snapshot.tls.get(index).and_then(Option::as_ref).map(|t| t.server_config.clone()),
                 tls_timeout: limits.tls_handshake_timeout,
             };
@@ -110,6 +111,7 @@ struct ConnSettings {
     max_head: usize,
     send_timeout: Duration,
     min_send_rate: u64,
+    send_buffer: u64,
     /// The TLS server configuration of a TLS listener.
     tls: Option<Arc<rustls::ServerConfig>>,
     tls_timeout: Duration,
@@ -150,7 +152,14 @@ async fn serve_connection(
 ) {
     let tcp_peer = remote.ip().to_canonical();
     let mut peer = tcp_peer;
-    // A client must keep taking what it is sent (slow readers), on every protocol.
+    // A client must keep taking what it is sent (slow readers), on every protocol; and the
+    // kernel holds at most send_buffer_bytes for it meanwhile (on loopback its autotuning
+    // starts a socket at about 1.4 MB).
+    if let Ok(size) = usize::try_from(settings.send_buffer) {
+        if size > 0 {
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(size);
+        }
+    }
     let stream = SendGuard::new(stream, settings.send_timeout, settings.min_send_rate)
         .counting(ctx.metrics.rejected.with_label_values(&[super::SLOW_READER]));
     let io = if settings.client_ip.source == ClientIpSource::ProxyProtocol {

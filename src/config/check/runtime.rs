@@ -55,6 +55,13 @@ impl<'a> Checker<'a> {
             max_h2_streams: u16::try_from(max_h2).ok().and_then(NonZeroU16::new).unwrap_or(d.max_h2_streams),
             send_timeout: self.duration("limits.send_timeout", &f.send_timeout, d.send_timeout, true),
             min_send_rate: self.int("limits.min_send_rate", &f.min_send_rate, d.min_send_rate, 0, 1 << 30),
+            send_buffer_bytes: self.int(
+                "limits.send_buffer_bytes",
+                &f.send_buffer_bytes,
+                d.send_buffer_bytes,
+                0,
+                1 << 26,
+            ),
         }
     }
 
