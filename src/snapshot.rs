@@ -407,17 +407,17 @@ fn leading_databases(config: &Config) -> usize {
 /// afresh (the previous one is dropped first, so two are never held with a third being
 /// built). Returns what the new snapshot keeps for the next reload.
 fn layer_base(builder: &mut TableBuilder, layers: Vec<Arc<SourceLayer>>, previous: Option<&Snapshot>) -> CachedBase {
-    let kept = previous.and_then(|p| p.base.lock().ok().and_then(|mut b| b.take()));
-    if let Some(kept) = kept {
-        let same = kept.layers.len() == layers.len() && kept.layers.iter().zip(&layers).all(|(a, b)| Arc::ptr_eq(a, b));
-        if same {
-            *builder = (*kept.builder).clone();
-            if let Some(p) = previous {
-                if let Ok(mut b) = p.base.lock() {
-                    *b = Some(kept.clone());
-                }
+    if let Some(Ok(mut slot)) = previous.map(|p| p.base.lock()) {
+        let same = slot.as_ref().is_some_and(|kept| {
+            kept.layers.len() == layers.len() && kept.layers.iter().zip(&layers).all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        match slot.as_ref() {
+            Some(kept) if same => {
+                *builder = (*kept.builder).clone();
+                return kept.clone();
             }
-            return kept;
+            // Stale: dropped before the new one is built.
+            _ => *slot = None,
         }
     }
     for (index, layer) in layers.iter().enumerate() {

@@ -76,10 +76,6 @@ impl<S: Resettable> SendGuard<S> {
         self
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// Accounts for one write's outcome; `Err` once the client has been too slow.
     fn account(
         &mut self,
