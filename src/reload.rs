@@ -15,6 +15,7 @@
 //! `geogate_reloads_total{result="failed"|"refused"}`.
 
 pub mod maxmind;
+pub mod priority;
 pub mod remote;
 pub mod restart;
 pub mod series;
@@ -316,49 +317,20 @@ pub fn guards(prev: &Snapshot, next: &Snapshot) -> Result<(), Vec<String>> {
     }
 }
 
-/// How much lower than the serving threads a reload's compile runs (Linux nice increment).
-/// Compiling the full default database is a few hundred milliseconds of CPU; on a busy
-/// sidecar that time would otherwise be taken from requests in the same scheduler slices and
-/// show up in their tail latency. At +10 the scheduler gives a contended core to a serving
-/// thread about nine times as often as to the compile; on an idle core the compile runs at
-/// full speed. Measured with `benches/reload_soak.sh` (docs/performance.md): +5 left reload
-/// p99 at 1.6x steady, +10 brought it to 1.35x, and a reload still took under a second end to
-/// end.
-pub const RELOAD_NICE: i32 = 10;
-
-/// Runs `work` on a new thread at [`RELOAD_NICE`] and waits for it without blocking the
+/// Runs `work` on a new thread at a lower priority ([`priority`]) and waits for it without blocking the
 /// runtime. A fresh thread (not the blocking pool) so the lowered priority dies with it.
 async fn in_background<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("geogate-reload".into())
         .spawn(move || {
-            lower_thread_priority(RELOAD_NICE);
+            priority::lower_for_compile();
             // The receiver is gone only if the reload itself was dropped; nothing to tell.
             let _ = tx.send(work());
         })
         .map_err(|e| format!("cannot start the reload thread: {e}"))?;
     rx.await.map_err(|_| "the reload thread stopped without an answer (it panicked; see the log)".to_owned())
 }
-
-/// Raises the calling thread's nice value by `increment` (Linux: nice is per thread). Failure
-/// (e.g. a seccomp profile that forbids it) only costs the priority, so it is logged and ignored.
-///
-/// `SCHED_IDLE` was tried instead (2026-12-02, `benches/reload_soak.sh --duration 120` with the
-/// city and flat databases alternating): reload p99 went from 1.68x steady to 2.30x and the
-/// median reload from 418 to 741 ms. A compile starved that hard still holds allocator and
-/// page-table locks the serving threads then wait for; nice +10 shares the core instead.
-#[cfg(target_os = "linux")]
-fn lower_thread_priority(increment: i32) {
-    let tid = rustix::thread::gettid();
-    let current = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), (current + increment).min(19)) {
-        tracing::debug!(error = %e, "cannot lower the reload thread's priority");
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lower_thread_priority(_increment: i32) {}
 
 /// Drops a snapshot on a blocking thread once no request holds it, so freeing a large table
 /// never lands on a request.

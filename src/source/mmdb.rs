@@ -201,6 +201,7 @@ fn walk(
     let options = WithinOptions::default().include_networks_without_data();
     let walk = reader.networks(options).map_err(mmdb_error)?;
     let mut visit = |lookup: LookupResult<'_, &[u8]>,
+                     network: ipnetwork::IpNetwork,
                      aliased: bool,
                      cursor: &mut Cursor,
                      sink: &mut dyn Sink|
@@ -213,10 +214,6 @@ fn walk(
                 metadata.node_count
             )));
         }
-        // `network()` has an `unreachable!` for (kind, address) pairs the iterator never
-        // builds: it gives an IPv4 address only with an IPv4 kind (`within.rs`,
-        // `network_ip_addr`). `catch_unwind` above covers a future change of that.
-        let network = lookup.network().map_err(mmdb_error)?;
         let bad_network = |e: ipnet::PrefixLenError| corrupt(format!("bad network: {e}"));
         let (v4, v6) = match network.ip() {
             IpAddr::V4(addr) => {
@@ -261,20 +258,27 @@ fn walk(
     };
     for item in walk {
         let lookup = item.map_err(mmdb_error)?;
+        // `network()` has an `unreachable!` for (kind, address) pairs the iterator never
+        // builds: it gives an IPv4 address only with an IPv4 kind (`within.rs`,
+        // `network_ip_addr`). `catch_unwind` above covers a future change of that. It is
+        // computed once per network (it is a tenth of a compile's time).
+        let network = lookup.network().map_err(mmdb_error)?;
         if ipv6_db {
-            let first = match lookup.network().map_err(mmdb_error)?.ip() {
+            let first = match network.ip() {
                 IpAddr::V4(a) => u128::from(u32::from(a)),
                 IpAddr::V6(a) => u128::from(a),
             };
             if let Some(last) = first.checked_sub(1) {
-                fill_gap(&reader, &mut cursor, last, sink, &mut |l, c, s| visit(l, true, c, s)).map_err(gap_error)?;
+                fill_gap(&reader, &mut cursor, last, sink, &mut |l, n, c, s| visit(l, n, true, c, s))
+                    .map_err(gap_error)?;
             }
         }
-        visit(lookup, false, &mut cursor, sink)?;
+        visit(lookup, network, false, &mut cursor, sink)?;
     }
     if ipv6_db {
         // The skipped space may run to the top of the address space.
-        fill_gap(&reader, &mut cursor, u128::MAX, sink, &mut |l, c, s| visit(l, true, c, s)).map_err(gap_error)?;
+        fill_gap(&reader, &mut cursor, u128::MAX, sink, &mut |l, n, c, s| visit(l, n, true, c, s))
+            .map_err(gap_error)?;
     }
     if counts == (0, 0) {
         return Err(SourceError::NoNetworks { origin: origin.to_owned() });
@@ -318,7 +322,8 @@ enum Gap {
     Sink(String),
 }
 
-type Visit<'v, 'r> = dyn FnMut(LookupResult<'r, &'r [u8]>, &mut Cursor, &mut dyn Sink) -> Result<(), SourceError> + 'v;
+type Visit<'v, 'r> = dyn FnMut(LookupResult<'r, &'r [u8]>, ipnetwork::IpNetwork, &mut Cursor, &mut dyn Sink) -> Result<(), SourceError>
+    + 'v;
 
 /// Fills the IPv6 space the walk skipped from the cursor up to `last` (alias subtrees).
 fn fill_gap<'r>(
@@ -362,7 +367,9 @@ fn alias<'r>(
         .map_err(|e| Gap::Sink(format!("bad network {base:x}/{len}: {e}")))?;
     let options = WithinOptions::default().include_aliased_networks().include_networks_without_data();
     for item in reader.within(ipnetwork::IpNetwork::V6(net), options).map_err(Gap::Mmdb)? {
-        visit(item.map_err(Gap::Mmdb)?, cursor, sink).map_err(Gap::Source)?;
+        let lookup = item.map_err(Gap::Mmdb)?;
+        let network = lookup.network().map_err(Gap::Mmdb)?;
+        visit(lookup, network, cursor, sink).map_err(Gap::Source)?;
     }
     Ok(())
 }

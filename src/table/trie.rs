@@ -564,7 +564,6 @@ impl<K: Key> Builder<'_, K> {
         let least = (count / LEAF_MAX).next_power_of_two().trailing_zeros().clamp(MIN_STRIDE, max);
         for stride in least..max {
             // Starts per child: the child of each start is the top `stride` bits of its offset.
-            let mut worst = 0;
             let mut run = 1; // the range running into the first child
             let mut child = 0u128;
             for s in inside {
@@ -574,9 +573,12 @@ impl<K: Key> Builder<'_, K> {
                     run = 1; // the range running in from the left
                 }
                 run += 1;
-                worst = worst.max(run);
+                if run > LEAF_MAX {
+                    // A child too large for a leaf: this stride fails, whatever follows.
+                    break;
+                }
             }
-            if worst <= LEAF_MAX {
+            if run <= LEAF_MAX {
                 return stride;
             }
         }
