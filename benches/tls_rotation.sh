@@ -325,6 +325,7 @@ while time.time() < until:
     time.sleep(pause)
 PY
 
+curl -s --max-time 5 "$admin/metrics" >"$work/metrics-before.txt" || die "no /metrics from the admin listener"
 half=$((conns / 2))
 t_start=$(date +%s.%N)
 t_end=$(awk -v a="$t_start" -v d="$duration" 'BEGIN {printf "%.3f", a + d}')
@@ -344,7 +345,7 @@ while :; do
   now=$(date +%s.%N)
   # the last swap leaves at least 2 s of load in which to see it
   awk -v n="$next_at" -v e="$t_end" 'BEGIN {exit !(n <= e - 2)}' || break
-  sleep "$(awk -v n="$next_at" -v t="$now" 'BEGIN {d = n - t; printf "%.3f", d > 0 ? d : 0}')"
+  sleep "$(awk -v n="$next_at" -v t="$now" 'BEGIN {d = n - t; printf "%.3f", (d > 0 ? d : 0)}')"
   kill -0 "$gpid" 2>/dev/null || die "geogate exited during the rotation (see $work/geogate.log)"
   swaps=$((swaps + 1))
   i=$((swaps % pairs))
@@ -460,7 +461,8 @@ echo "geogate_reloads_total (trigger/result: count): $(awk -F'[{}]' '/^geogate_r
     split($2, kv, ","); t = r = ""
     for (k in kv) {split(kv[k], x, "="); gsub(/"/, "", x[2]); if (x[1] == "trigger") t = x[2]; if (x[1] == "result") r = x[2]}
     v = $3 + 0; if (v > 0) printf "%s/%s: %d; ", t, r, v}' "$work/metrics.txt")"
-echo "geogate_tls_handshake_failures_total: $(awk -F'[{}]' '/^geogate_tls_handshake_failures_total\{/ {v = $3 + 0; s += v; if (v > 0) printf "%s: %d; ", $2, v} END {if (!s) printf "0"}' "$work/metrics.txt")"
+hs_failures() { awk -F'[{}]' '/^geogate_tls_handshake_failures_total\{/ {v = $3 + 0; s += v; if (v > 0) printf "%s: %d; ", $2, v} END {if (!s) printf "0"}' "$1"; }
+echo "geogate_tls_handshake_failures_total: before the load $(hs_failures "$work/metrics-before.txt"), at the end $(hs_failures "$work/metrics.txt")"
 
 echo
 if ((${#fail[@]})); then
