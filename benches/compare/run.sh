@@ -4,7 +4,7 @@
 #
 # usage: benches/compare/run.sh [--mmdb FILE] [--rounds N] [--duration SECONDS]
 #                               [--connections N] [--ips N] [--seed N] [--pin] [--rate R]
-#                               [--no-geogate | --candidate URL] [--keep]
+#                               [--no-geogate | --candidate URL] [--tls] [--keep]
 #
 #   --mmdb FILE      database for every proxy (default geoip/geo-whois-asn-country.mmdb)
 #   --rounds N       interleaved rounds over all targets (default 3); figures are medians
@@ -17,15 +17,24 @@
 #   --no-geogate     measure nginx and HAProxy only
 #   --candidate URL  measure a proxy you started yourself instead of geogate; it must forward
 #                    to http://127.0.0.1:18080 and apply the same policy
+#   --tls            every target terminates TLS: one throwaway EC P-256 certificate (openssl, in
+#                    the scratch directory) for all; nginx `listen ... ssl`, HAProxy `bind ... ssl
+#                    crt`, geogate a `tls = { cert, key }` listener, `direct` the origin's own TLS
+#                    port 18084; TLS 1.3 only where configurable, the same TLS 1.3 suite order
+#                    (AES-256-GCM, AES-128-GCM, ChaCha20) for nginx and HAProxy as rustls uses;
+#                    wrk over https with keep-alive. The proxies still speak cleartext to the
+#                    origin. Not with --rate or --candidate
 #   --keep           keep the scratch directory (configs, logs, raw load-generator output)
 #
-# Environment: GEOGATE_BIN  the geogate binary (default target/release/geogate, built if missing)
+# Environment: GEOGATE_BIN  the geogate binary (default $CARGO_TARGET_DIR/release/geogate, else
+#              target/release/geogate; built if missing)
 #              GEOGATE_BENCH_CACHE  where oha is installed (default ~/.cache/geogate-bench), never
 #              inside the repository
 #
-# Ports: 18080 origin, 18081 nginx+geoip2, 18082 HAProxy, 18083 geogate (+ admin 9901).
+# Ports: 18080 origin, 18081 nginx+geoip2, 18082 HAProxy, 18083 geogate (+ admin 9901);
+# with --tls also 18084 (the origin over TLS, the `direct` target).
 # Installs, only when missing: nginx-light libnginx-mod-http-geoip2 haproxy wrk (apt, Debian)
-# and maxminddb (pip); with --rate also oha (crates.io, `cargo install --locked`, pinned
+# and maxminddb (pip), with --tls openssl; with --rate also oha (crates.io, `cargo install --locked`, pinned
 # version, into $GEOGATE_BENCH_CACHE/oha). No other network access. Every process it starts is
 # stopped on exit.
 #
@@ -50,7 +59,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 mmdb="$repo/geoip/geo-whois-asn-country.mmdb"
-rounds=3 duration=8 conns=32 nips=10000 seed=42 pin=0 with_geogate=1 candidate="" keep=0 rate=""
+rounds=3 duration=8 conns=32 nips=10000 seed=42 pin=0 with_geogate=1 candidate="" keep=0 rate="" tls=0
 oha_version=1.16.0 # pinned: the JSON fields read below are those of this version
 
 usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
@@ -66,6 +75,7 @@ while (($#)); do
     --rate) rate=$2; shift 2 ;;
     --no-geogate) with_geogate=0; shift ;;
     --candidate) candidate=${2%/}; with_geogate=0; shift 2 ;;
+    --tls) tls=1; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; usage ;;
@@ -76,6 +86,9 @@ for n in "$rounds" "$duration" "$conns" "$nips" "$seed" ${rate:+"$rate"}; do
 done
 [[ -f $mmdb ]] || { echo "run.sh: no database at $mmdb" >&2; exit 2; }
 if ((pin)) && (($(nproc) < 2)); then echo "run.sh: --pin needs at least 2 CPUs" >&2; exit 2; fi
+if ((tls)) && [[ -n $rate || -n $candidate ]]; then
+  echo "run.sh: --tls does not combine with --rate or --candidate" >&2; exit 2
+fi
 
 log() { printf '[compare] %s\n' "$*" >&2; }
 die() { printf '[compare] error: %s\n' "$*" >&2; exit 1; }
@@ -87,6 +100,7 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 [[ -f $geoip2_so ]] || missing+=(libnginx-mod-http-geoip2)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 [[ -n $rate ]] || command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+((tls == 0)) || command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if ((${#missing[@]})); then
   log "installing from Debian: ${missing[*]}"
   command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand"
@@ -101,7 +115,7 @@ if ! python3 -c 'import maxminddb' >/dev/null 2>&1; then
   python3 -m pip install -q maxminddb || die "pip install maxminddb failed"
 fi
 
-geogate_bin=${GEOGATE_BIN:-$repo/target/release/geogate}
+geogate_bin=${GEOGATE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/geogate}
 if ((with_geogate)); then
   if [[ -n ${GEOGATE_BIN:-} ]]; then
     [[ -x $geogate_bin ]] || die "GEOGATE_BIN=$geogate_bin is not an executable file"
@@ -139,6 +153,7 @@ fi
 
 # the ports must be free: a leftover process would be measured instead of ours
 ports=(18080 18081 18082)
+((tls)) && ports+=(18084)
 ((with_geogate)) && ports+=(18083 9901)
 for port in "${ports[@]}"; do
   if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is already in use"; fi
@@ -169,11 +184,35 @@ render "$here/nginx-geoip2.conf" "$work/nginx-geoip2.conf"
 render "$here/haproxy.cfg" "$work/haproxy.cfg"
 
 geogate_conf="$here/geogate.toml"
-if ((with_geogate)) && [[ $mmdb != "$(realpath "$repo/geoip/geo-whois-asn-country.mmdb")" ]]; then
-  # same configuration, other database: a copy in the scratch directory, the repo file untouched
+if ((with_geogate)) && { ((tls)) || [[ $mmdb != "$(realpath "$repo/geoip/geo-whois-asn-country.mmdb")" ]]; }; then
+  # same configuration, other database or TLS: a copy in the scratch directory, the repo file untouched
   geogate_conf="$work/geogate.toml"
   sed "s|^path = .*\.mmdb\"|path = \"$mmdb\"|" "$here/geogate.toml" >"$geogate_conf"
   grep -q "^path = \"$mmdb\"" "$geogate_conf" || die "could not point the geogate config at $mmdb"
+fi
+
+# --tls: one throwaway certificate for every target, and each configuration told to use it
+curl_tls=()
+if ((tls)); then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$work/tls.key" -out "$work/tls.crt" 2>"$work/openssl.log" || die "openssl could not make a certificate"
+  cat "$work/tls.crt" "$work/tls.key" >"$work/tls.pem" # HAProxy wants both in one file
+  curl_tls=(--cacert "$work/tls.crt")
+  # the TLS 1.3 suites in rustls' (ring provider's) order, for the servers that let us say so
+  suites=TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256
+  nginx_ssl="ssl_certificate $work/tls.crt; ssl_certificate_key $work/tls.key; ssl_protocols TLSv1.3; ssl_conf_command Ciphersuites $suites;"
+  sed -i "s|^\( *\)listen 127.0.0.1:18081 backlog=4096;|\1listen 127.0.0.1:18081 ssl backlog=4096;\n\1$nginx_ssl|" "$work/nginx-geoip2.conf"
+  grep -q 'listen 127.0.0.1:18081 ssl' "$work/nginx-geoip2.conf" || die "could not turn on TLS in nginx-geoip2.conf"
+  # the origin keeps its cleartext port for the proxies and gets a TLS one for `direct`
+  sed -i "s|^\( *\)listen 127.0.0.1:18080 backlog=4096;|&\n\1listen 127.0.0.1:18084 ssl backlog=4096;\n\1$nginx_ssl|" "$work/upstream.conf"
+  grep -q 'listen 127.0.0.1:18084 ssl' "$work/upstream.conf" || die "could not add a TLS port to upstream.conf"
+  sed -i "s|^\( *\)bind 127.0.0.1:18082\$|\1bind 127.0.0.1:18082 ssl crt $work/tls.pem ssl-min-ver TLSv1.3 ciphersuites $suites|" "$work/haproxy.cfg"
+  grep -q 'bind 127.0.0.1:18082 ssl crt' "$work/haproxy.cfg" || die "could not turn on TLS in haproxy.cfg"
+  if ((with_geogate)); then
+    sed -i "s|^address = \"127.0.0.1:18083\"\$|&\ntls = { cert = \"$work/tls.crt\", key = \"$work/tls.key\" }|" "$geogate_conf"
+    grep -q '^tls = ' "$geogate_conf" || die "could not turn on TLS in the geogate configuration"
+  fi
 fi
 
 # ---------------------------------------------------------------- start
@@ -188,14 +227,15 @@ if ((with_geogate)); then
 fi
 
 declare -A url=([direct]=http://127.0.0.1:18080 [nginx]=http://127.0.0.1:18081 [haproxy]=http://127.0.0.1:18082)
+((tls)) && url=([direct]=https://127.0.0.1:18084 [nginx]=https://127.0.0.1:18081 [haproxy]=https://127.0.0.1:18082)
 proxies=(nginx haproxy)
-if ((with_geogate)); then url[geogate]=http://127.0.0.1:18083; proxies+=(geogate); fi
+if ((with_geogate)); then url[geogate]=$( ((tls)) && echo https || echo http)://127.0.0.1:18083; proxies+=(geogate); fi
 if [[ -n $candidate ]]; then url[candidate]=$candidate; proxies+=(candidate); fi
 targets=(direct "${proxies[@]}")
 
 wait_ready() { # target process: up to 60 s for the listener to answer anything
   local target=$1 proc=$2 deadline=$((SECONDS + 60))
-  until curl -s -o /dev/null --max-time 2 "${url[$target]}/" -H 'X-Forwarded-For: 8.8.8.8'; do
+  until curl -s ${curl_tls[@]+"${curl_tls[@]}"} -o /dev/null --max-time 2 "${url[$target]}/" -H 'X-Forwarded-For: 8.8.8.8'; do
     if [[ -n $proc ]] && ! kill -0 "${pid[$proc]}" 2>/dev/null; then
       tail -n 20 "$work/$proc.log" >&2 2>/dev/null || true
       die "$proc exited during start-up"
@@ -215,8 +255,8 @@ ru_ip=77.88.8.8 us_ip=8.8.8.8
 [[ $(python3 "$here/geodata.py" country "$mmdb" "$us_ip") == US ]] || us_ip=$(python3 "$here/geodata.py" pick "$mmdb" US)
 bad=0
 for t in "${proxies[@]}"; do
-  ru_code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "X-Forwarded-For: $ru_ip" "${url[$t]}/bench" || true)
-  us_code=$(curl -s -o "$work/check-$t.body" -w '%{http_code}' --max-time 5 -H "X-Forwarded-For: $us_ip" "${url[$t]}/bench" || true)
+  ru_code=$(curl -s ${curl_tls[@]+"${curl_tls[@]}"} -o /dev/null -w '%{http_code}' --max-time 5 -H "X-Forwarded-For: $ru_ip" "${url[$t]}/bench" || true)
+  us_code=$(curl -s ${curl_tls[@]+"${curl_tls[@]}"} -o "$work/check-$t.body" -w '%{http_code}' --max-time 5 -H "X-Forwarded-For: $us_ip" "${url[$t]}/bench" || true)
   us_seen=$(cat "$work/check-$t.body" 2>/dev/null || true)
   if [[ $ru_code == 451 && $us_code == 200 && $us_seen == US ]]; then
     log "check $t: $ru_ip (RU) -> 451, $us_ip (US) -> 200, origin saw X-Geo-Country: US"
@@ -245,6 +285,23 @@ if [[ -n $rate ]]; then
   done
 fi
 ((bad == 0)) || die "a proxy does not apply the policy; not measuring"
+if ((tls)); then
+  # what wrk's OpenSSL will negotiate with each target (the same library defaults as s_client)
+  declare -A negotiated=()
+  for t in "${targets[@]}"; do
+    hostport=${url[$t]#https://}
+    negotiated[$t]=$(openssl s_client -connect "$hostport" -servername localhost -CAfile "$work/tls.crt" \
+      -verify_return_error </dev/null 2>&1 |
+      awk '/^New, / {v=$2; c=$NF; sub(/,$/, "", v)} /^Server Temp Key:/ {g=$4; sub(/,$/, "", g)}
+           /^Verify return code: 0 / {ok=1} END {if (ok && v != "" && c != "") print v, c, "(key exchange " g ")"}')
+    [[ -n ${negotiated[$t]} ]] || die "no TLS handshake with $t at $hostport"
+    log "TLS $t: ${negotiated[$t]}"
+  done
+  first=${negotiated[${targets[0]}]}
+  for t in "${targets[@]}"; do
+    [[ ${negotiated[$t]%% (*} == "${first%% (*}" ]] || die "$t negotiates ${negotiated[$t]}, ${targets[0]} $first: not comparable"
+  done
+fi
 
 # ---------------------------------------------------------------- load
 to_us() { # wrk latency (e.g. 812.00us, 1.20ms, 1.01s) -> integer microseconds
@@ -383,6 +440,7 @@ if [[ -n $rate ]]; then
 else
   echo
   echo "geogate comparison: $(basename "$mmdb"), $rounds round(s) x ${duration}s, wrk -t1 -c$conns, $(nproc) CPUs$( ((pin)) && echo ', pinned (proxies CPU 1, wrk+origin CPU 0)' || echo ', unpinned')"
+  ((tls)) && echo "TLS terminated by every target (direct: the origin's TLS port), keep-alive: ${negotiated[${targets[0]}]}"
   echo "client addresses: ${ip_share#geodata: }"
   printf '%-10s %10s %9s %9s %26s %10s\n' target "req/s" "p50 µs" "p99 µs" "non-2xx (blocked)/total" "RSS kB" # µ: 2 bytes
   for t in "${targets[@]}"; do
@@ -406,10 +464,17 @@ fi
 echo "RSS after the load: nginx = its one worker; haproxy, geogate = the process (+ children)."
 echo
 echo "CPU per request over all rounds (µs; clock ticks of 1/$clk_tck s from /proc, so ±1 tick per run):"
-printf '%-10s %10s %10s %10s %12s\n' target "proxy user" "proxy sys" "proxy all" "origin all"
+printf '%-10s %10s %10s %10s %12s %12s\n' target "proxy user" "proxy sys" "proxy all" "all / nginx" "origin all"
+nginx_all=$(awk -v hz="$clk_tck" '$2 == "nginx" {n += $7; c += $9 + $10} END {if (n) printf "%.6f", c * 1e6 / hz / n}' "$results")
 for t in "${targets[@]}"; do
-  awk -v t="$t" -v hz="$clk_tck" '$2 == t {n += $7; u += $9; s += $10; o += $11}
+  awk -v t="$t" -v hz="$clk_tck" -v ng="${nginx_all:-0}" '$2 == t {n += $7; u += $9; s += $10; o += $11}
     END {if (!n) exit; k = 1e6 / hz / n
-         if (t == "direct" || t == "candidate") printf "%-10s %10s %10s %10s %12.1f\n", t, "-", "-", "-", o * k
-         else printf "%-10s %10.1f %10.1f %10.1f %12.1f\n", t, u * k, s * k, (u + s) * k, o * k}' "$results"
+         if (t == "direct" || t == "candidate") printf "%-10s %10s %10s %10s %12s %12.1f\n", t, "-", "-", "-", "-", o * k
+         else printf "%-10s %10.1f %10.1f %10.1f %12s %12.1f\n", t, u * k, s * k, (u + s) * k,
+                     (ng > 0 ? sprintf("%.2f", (u + s) * k / ng) : "-"), o * k}' "$results"
 done
+if ((tls && with_geogate)); then
+  awk -v hz="$clk_tck" -v ng="${nginx_all:-0}" '$2 == "geogate" {n += $7; c += $9 + $10}
+    END {if (!n || ng <= 0) exit; r = c * 1e6 / hz / n / ng
+         printf "TLS goal (issue #19): geogate CPU per request <= 1.10x nginx: %.2fx, %s\n", r, r <= 1.10 ? "met" : "missed"}' "$results"
+fi
