@@ -25,7 +25,12 @@ use crate::tls::{CertError, ListenerTls};
 pub struct Snapshot {
     /// 1 for the first snapshot, +1 for each swap.
     pub generation: u64,
-    pub table: GeoTable,
+    /// Shared with the previous snapshot when a reload changed nothing the table is built
+    /// from (a rotated certificate, a policy or limits edit): see [`compile_with`].
+    pub table: Arc<GeoTable>,
+    /// Fingerprint of what the table was built from: the source settings, how each database
+    /// is read, and each source's content hash.
+    pub table_key: String,
     pub policy: Policy,
     pub config: Arc<Config>,
     /// Per source, in configuration order.
@@ -180,6 +185,19 @@ fn fingerprint_of<'a>(config: &Config, sources: impl Iterator<Item = (&'a str, &
 /// inode, size, mtime) is unchanged is not read at all; any other file is hashed. Errors
 /// (a file gone) answer `false`: the compile then reports them.
 pub fn unchanged(config: &Config, previous: &Snapshot) -> bool {
+    let Some(mut hashes) = source_hashes(config, previous) else { return false };
+    // A rotated certificate or key is a change, even with every setting the same.
+    for pair in config.listeners.iter().filter_map(|l| l.tls.as_ref()).flat_map(|t| &t.certificates) {
+        let Some(sha) = crate::tls::certs::pair_sha256(&pair.cert, &pair.key) else { return false };
+        hashes.push(("tls".to_owned(), sha));
+    }
+    fingerprint_of(config, hashes.iter().map(|(n, s)| (n.as_str(), s.as_str()))) == previous.fingerprint()
+}
+
+/// Each source's content hash, in order, found without compiling: a database whose stamp
+/// (device, inode, size, mtime) matches the layer `previous` keeps is not read; any other file
+/// is hashed. `None` if a file cannot be read (the compile then reports it).
+fn source_hashes(config: &Config, previous: &Snapshot) -> Option<Vec<(String, String)>> {
     let mut hashes: Vec<(String, String)> = Vec::with_capacity(config.sources.len());
     for source in &config.sources {
         let sha = match &source.kind {
@@ -198,15 +216,34 @@ pub fn unchanged(config: &Config, previous: &Snapshot) -> bool {
                 cidr::from_entries(&source.name, entries).ok().map(|l| l.provenance.sha256)
             }
         };
-        let Some(sha) = sha else { return false };
-        hashes.push((source.name.clone(), sha));
+        hashes.push((source.name.clone(), sha?));
     }
-    // A rotated certificate or key is a change, even with every setting the same.
-    for pair in config.listeners.iter().filter_map(|l| l.tls.as_ref()).flat_map(|t| &t.certificates) {
-        let Some(sha) = crate::tls::certs::pair_sha256(&pair.cert, &pair.key) else { return false };
-        hashes.push(("tls".to_owned(), sha));
+    Some(hashes)
+}
+
+/// Fingerprint of what a table is built from: every source's settings, how each database
+/// is read (its region filter follows the policy's region names), and each source's content.
+fn table_key_of<'a>(config: &Config, hashes: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for source in &config.sources {
+        h.update(format!("{source:?}{:?}", LayerFormat::of(source, config)).as_bytes());
     }
-    fingerprint_of(config, hashes.iter().map(|(n, s)| (n.as_str(), s.as_str()))) == previous.fingerprint()
+    for (name, sha) in hashes {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(sha.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The previous snapshot's table (with its provenance, cached layers and base), when
+/// `config` builds it from the very same inputs: a reload that rotated a certificate or
+/// edited the policy, limits or upstreams then costs a hash per changed file, not a compile.
+fn reusable_table(config: &Config, previous: &Snapshot) -> Option<(Arc<GeoTable>, String, Vec<Provenance>)> {
+    let hashes = source_hashes(config, previous)?;
+    let key = table_key_of(config, hashes.iter().map(|(n, s)| (n.as_str(), s.as_str())));
+    (key == previous.table_key).then(|| (previous.table.clone(), key, previous.provenance.clone()))
 }
 
 /// The stamp of the file at `path`, if it can be read.
@@ -257,7 +294,9 @@ pub fn compile_once(config: Arc<Config>, generation: u64) -> Result<Snapshot, Co
 
 /// [`compile`], reusing what `previous` compiled from databases that have not changed: a
 /// database with the same stamp is not read; one with a new stamp but the same content (a
-/// `touch`, a copy of the same file) is read once to hash it, then reused.
+/// `touch`, a copy of the same file) is read once to hash it, then reused. When nothing the
+/// table is built from changed (a rotated certificate; a policy, limits or upstream edit that
+/// names no other region), the previous table itself is shared and nothing is built.
 pub fn compile_with(
     config: Arc<Config>,
     generation: u64,
@@ -282,6 +321,20 @@ fn compile_unreleased(
     keep_layers: bool,
 ) -> Result<Snapshot, CompileError> {
     let started = Instant::now();
+    if let Some(prev) = previous.filter(|_| keep_layers) {
+        if let Some((table, table_key, provenance)) = reusable_table(&config, prev) {
+            let list_names = config
+                .sources
+                .iter()
+                .filter(|s| matches!(s.kind, SourceKind::List { .. }))
+                .map(|s| s.name.clone())
+                .collect();
+            let layers = prev.layers.lock().map(|l| l.clone()).unwrap_or_default();
+            let base = prev.base.lock().ok().and_then(|b| b.clone());
+            let parts = Parts { table_key, list_names, provenance, layers, base };
+            return finish(config, generation, started, previous, Table::Reused(table), parts, Vec::new());
+        }
+    }
     let mut layers: Vec<Option<CachedLayer>> = Vec::with_capacity(config.sources.len());
     let mut builder = TableBuilder::new();
     // The leading database sources are layered together once all of them are loaded: from
@@ -348,8 +401,43 @@ fn compile_unreleased(
             }
         }
     }
+    let table_key = table_key_of(&config, provenance.iter().map(|p| (p.name.as_str(), p.sha256.as_str())));
+    let parts = Parts { table_key, list_names, provenance, layers, base };
+    finish(config, generation, started, previous, Table::Build(Box::new(builder)), parts, errors)
+}
+
+/// What a snapshot keeps with its table.
+struct Parts {
+    table_key: String,
+    /// The list sources' names, in the order of the table's list ids.
+    list_names: Vec<String>,
+    provenance: Vec<Provenance>,
+    layers: Vec<Option<CachedLayer>>,
+    base: Option<CachedBase>,
+}
+
+/// The table of a snapshot being compiled.
+enum Table {
+    /// The previous snapshot's, shared.
+    Reused(Arc<GeoTable>),
+    /// Every source applied; built only once the policy and TLS compiled, so a bad edit
+    /// costs no build.
+    Build(Box<TableBuilder>),
+}
+
+/// Compiles the policy and the listeners' TLS, builds the table if it is not reused (only
+/// once both compiled), and assembles the snapshot; every problem found is reported at once.
+fn finish(
+    config: Arc<Config>,
+    generation: u64,
+    started: Instant,
+    previous: Option<&Snapshot>,
+    table: Table,
+    parts: Parts,
+    mut errors: Vec<CompileProblem>,
+) -> Result<Snapshot, CompileError> {
     let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
-    let policy = match crate::policy::compile_for(&config.policy, &list_names, &source_names) {
+    let policy = match crate::policy::compile_for(&config.policy, &parts.list_names, &source_names) {
         Ok(p) => Some(p),
         Err(e) => {
             errors.push(CompileProblem::Policy(e.to_string()));
@@ -363,7 +451,10 @@ fn compile_unreleased(
     if !errors.is_empty() {
         return Err(CompileError { errors });
     }
-    let table = builder.build().map_err(|e| CompileError { errors: vec![e.into()] })?;
+    let table = match table {
+        Table::Reused(table) => table,
+        Table::Build(builder) => Arc::new(builder.build().map_err(|e| CompileError { errors: vec![e.into()] })?),
+    };
     let Some(policy) = policy else {
         return Err(CompileError { errors: vec![CompileProblem::Policy("policy did not compile".into())] });
     };
@@ -379,13 +470,14 @@ fn compile_unreleased(
         metric_countries,
         generation,
         table,
+        table_key: parts.table_key,
         policy,
         config,
-        provenance,
+        provenance: parts.provenance,
         loaded_at: SystemTime::now(),
         compile_time: started.elapsed(),
-        layers: std::sync::Mutex::new(layers),
-        base: std::sync::Mutex::new(base),
+        layers: std::sync::Mutex::new(parts.layers),
+        base: std::sync::Mutex::new(parts.base),
         tls,
     })
 }
@@ -697,5 +789,45 @@ mod tests {
         assert!(!unchanged(&second.config, &second));
         let e = compile_with(second.config.clone(), 3, Some(&second)).unwrap_err().to_string();
         assert!(e.contains("a.key: cannot read"), "{e}");
+    }
+
+    /// `config` plus a TLS listener and a policy that blocks `blocked`.
+    fn config_with(dir: &Path, list: &str, blocked: &str) -> Arc<Config> {
+        std::fs::write(dir.join("list.txt"), list).unwrap();
+        let text = format!(
+            "[[listener]]\nname = \"p\"\naddress = \"127.0.0.1:1\"\ntls = {{ cert = \"a.crt\", key = \"a.key\" }}\n\
+             [[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:2\"\n\
+             [[source]]\nname = \"geo\"\ntype = \"mmdb\"\npath = \"geo.mmdb\"\n\
+             [[source]]\nname = \"l\"\ntype = \"list\"\npath = \"list.txt\"\n\
+             [[rule]]\nname = \"r\"\naction = \"block\"\ncountries = [\"{blocked}\"]\n"
+        );
+        Arc::new(crate::config::parse(&text, Some(&dir.join("geogate.toml"))).unwrap())
+    }
+
+    #[test]
+    fn a_certificate_or_policy_change_shares_the_table_and_a_source_change_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("geo.mmdb"), database("RU")).unwrap();
+        write_pair(dir.path());
+        let first = compile(config_with(dir.path(), "192.0.2.0/24\n", "RU"), 1).unwrap();
+        // A rotated certificate: a new snapshot serving it, on the very same table.
+        let der = write_pair(dir.path());
+        let rotated = compile_with(config_with(dir.path(), "192.0.2.0/24\n", "RU"), 2, Some(&first)).unwrap();
+        assert_eq!(rotated.tls[0].as_ref().unwrap().certificates[0].key.cert[0].to_vec(), der);
+        assert!(Arc::ptr_eq(&first.table, &rotated.table), "the table was built again");
+        assert_eq!(rotated.table_key, first.table_key);
+        assert_eq!(rotated.provenance.len(), 2);
+        // A policy edit: the same table under the new policy.
+        let edited = compile_with(config_with(dir.path(), "192.0.2.0/24\n", "BY"), 3, Some(&rotated)).unwrap();
+        assert!(Arc::ptr_eq(&first.table, &edited.table));
+        assert!(edited.cached_bytes() > 0, "the cached layers went missing");
+        // A list change, and a database change: built anew, with the new answers.
+        let listed = compile_with(config_with(dir.path(), "203.0.113.0/25\n", "BY"), 4, Some(&edited)).unwrap();
+        assert!(!Arc::ptr_eq(&edited.table, &listed.table));
+        assert_eq!(lists_of(&listed, "203.0.113.7"), 1);
+        std::fs::write(dir.path().join("geo.mmdb"), database("BY")).unwrap();
+        let changed = compile_with(config_with(dir.path(), "203.0.113.0/25\n", "BY"), 5, Some(&listed)).unwrap();
+        assert!(!Arc::ptr_eq(&listed.table, &changed.table));
+        assert_eq!(country(&changed).as_deref(), Some("BY"));
     }
 }
