@@ -6,7 +6,9 @@
 //! upstream; `forward` sends; `respond` builds every synthetic response.
 
 pub mod authority;
+pub mod connect;
 pub mod forward;
+mod h2pool;
 pub mod handler;
 pub mod headers;
 pub mod respond;

@@ -22,6 +22,7 @@
 //! keep the keys they negotiated.
 
 pub mod certs;
+pub mod client;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
