@@ -263,7 +263,7 @@ impl Pool {
                 Some(c) => (c, true),
                 // Boxed: connecting is rare, and its large state would otherwise be carried
                 // (and moved) by every request's future.
-                None => (Box::pin(self.connect(&key, protocol, connect_timeout)).await?, false),
+                None => Box::pin(self.connect_once(&key, protocol, connect_timeout)).await?,
             };
             let result = match conn {
                 Conn::Http1(mut sender) => {
@@ -338,6 +338,32 @@ impl Pool {
                 return Some(Conn::Http1(sender));
             }
         }
+    }
+
+    /// A new connection; for an upstream that may speak HTTP/2, under its connect lock, so
+    /// that a burst of requests finding none opens one: those that waited take the one the
+    /// first made. (`auto` stops taking the lock once ALPN has chosen HTTP/1.1 for it, seen
+    /// as a connection pooled under its key.) `true` when it is not new.
+    async fn connect_once(
+        &self,
+        key: &PoolKey,
+        protocol: UpstreamProtocol,
+        timeout: Duration,
+    ) -> Result<(Conn, bool), UpstreamError> {
+        let shared = match protocol {
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::H2c | UpstreamProtocol::H2 => true,
+            UpstreamProtocol::Auto => !self.lock().iter().any(|(k, _)| k == key),
+        };
+        if !shared {
+            return Ok((self.connect(key, protocol, timeout).await?, false));
+        }
+        let lock = self.h2.connect_lock(key);
+        let _connecting = lock.lock().await;
+        if let Some(conn) = self.checkout(key, protocol).await {
+            return Ok((conn, true));
+        }
+        Ok((self.connect(key, protocol, timeout).await?, false))
     }
 
     /// Returns a connection whose response is complete; drops the stalest ones.

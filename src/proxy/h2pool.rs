@@ -7,11 +7,10 @@
 //! by the upstream) is dropped from the table the next time it is looked up, and the next
 //! request connects anew.
 //!
-//! Two requests that find no connection at the same moment may both connect; the one stored
-//! last is kept, and the other closes once its one request is done. That costs one extra
-//! handshake, once, rather than a lock held across a connect.
+//! Requests that find no connection wait on the upstream's connect lock, and the first one
+//! connects: a burst of the first requests opens one connection, not one each.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -23,7 +22,12 @@ use super::forward::{ClientBody, PoolKey, UpstreamError};
 #[derive(Debug, Default)]
 pub(super) struct H2Connections {
     conns: Mutex<Vec<(PoolKey, SendRequest<ClientBody>)>>,
+    /// Held while connecting to the upstream; per upstream, created on first use.
+    connecting: Mutex<Vec<(PoolKey, Arc<tokio::sync::Mutex<()>>)>>,
 }
+
+/// Connect locks kept before the unused ones (of upstreams a reload replaced) are dropped.
+const CONNECT_LOCKS: usize = 64;
 
 // === impl H2Connections ===
 
@@ -49,6 +53,20 @@ impl H2Connections {
     /// Forgets `key`'s connection (it failed a request before sending anything).
     pub(super) fn forget(&self, key: &PoolKey) {
         self.lock().retain(|(k, _)| k != key);
+    }
+
+    /// The lock a request holds while it connects to `key`.
+    pub(super) fn connect_lock(&self, key: &PoolKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.connecting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, l)) = locks.iter().find(|(k, _)| k == key) {
+            return l.clone();
+        }
+        if locks.len() >= CONNECT_LOCKS {
+            locks.retain(|(_, l)| Arc::strong_count(l) > 1);
+        }
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        locks.push((key.clone(), l.clone()));
+        l
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(PoolKey, SendRequest<ClientBody>)>> {
