@@ -64,7 +64,8 @@ const COUNT: &str = "/test.Greeter/Count";
 /// `SayHello`: one reply naming the caller and the metadata it came with.
 struct SayHello;
 
-/// `Count`: `count` replies, `1` to `count`.
+/// `Count`: `count` replies, `1` to `count`; above 3, three replies and then
+/// RESOURCE_EXHAUSTED, which only the response's trailers carry.
 struct Count;
 
 fn metadata(req: &tonic::Request<Hello>, name: &str) -> String {
@@ -92,8 +93,12 @@ impl tonic::server::ServerStreamingService<Hello> for Count {
     type Future = Ready<Result<tonic::Response<Self::ResponseStream>, tonic::Status>>;
 
     fn call(&mut self, req: tonic::Request<Hello>) -> Self::Future {
-        let replies: Vec<Result<Reply, tonic::Status>> =
-            (1..=req.get_ref().count).map(|i| Ok(Reply { message: i.to_string(), ..Reply::default() })).collect();
+        let n = req.get_ref().count;
+        let mut replies: Vec<Result<Reply, tonic::Status>> =
+            (1..=n.min(3)).map(|i| Ok(Reply { message: i.to_string(), ..Reply::default() })).collect();
+        if n > 3 {
+            replies.push(Err(tonic::Status::resource_exhausted("three at most")));
+        }
         std::future::ready(Ok(tonic::Response::new(tokio_stream::iter(replies))))
     }
 }
@@ -236,16 +241,32 @@ async fn say_hello(c: &mut tonic::client::Grpc<Channel>, name: &str, client_ip: 
     c.unary(request(name, 0, client_ip), PathAndQuery::from_static(SAY_HELLO), codec).await.map(|r| r.into_inner())
 }
 
-async fn count(c: &mut tonic::client::Grpc<Channel>, n: u32, client_ip: &str) -> Result<Vec<String>, tonic::Status> {
+/// The replies of `Count`, and how the stream ended.
+async fn count_until(
+    c: &mut tonic::client::Grpc<Channel>,
+    n: u32,
+    client_ip: &str,
+) -> (Vec<String>, Result<(), tonic::Status>) {
     c.ready().await.unwrap();
     let codec = ProstCodec::<Hello, Reply>::default();
-    let mut stream =
-        c.server_streaming(request("n", n, client_ip), PathAndQuery::from_static(COUNT), codec).await?.into_inner();
     let mut out = Vec::new();
-    while let Some(reply) = stream.message().await? {
-        out.push(reply.message);
+    let mut stream = match c.server_streaming(request("n", n, client_ip), PathAndQuery::from_static(COUNT), codec).await
+    {
+        Ok(s) => s.into_inner(),
+        Err(status) => return (out, Err(status)),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(reply)) => out.push(reply.message),
+            Ok(None) => return (out, Ok(())),
+            Err(status) => return (out, Err(status)),
+        }
     }
-    Ok(out)
+}
+
+async fn count(c: &mut tonic::client::Grpc<Channel>, n: u32, client_ip: &str) -> Result<Vec<String>, tonic::Status> {
+    let (replies, end) = count_until(c, n, client_ip).await;
+    end.map(|()| replies)
 }
 
 /// A unary and a server-streaming call, and `TE: trailers` seen by the server.
@@ -254,11 +275,17 @@ async fn calls_pass(p: &Proxy, seen: &Seen) {
     let reply = say_hello(&mut c, "world", "100.64.0.10").await.unwrap();
     assert_eq!(reply.message, "hello world");
     assert_eq!(reply.te, "trailers", "TE: trailers reaches an HTTP/2 upstream");
-    let numbers = count(&mut c, 5, "100.64.0.10").await.unwrap();
-    assert_eq!(numbers, ["1", "2", "3", "4", "5"]);
+    let numbers = count(&mut c, 3, "100.64.0.10").await.unwrap();
+    assert_eq!(numbers, ["1", "2", "3"]);
+    // The status after the messages travels in the response's trailers.
+    let (numbers, end) = count_until(&mut c, 5, "100.64.0.10").await;
+    assert_eq!(numbers, ["1", "2", "3"]);
+    let status = end.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(status.message(), "three at most");
     // A stream of none: the upstream's Trailers-Only answer, passed through.
     assert!(count(&mut c, 0, "100.64.0.10").await.unwrap().is_empty());
-    assert_eq!(seen.requests.load(Ordering::SeqCst), 3);
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
