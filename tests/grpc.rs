@@ -4,6 +4,8 @@
 //! both ways.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// `tonic::Status` is the error type tonic's service traits and client return.
+#![allow(clippy::result_large_err)]
 
 #[path = "support/pki.rs"]
 mod pki;
