@@ -336,7 +336,7 @@ client_ip = { source = "x-forwarded-for" }
 
 [[upstream]]
 name = "app"
-url = "https://app:443"
+url = "ftp://app:21"
 
 [[source]]
 name = "geoip"
