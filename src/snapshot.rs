@@ -2,8 +2,9 @@
 //!
 //! `compile(&Config)` loads every source in precedence order, builds the [`GeoTable`],
 //! compiles the [`Policy`] against the list names, and records the provenance of each
-//! source, and loads the certificates of every TLS listener (see [`crate::tls`]). Every
-//! source and certificate is attempted even after one fails, so the error lists them all.
+//! source, and loads the certificates of every TLS listener (see [`crate::tls`]) and the TLS
+//! client of every HTTPS upstream (see [`crate::tls::client`]). Every source and certificate
+//! is attempted even after one fails, so the error lists them all.
 //! Compilation is blocking work (file reads, table build): run it off the async runtime.
 
 use std::fmt;
