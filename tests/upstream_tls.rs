@@ -333,3 +333,41 @@ protocol = "auto"
     assert!(!err.contains("upstream[4]"), "a good https upstream is accepted:\n{err}");
     assert_eq!(err.lines().count(), expect.len(), "{err}");
 }
+
+/// The CA file is read with each snapshot: a reload after it was replaced verifies new
+/// connections against the new one (and a reload with nothing changed says so).
+#[tokio::test]
+async fn a_reload_reads_the_ca_file_again() {
+    let pki = Pki::new("upstream CA");
+    let other = Pki::new("some other CA");
+    let leaf = pki.leaf(&["localhost"]);
+    let (addr, seen) = tls_upstream(Pki::server(&leaf, &[b"http/1.1"], None)).await;
+    let wrong = other.ca_pem();
+    let p = proxy(addr.port(), r#"ca = "ca.pem""#, &files(&[("ca.pem", &wrong)])).await;
+    let (st, _, _) = get(p.addr, "/", &[]).await;
+    assert_eq!(st, StatusCode::BAD_GATEWAY);
+
+    let reload = |admin: SocketAddr| async move {
+        let req = Request::post("/-/reload").header("host", "admin").body(Full::new(Bytes::new())).unwrap();
+        let (_, _, body) = send(admin, req).await;
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()
+    };
+    assert_eq!(reload(p.admin.unwrap()).await["result"], "unchanged", "same files, same snapshot");
+    let tmp = p.dir.path().join("ca.pem.tmp");
+    std::fs::write(&tmp, pki.ca_pem()).unwrap();
+    std::fs::rename(&tmp, p.dir.path().join("ca.pem")).unwrap();
+    let answer = reload(p.admin.unwrap()).await;
+    assert_eq!(answer["result"], "ok", "a new CA file is a change: {answer}");
+    let (st, _, body) = get(p.addr, "/after", &[]).await;
+    assert_eq!(st, StatusCode::OK, "{}", body_text(&body));
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+
+    // A CA file that no longer holds a certificate fails the reload; the running one stays.
+    std::fs::write(p.dir.path().join("ca.pem"), "not a certificate\n").unwrap();
+    let answer = reload(p.admin.unwrap()).await;
+    assert_ne!(answer["result"], "ok", "{answer}");
+    assert!(answer.to_string().contains("ca.pem"), "the error names the file: {answer}");
+    let (st, _, _) = get(p.addr, "/still", &[]).await;
+    assert_eq!(st, StatusCode::OK);
+    p.shutdown().await;
+}
