@@ -15,8 +15,11 @@
 //! it) is retried once on a new connection; nothing of it had been sent.
 //!
 //! Bodies stream both ways (the client's `Incoming` goes straight into the upstream request),
-//! frame by frame, trailers included: HTTP/2 carries them both ways (gRPC's `grpc-status`
-//! is a response trailer), an HTTP/1.1 upstream gets and sends them in chunked encoding.
+//! frame by frame, trailers included: between HTTP/2 clients and HTTP/2 upstreams they pass
+//! both ways (gRPC's `grpc-status` is a response trailer). HTTP/1.1 carries trailers only in
+//! chunked bodies whose `Trailer` header declares them, and hyper's HTTP/1 side sends them
+//! only then (and, as a server, only to a client that sent `TE: trailers`); `TE` and
+//! `Trailer` are stripped as hop-by-hop, so over HTTP/1.1 on either side they are dropped.
 //! The connect timeout bounds the TCP connect; the response timeout covers the wait for the
 //! response head only, so long downloads are not cut off.
 
