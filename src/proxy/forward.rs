@@ -308,6 +308,12 @@ impl Pool {
                     if is_client_body_error(&e) {
                         return Err(UpstreamError::ClientBody);
                     }
+                    if is_tls_error(&e) {
+                        // TLS 1.3: an upstream that refuses geogate's client certificate says
+                        // so after the client's side of the handshake, on the first read.
+                        tracing::warn!(error = %e, "upstream TLS session failed");
+                        return Err(UpstreamError::Tls);
+                    }
                     tracing::debug!(error = %e, "upstream request failed");
                     return Err(UpstreamError::Protocol);
                 }
@@ -476,6 +482,23 @@ fn to_http2(req: &mut Request<ClientBody>, key: &PoolKey, te_trailers: bool) {
 /// and only [`ClientBody`] yields `hyper::Error`s.
 fn is_client_body_error(e: &hyper::Error) -> bool {
     e.is_user() && std::error::Error::source(e).is_some_and(|cause| cause.is::<hyper::Error>())
+}
+
+/// True when the connection failed in TLS: an alert from the upstream (such as
+/// `certificate_required`) or a TLS protocol error, somewhere in the error's causes.
+fn is_tls_error(e: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>()
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 // === impl UpstreamError ===
