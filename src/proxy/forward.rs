@@ -20,8 +20,8 @@
 //! chunked bodies whose `Trailer` header declares them, and hyper's HTTP/1 side sends them
 //! only then (and, as a server, only to a client that sent `TE: trailers`); `TE` and
 //! `Trailer` are stripped as hop-by-hop, so over HTTP/1.1 on either side they are dropped.
-//! The connect timeout bounds the TCP connect; the response timeout covers the wait for the
-//! response head only, so long downloads are not cut off.
+//! The connect timeout bounds the TCP connect and the TLS handshake; the response timeout
+//! covers the wait for the response head only, so long downloads are not cut off.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -51,8 +51,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_IDLE_PER_AUTHORITY: usize = 256;
 /// Most bytes read ahead from an upstream connection (hyper's default is about 400 KiB): what
 /// a client that reads slowly can make geogate hold per connection, and the largest upstream
-/// response head accepted.
-const UPSTREAM_BUFFER: usize = 64 * 1024;
+/// response head accepted. (Per stream on HTTP/2: its flow-control window.)
+pub(super) const UPSTREAM_BUFFER: usize = 64 * 1024;
 
 /// The pooled upstream client.
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@ use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::connect::UpstreamStream;
-use super::forward::{ClientBody, PoolKey, UpstreamError};
+use super::forward::{ClientBody, PoolKey, UpstreamError, UPSTREAM_BUFFER};
 
 /// The shared HTTP/2 connection of each upstream.
 #[derive(Debug, Default)]
@@ -25,6 +25,12 @@ pub(super) struct H2Connections {
     /// Held while connecting to the upstream; per upstream, created on first use.
     connecting: Mutex<Vec<(PoolKey, Arc<tokio::sync::Mutex<()>>)>>,
 }
+
+/// The flow-control window of each stream: the HTTP/1.1 read buffer.
+const WINDOW: u32 = UPSTREAM_BUFFER as u32;
+
+/// The connection's window, in stream windows: the streams of many clients share it.
+const CONNECTION_WINDOWS: u32 = 16;
 
 /// Connect locks kept before the unused ones (of upstreams a reload replaced) are dropped.
 const CONNECT_LOCKS: usize = 64;
@@ -76,8 +82,14 @@ impl H2Connections {
 
 /// The HTTP/2 handshake on a new connection; its connection task is spawned.
 pub(super) async fn handshake(stream: UpstreamStream) -> Result<SendRequest<ClientBody>, UpstreamError> {
-    let (sender, conn) =
-        http2::Builder::new(TokioExecutor::new()).handshake(TokioIo::new(stream)).await.map_err(|e| {
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        // A slow client's stream holds at most its window of the upstream's data, as an
+        // HTTP/1.1 connection holds at most its read buffer (hyper's default: 2 MiB).
+        .initial_stream_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW.saturating_mul(CONNECTION_WINDOWS))
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
             tracing::debug!(error = %e, "upstream HTTP/2 handshake failed");
             UpstreamError::Protocol
         })?;

@@ -43,7 +43,7 @@ pub fn watched_files(source: &ConfigSource, config: &Config) -> Vec<PathBuf> {
     }
     for tls in config.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
         files.extend(tls.ca.iter().cloned());
-        for pair in &tls.client_cert {
+        if let Some(pair) = &tls.client_cert {
             files.push(pair.cert.clone());
             files.push(pair.key.clone());
         }
