@@ -62,7 +62,7 @@ LABEL_VALUES = {
     "action": {"allow", "block", "tag", "unresolved_block", "unresolved_allow"},
     "result": {"ok", "unchanged", "failed", "refused"},
     "trigger": {"startup", "watch", "signal", "admin", "remote", "interval"},
-    "kind": {"connect", "timeout", "protocol"},
+    "kind": {"connect", "timeout", "protocol", "tls"},
     "family": {"ipv4", "ipv6"},
 }
 # Enumerations above apply to these metrics only (dry_run's `action` is e.g. dry_run_block).

@@ -196,7 +196,7 @@ pub fn defaults() -> Config {
         server: ServerConfig::default(),
         listeners: vec![ListenerConfig::new("public", DEFAULT_LISTEN)],
         admin: AdminConfig::default(),
-        upstreams: vec![UpstreamConfig { name: "default".into(), url: Uri::from_static(DEFAULT_UPSTREAM) }],
+        upstreams: vec![UpstreamConfig::new("default".into(), Uri::from_static(DEFAULT_UPSTREAM))],
         routes: Vec::new(),
         default_upstream: 0,
         sources: vec![SourceConfig {
@@ -303,7 +303,7 @@ impl Config {
     /// `--upstream URL`: send every request here. Other upstreams and all routes are dropped.
     pub fn with_upstream(mut self, url: Uri) -> Self {
         let name = self.upstreams.get(self.default_upstream).map_or_else(|| "default".into(), |u| u.name.clone());
-        self.upstreams = vec![UpstreamConfig { name, url }];
+        self.upstreams = vec![UpstreamConfig::new(name, url)];
         self.routes.clear();
         self.default_upstream = 0;
         self

@@ -10,14 +10,14 @@
 //! | module | responsibility |
 //! |---|---|
 //! | [`app`] | start-up wiring: first snapshot, listeners, admin, reloader, shutdown drain |
-//! | [`proxy`] | accept loop, per-request flow, forwarding, synthetic responses |
+//! | [`proxy`] | accept loop, per-request flow, forwarding (HTTP/1.1 pooled, HTTP/2 shared, cleartext or TLS), synthetic responses |
 //! | [`admin`] | admin listener: metrics, health, reload, explain |
 //! | [`reload`] | reload triggers, compile off the request path, compare, store |
 //! | [`cli`] | the `lookup`, `check` and `explain` commands (text and JSON output) |
 //! | [`diff`] | `geogate diff`: where a candidate snapshot changes verdicts, over the whole space |
 //! | [`snapshot`] | `Snapshot` and `compile(&Config) -> Snapshot` |
 //! | [`policy`] | rules to verdict; pure |
-//! | [`tls`] | TLS listeners: certificate pairs checked and loaded, rustls config, SNI, handshake |
+//! | [`tls`] | TLS listeners: certificate pairs checked and loaded, rustls config, SNI, handshake; the TLS client of each HTTPS upstream |
 //! | [`proxy_protocol`] | PROXY protocol v1/v2 header reader; pure parser plus a bounded async read |
 //! | [`client_ip`] | peer + forwarding headers + trusted CIDRs to a canonical client IP; pure |
 //! | [`source`] | mmdb, range-file and CIDR-list readers producing `(network, GeoRecord)` data |

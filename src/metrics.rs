@@ -68,7 +68,7 @@ pub struct Metrics {
 
 /// Upstream failure kinds, the `kind` label of `geogate_upstream_errors_total`. The proxy's
 /// `UpstreamError::as_str` names each one; a test there keeps the two in step.
-pub const UPSTREAM_ERROR_KINDS: [&str; 3] = ["connect", "timeout", "protocol"];
+pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "timeout", "protocol", "tls"];
 
 const DURATION_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

@@ -3,10 +3,14 @@
 //!
 //! `server` accepts and runs connections; `handler` decides each request under one
 //! snapshot; `authority` decides its one host; `headers` rewrites; `routing` picks the
-//! upstream; `forward` sends; `respond` builds every synthetic response.
+//! upstream; `forward` sends (pooling HTTP/1.1 connections, `h2pool` sharing HTTP/2 ones,
+//! `connect` opening them, with TLS for an https:// upstream); `respond` builds every
+//! synthetic response.
 
 pub mod authority;
+pub mod connect;
 pub mod forward;
+mod h2pool;
 pub mod handler;
 pub mod headers;
 pub mod respond;

@@ -2,8 +2,9 @@
 //!
 //! `compile(&Config)` loads every source in precedence order, builds the [`GeoTable`],
 //! compiles the [`Policy`] against the list names, and records the provenance of each
-//! source, and loads the certificates of every TLS listener (see [`crate::tls`]). Every
-//! source and certificate is attempted even after one fails, so the error lists them all.
+//! source, and loads the certificates of every TLS listener (see [`crate::tls`]) and the TLS
+//! client of every HTTPS upstream (see [`crate::tls::client`]). Every source and certificate
+//! is attempted even after one fails, so the error lists them all.
 //! Compilation is blocking work (file reads, table build): run it off the async runtime.
 
 use std::fmt;
@@ -18,6 +19,7 @@ use crate::policy::Policy;
 use crate::source::mapped::{sha256_file, MappedFile};
 use crate::source::{cidr, mmdb, ranges, Provenance, SourceError};
 use crate::table::{BuildError, GeoTable, SourceLayer, TableBuilder};
+use crate::tls::client::{ClientTlsError, UpstreamTls};
 use crate::tls::{CertError, ListenerTls};
 
 /// One immutable, consistent view: table + policy + the config they came from.
@@ -54,6 +56,9 @@ pub struct Snapshot {
     /// Per listener, in configuration order: its certificates and rustls server
     /// configuration, `None` for a cleartext listener.
     pub tls: Vec<Option<Arc<ListenerTls>>>,
+    /// Per upstream, in configuration order: its TLS client configuration, `None` for an
+    /// http:// upstream.
+    pub upstream_tls: Vec<Option<Arc<UpstreamTls>>>,
 }
 
 /// A [`TableBuilder`] after the leading database sources of a configuration, and the layers
@@ -108,6 +113,8 @@ pub enum CompileProblem {
     Policy(String),
     #[error("listener {listener:?} tls: {error}")]
     Tls { listener: String, error: CertError },
+    #[error("upstream {upstream:?} tls: {error}")]
+    UpstreamTls { upstream: String, error: ClientTlsError },
 }
 
 // === impl Snapshot ===
@@ -121,7 +128,8 @@ impl Snapshot {
             self.provenance
                 .iter()
                 .map(|p| (p.name.as_str(), p.sha256.as_str()))
-                .chain(certificates.map(|c| ("tls", c.sha256.as_str()))),
+                .chain(certificates.map(|c| ("tls", c.sha256.as_str())))
+                .chain(self.upstream_tls.iter().flatten().map(|t| ("upstream_tls", t.sha256.as_str()))),
         )
     }
 
@@ -190,6 +198,10 @@ pub fn unchanged(config: &Config, previous: &Snapshot) -> bool {
     for pair in config.listeners.iter().filter_map(|l| l.tls.as_ref()).flat_map(|t| &t.certificates) {
         let Some(sha) = crate::tls::certs::pair_sha256(&pair.cert, &pair.key) else { return false };
         hashes.push(("tls".to_owned(), sha));
+    }
+    for tls in config.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
+        let Some(sha) = crate::tls::client::files_sha256(tls) else { return false };
+        hashes.push(("upstream_tls".to_owned(), sha));
     }
     fingerprint_of(config, hashes.iter().map(|(n, s)| (n.as_str(), s.as_str()))) == previous.fingerprint()
 }
@@ -448,6 +460,7 @@ fn finish(
         return Err(CompileError { errors });
     }
     let tls = listener_tls(&config, previous, &mut errors);
+    let upstream_tls = upstream_tls(&config, previous, &mut errors);
     if !errors.is_empty() {
         return Err(CompileError { errors });
     }
@@ -479,6 +492,7 @@ fn finish(
         layers: std::sync::Mutex::new(parts.layers),
         base: std::sync::Mutex::new(parts.base),
         tls,
+        upstream_tls,
     })
 }
 
@@ -537,6 +551,31 @@ fn listener_tls(
                 Err(errs) => {
                     errors
                         .extend(errs.into_iter().map(|error| CompileProblem::Tls { listener: l.name.clone(), error }));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Each upstream's TLS client, loaded now (the one of the same upstream in `previous` when
+/// nothing changed); failures are added to `errors`.
+fn upstream_tls(
+    config: &Config,
+    previous: Option<&Snapshot>,
+    errors: &mut Vec<CompileProblem>,
+) -> Vec<Option<Arc<UpstreamTls>>> {
+    config
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let cfg = u.tls.as_ref()?;
+            let before = previous.and_then(|p| p.upstream_tls.get(i)).and_then(Option::as_ref);
+            match UpstreamTls::build(cfg, u.protocol, before) {
+                Ok(t) => Some(t),
+                Err(error) => {
+                    errors.push(CompileProblem::UpstreamTls { upstream: u.name.to_string(), error });
                     None
                 }
             }

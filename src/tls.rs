@@ -1,4 +1,5 @@
 //! TLS termination: what a TLS listener serves, built with the snapshot, and the handshake.
+//! (TLS towards HTTPS upstreams, the client side, is [`client`].)
 //!
 //! ```text
 //! compile: [[listener]].tls pairs ─ certs::load_pair (each checked, errors name the file)
@@ -22,6 +23,7 @@
 //! keep the keys they negotiated.
 
 pub mod certs;
+pub mod client;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

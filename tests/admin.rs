@@ -481,7 +481,7 @@ fn allowed(family: &str, label: &str) -> Option<&'static [&'static str]> {
         ("geogate_dry_run_matches_total", "rule") => RULES,
         ("geogate_dry_run_matches_total", "action") => &["allow", "block", "tag"],
         ("geogate_upstream_duration_seconds" | "geogate_upstream_errors_total", "upstream") => &["app", "dead"],
-        ("geogate_upstream_errors_total", "kind") => &["connect", "timeout", "protocol"],
+        ("geogate_upstream_errors_total", "kind") => &["connect", "timeout", "protocol", "tls"],
         ("geogate_client_ip_resolutions_total", "source") => {
             &["peer", "x-forwarded-for", "forwarded", "header", "proxy-protocol"]
         }

@@ -193,7 +193,8 @@ impl<'a> Checker<'a> {
     }
 
     /// An `http://` URL. With `origin_only`, nothing but scheme, host and port (an upstream).
-    fn http_url(&mut self, key: &str, v: &S<String>, origin_only: bool) -> Option<Uri> {
+    /// An `http://` URL (also `https://` when `https` is allowed).
+    fn http_url(&mut self, key: &str, v: &S<String>, origin_only: bool, https: bool) -> Option<Uri> {
         let s = v.get_ref();
         let uri = match Uri::from_str(s) {
             Ok(u) => u,
@@ -202,9 +203,11 @@ impl<'a> Checker<'a> {
                 return None;
             }
         };
-        if uri.scheme_str() != Some("http") {
-            let hint = if uri.scheme_str() == Some("https") {
-                "geogate speaks plain HTTP to its upstreams and sources; terminate TLS elsewhere"
+        if uri.scheme_str() != Some("http") && !(https && uri.scheme_str() == Some("https")) {
+            let hint = if https {
+                r#"write e.g. "http://127.0.0.1:3000" or "https://app.internal:8443""#
+            } else if uri.scheme_str() == Some("https") {
+                "geogate fetches sources over plain HTTP; terminate TLS elsewhere"
             } else {
                 r#"write e.g. "http://127.0.0.1:3000""#
             };

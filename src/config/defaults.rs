@@ -14,6 +14,12 @@ use super::model::*;
 pub const DEFAULT_JSON_BODY: &str =
     r#"{"error":"unavailable_for_legal_reasons","message":"This service is not available in your region."}"#;
 
+/// `grpc-status` of a blocked gRPC call: 7, PERMISSION_DENIED.
+pub const DEFAULT_GRPC_STATUS: u8 = 7;
+
+/// `grpc-message` of a blocked gRPC call.
+pub const DEFAULT_GRPC_MESSAGE: &str = "This service is not available in your region.";
+
 /// Default HTML body of a block response: small, self-contained, readable on a phone.
 pub const DEFAULT_HTML_BODY: &str = r#"<!doctype html>
 <html lang="en">
@@ -135,6 +141,16 @@ impl Default for AdminConfig {
     }
 }
 
+// === impl UpstreamConfig ===
+
+impl UpstreamConfig {
+    /// An HTTP/1.1 upstream at `url`; an `https://` one verified against the built-in roots.
+    pub fn new(name: std::sync::Arc<str>, url: http::Uri) -> Self {
+        let tls = (url.scheme_str() == Some("https")).then(UpstreamTlsConfig::default);
+        Self { name, url, protocol: UpstreamProtocol::Http1, tls }
+    }
+}
+
 // === impl TagHeaders ===
 
 impl Default for TagHeaders {
@@ -159,6 +175,8 @@ impl Default for BlockResponse {
             html_body: DEFAULT_HTML_BODY.to_owned(),
             redirect: None,
             redirect_status: StatusCode::FOUND,
+            grpc_status: DEFAULT_GRPC_STATUS,
+            grpc_message: DEFAULT_GRPC_MESSAGE.to_owned(),
         }
     }
 }

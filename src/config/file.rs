@@ -98,6 +98,10 @@ pub(super) struct FileAdmin {
 pub(super) struct FileUpstream {
     pub name: Option<S<String>>,
     pub url: Option<S<String>>,
+    pub protocol: Option<S<String>>,
+    pub ca: Option<S<String>>,
+    pub client_cert: Option<S<String>>,
+    pub client_key: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +210,8 @@ pub(super) struct FileBlock {
     pub html_file: Option<S<String>>,
     pub redirect: Option<S<String>>,
     pub redirect_status: Option<S<i64>>,
+    pub grpc_status: Option<S<i64>>,
+    pub grpc_message: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,6 +256,8 @@ pub(super) struct FileRule {
     pub html_file: Option<S<String>>,
     pub redirect: Option<S<String>>,
     pub redirect_status: Option<S<i64>>,
+    pub grpc_status: Option<S<i64>>,
+    pub grpc_message: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -127,8 +127,37 @@ pub struct AdminConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamConfig {
     pub name: std::sync::Arc<str>,
-    /// `http://host:port` (no path); the authority is what geogate connects to.
+    /// `http://host:port` or `https://host:port` (no path); the authority is what geogate
+    /// connects to, and for `https` the name its certificate must carry (and the SNI sent).
     pub url: Uri,
+    /// The HTTP version spoken to it.
+    pub protocol: UpstreamProtocol,
+    /// TLS to the upstream: `Some` exactly when `url` is `https://`.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// `protocol` of an `[[upstream]]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 on pooled keep-alive connections (default).
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge over cleartext (`h2c`), one shared connection.
+    H2c,
+    /// HTTP/2 over TLS (ALPN `h2` only), one shared connection.
+    H2,
+    /// Over TLS, ALPN offers `h2` and `http/1.1` and the upstream chooses. (`auto` on a
+    /// cleartext upstream is checked into [`UpstreamProtocol::Http1`].)
+    Auto,
+}
+
+/// How geogate verifies an HTTPS upstream and proves itself to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamTlsConfig {
+    /// A PEM bundle of the CAs trusted for this upstream, replacing the built-in roots.
+    pub ca: Option<PathBuf>,
+    /// A client certificate and key presented to the upstream (mutual TLS).
+    pub client_cert: Option<CertPair>,
 }
 
 /// Chooses an upstream by host and path prefix; first match wins.
@@ -433,6 +462,11 @@ pub struct BlockResponse {
     pub redirect: Option<Uri>,
     /// The 3xx status used with `redirect` (default 302).
     pub redirect_status: StatusCode,
+    /// The `grpc-status` of the answer to a gRPC request (`content-type: application/grpc*`),
+    /// 1 to 16; default 7, PERMISSION_DENIED.
+    pub grpc_status: u8,
+    /// The `grpc-message` of that answer (sent percent-encoded).
+    pub grpc_message: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]

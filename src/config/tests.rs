@@ -336,7 +336,7 @@ client_ip = { source = "x-forwarded-for" }
 
 [[upstream]]
 name = "app"
-url = "https://app:443"
+url = "ftp://app:21"
 
 [[source]]
 name = "geoip"
@@ -706,4 +706,40 @@ fn module_doc_reference_is_valid() {
     assert!(block.contains("[[rule]]"), "reference block not found");
     let c = parse(&block, None).unwrap_or_else(|e| panic!("{e}\n---\n{block}"));
     crate::policy::compile(&c.policy, &c.list_names()).unwrap();
+}
+
+#[test]
+fn grpc_block_answer_defaults_and_overrides() {
+    let c = ok(&with(
+        "[policy.block]\ngrpc_message = \"no\"\n\n[[rule]]\nname = \"r\"\naction = \"block\"\ncountries = [\"RU\"]\ngrpc_status = 14\n",
+    ));
+    assert_eq!((c.policy.block.grpc_status, c.policy.block.grpc_message.as_str()), (7, "no"));
+    let rule = c.policy.rules[0].block.as_ref().unwrap();
+    assert_eq!((rule.grpc_status, rule.grpc_message.as_str()), (14, "no"), "the rest from [policy.block]");
+    for bad in ["0", "17", "-1"] {
+        let text = with(&format!("[policy.block]\ngrpc_status = {bad}\n"));
+        let e = one_err(&text, "policy.block.grpc_status", line_of(&text, "grpc_status"));
+        assert!(e.hint.unwrap().contains("1 to 16"));
+    }
+    let text = with("[[rule]]\nname = \"r\"\naction = \"allow\"\ngrpc_message = \"x\"\n");
+    one_err(&text, "rule[0]", line_of(&text, "grpc_message"));
+}
+
+#[test]
+fn upstream_protocols_and_schemes() {
+    let up = |url: &str, protocol: &str| {
+        ok(&format!(
+            "[[listener]]\nname = \"p\"\naddress = \"0.0.0.0:1\"\n[[upstream]]\nname = \"a\"\nurl = \"{url}\"\nprotocol = \"{protocol}\"\n[[source]]\nname = \"g\"\ntype = \"mmdb\"\npath = \"g.mmdb\"\n"
+        ))
+        .upstreams
+        .remove(0)
+    };
+    let u = up("http://127.0.0.1:3000", "auto");
+    assert_eq!((u.protocol, u.tls), (UpstreamProtocol::Http1, None), "auto on cleartext is HTTP/1.1");
+    assert_eq!(up("http://127.0.0.1:3000", "h2c").protocol, UpstreamProtocol::H2c);
+    let u = up("https://app.internal", "auto");
+    assert_eq!((u.protocol, u.tls), (UpstreamProtocol::Auto, Some(UpstreamTlsConfig::default())));
+    assert_eq!(up("https://app.internal", "h2").protocol, UpstreamProtocol::H2);
+    let text = with("[[upstream]]\nname = \"b\"\nurl = \"http://127.0.0.1:1\"\nprotocol = \"h3\"\n");
+    one_err(&text, "upstream[1].protocol", line_of(&text, "h3"));
 }

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::authority;
-use super::forward::UpstreamError;
+use super::forward::{Target, UpstreamError};
 use super::headers;
 use super::respond::{self, Body, Failure};
 use super::routing;
@@ -48,7 +48,10 @@ enum Plan {
 }
 
 struct Forward {
-    base: Uri,
+    target: Target,
+    /// The client sent `TE: trailers` (removed with the hop-by-hop headers, and said again
+    /// to the upstream).
+    te_trailers: bool,
     upstream: Arc<str>,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -93,7 +96,7 @@ pub async fn handle(
     };
 
     let sent = Instant::now();
-    let result = ctx.upstreams.send(&fwd.base, req, fwd.connect_timeout, fwd.response_timeout).await;
+    let result = ctx.upstreams.send(&fwd.target, req, fwd.te_trailers, fwd.connect_timeout, fwd.response_timeout).await;
     ctx.metrics.upstream_duration.with_label_values(&[&fwd.upstream]).observe(sent.elapsed().as_secs_f64());
     let mut resp = match result {
         Ok(r) => r,
@@ -227,6 +230,9 @@ fn decide(
             log.action = "block";
             ctx.metrics.requests.with_label_values(&["block", rule_name, bucket]).inc();
             let block = s.policy.block_response(*block);
+            if respond::is_grpc(req.headers()) {
+                return Plan::Respond(respond::grpc_blocked(block, verdict.rule.map(|_| rule_name)));
+            }
             return Plan::Respond(respond::blocked(
                 block,
                 req.headers().get(header::ACCEPT),
@@ -246,6 +252,7 @@ fn decide(
 
     // Rewrite headers: strip first, then add geogate's own, so nothing the client sent can
     // remove or impersonate them.
+    let te_trailers = headers::accepts_trailers(req.headers());
     let chain = client_ip::validated_chain(ip_cfg, req.headers(), &res);
     let address = headers::ClientAddress { client: log.client, chain: &chain, peer: conn.peer };
     let peer_trusted = client_ip::is_trusted(ip_cfg, conn.peer);
@@ -279,8 +286,10 @@ fn decide(
             }
         }
     }
+    let tls = s.upstream_tls.get(upstream_index).cloned().flatten();
     Plan::Forward(Forward {
-        base: upstream.url.clone(),
+        target: Target { base: upstream.url.clone(), protocol: upstream.protocol, tls },
+        te_trailers,
         upstream: upstream.name.clone(),
         connect_timeout: cfg.limits.upstream_connect_timeout,
         response_timeout: cfg.limits.upstream_response_timeout,

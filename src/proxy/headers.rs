@@ -76,6 +76,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
     }
 }
 
+/// Whether the client accepts trailers: a `TE` list holding `trailers` (RFC 9110 §10.1.4).
+/// `TE` is hop-by-hop and stripped; the forwarding side says `trailers` again, which gRPC
+/// servers require, since geogate passes trailers through.
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers")))
+}
+
 /// Removes every header that would read as one of `tags` to a lenient upstream: any letter
 /// case (already folded by `http`) and `_` in place of `-` (`X_Geo_Country`), which CGI-style
 /// frameworks map to the same variable.

@@ -1,6 +1,8 @@
 //! Every response geogate makes itself, in one place: block pages and error statuses.
 //!
-//! 451 (or the configured status) for a block, with a body negotiated by `Accept`; 400, 408,
+//! 451 (or the configured status) for a block, with a body negotiated by `Accept`, or for a
+//! gRPC call a `grpc-status` (7, PERMISSION_DENIED, unless configured) in a Trailers-Only
+//! response; 400, 408,
 //! 431 for bad clients; 502/504 for upstream failures; 503 when no snapshot can decide;
 //! 500 for anything internal. Each carries a short, clear body and `Cache-Control: no-store`.
 
@@ -103,6 +105,49 @@ pub fn blocked(block: &BlockResponse, accept: Option<&HeaderValue>, rule: Option
         .unwrap_or_else(|_| internal())
 }
 
+/// Whether a request is a gRPC call: `content-type: application/grpc`, alone or with a
+/// `+format` or parameters (the gRPC over HTTP/2 spec's `application/grpc[+proto|+json|...]`).
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        let prefix = b"application/grpc";
+        v.len() >= prefix.len()
+            && v[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && matches!(v.get(prefix.len()), None | Some(b'+' | b';'))
+    })
+}
+
+/// The answer to a blocked gRPC call: a gRPC client reads neither an HTTP status nor a body,
+/// only `grpc-status` and `grpc-message`. So: 200, `content-type: application/grpc`, and
+/// those two as a Trailers-Only response (one HEADERS frame that ends the stream; the empty
+/// body makes hyper set END_STREAM on it).
+pub fn grpc_blocked(block: &BlockResponse, rule: Option<&str>) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header("grpc-status", block.grpc_status.to_string())
+        .header("grpc-message", grpc_percent_encode(&block.grpc_message));
+    if let Some(rule) = rule.and_then(|r| HeaderValue::from_str(r).ok()) {
+        builder = builder.header("x-geogate-rule", rule);
+    }
+    builder.body(empty()).unwrap_or_else(|_| internal())
+}
+
+/// `grpc-message` encoding (gRPC over HTTP/2, "Responses"): the UTF-8 bytes, with every byte
+/// outside printable ASCII (0x20..=0x7E) and `%` itself written as `%XX`.
+pub fn grpc_percent_encode(message: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// The response for a failure (the `rescue` of the request path).
 pub fn failure(f: Failure) -> Response<Body> {
     let (status, code, message) = match f {
@@ -171,5 +216,28 @@ mod tests {
         assert!(!wants_html(None));
         assert!(!wants_html(h("text/html;q=0, application/json").as_ref()));
         assert!(!wants_html(h("application/json, text/html").as_ref()));
+    }
+
+    #[test]
+    fn grpc_content_types() {
+        let h = |v: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(header::CONTENT_TYPE, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        for yes in ["application/grpc", "application/grpc+proto", "Application/GRPC+json", "application/grpc;x=1"] {
+            assert!(is_grpc(&h(yes)), "{yes}");
+        }
+        for no in ["application/grpc-web", "application/grpcx", "application/json", "text/grpc"] {
+            assert!(!is_grpc(&h(no)), "{no}");
+        }
+        assert!(!is_grpc(&http::HeaderMap::new()));
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(grpc_percent_encode("Not here: 100% blocked"), "Not here: 100%25 blocked");
+        assert_eq!(grpc_percent_encode("Kraj zablokowany \u{2013} ok"), "Kraj zablokowany %E2%80%93 ok");
+        assert_eq!(grpc_percent_encode("a\nb"), "a%0Ab");
     }
 }

@@ -18,8 +18,9 @@ use tokio::sync::{mpsc, watch};
 use super::{ConfigSource, Reloader, Trigger};
 use crate::config::{Config, ListLocation, Location, SourceKind};
 
-/// The files a configuration reads: its own file, every local source file, and the
-/// certificate and key files of its TLS listeners.
+/// The files a configuration reads: its own file, every local source file, the certificate
+/// and key files of its TLS listeners, and the CA, certificate and key files of its HTTPS
+/// upstreams.
 pub fn watched_files(source: &ConfigSource, config: &Config) -> Vec<PathBuf> {
     let mut files = Vec::new();
     if let ConfigSource::File { path, .. } = source {
@@ -39,6 +40,13 @@ pub fn watched_files(source: &ConfigSource, config: &Config) -> Vec<PathBuf> {
     for pair in config.listeners.iter().filter_map(|l| l.tls.as_ref()).flat_map(|t| &t.certificates) {
         files.push(pair.cert.clone());
         files.push(pair.key.clone());
+    }
+    for tls in config.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
+        files.extend(tls.ca.iter().cloned());
+        if let Some(pair) = &tls.client_cert {
+            files.push(pair.cert.clone());
+            files.push(pair.key.clone());
+        }
     }
     files
 }

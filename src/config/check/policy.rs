@@ -147,7 +147,9 @@ impl<'a> Checker<'a> {
             || f.html_body.is_some()
             || f.html_file.is_some()
             || f.redirect.is_some()
-            || f.redirect_status.is_some();
+            || f.redirect_status.is_some()
+            || f.grpc_status.is_some()
+            || f.grpc_message.is_some();
         if !given {
             return None;
         }
@@ -213,6 +215,21 @@ impl<'a> Checker<'a> {
             out.redirect_status = self
                 .status(&k("redirect_status"), s, 300..400, "use 301, 302, 303, 307 or 308")
                 .unwrap_or(out.redirect_status);
+        }
+        if let Some(s) = &f.grpc_status {
+            // 0 is OK, which a block is not; 17 and above are not gRPC status codes.
+            match u8::try_from(*s.get_ref()).ok().filter(|c| (1..=16).contains(c)) {
+                Some(c) => out.grpc_status = c,
+                None => self.at(
+                    &k("grpc_status"),
+                    s,
+                    format!("{} is not a gRPC error status", s.get_ref()),
+                    "use 1 to 16, e.g. 7 (PERMISSION_DENIED) or 14 (UNAVAILABLE)",
+                ),
+            }
+        }
+        if let Some(m) = &f.grpc_message {
+            out.grpc_message = m.get_ref().clone();
         }
         Some(out)
     }
@@ -384,6 +401,8 @@ impl<'a> Checker<'a> {
             html_file: r.html_file.clone(),
             redirect: r.redirect.clone(),
             redirect_status: r.redirect_status.clone(),
+            grpc_status: r.grpc_status.clone(),
+            grpc_message: r.grpc_message.clone(),
         };
         let block = self.block(key, &overrides, base);
         if block.is_some() && kind.is_some() && kind != Some("block") {
@@ -391,13 +410,19 @@ impl<'a> Checker<'a> {
                 .into_iter()
                 .flatten()
                 .map(S::span)
-                .chain([&r.json_body, &r.html_body, &r.html_file, &r.redirect].into_iter().flatten().map(S::span))
+                .chain([&r.grpc_status].into_iter().flatten().map(S::span))
+                .chain(
+                    [&r.json_body, &r.html_body, &r.html_file, &r.redirect, &r.grpc_message]
+                        .into_iter()
+                        .flatten()
+                        .map(S::span),
+                )
                 .min_by_key(|s| s.start);
             self.err(
                 key,
                 first,
                 "block-response keys apply only to action = \"block\"".into(),
-                "remove status/json_body/html_body/html_file/redirect, or set action = \"block\"",
+                "remove status/json_body/html_body/html_file/redirect/grpc_status/grpc_message, or set action = \"block\"",
             );
         }
         RuleConfig {

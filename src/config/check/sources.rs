@@ -185,7 +185,7 @@ impl<'a> Checker<'a> {
             return self.maxmind(key, s, mm);
         }
         if let Some(url) = &s.url {
-            let url = self.http_url(&k("url"), url, false);
+            let url = self.http_url(&k("url"), url, false, false);
             let cache = match &s.cache {
                 Some(c) => self.file_path(&k("cache"), c),
                 None => {
