@@ -22,7 +22,7 @@ use super::respond::{self, Body, Failure};
 use super::routing;
 use super::ProxyContext;
 use crate::client_ip::{self, Decision};
-use crate::config::{ListenerConfig, TagKind};
+use crate::config::{ListenerConfig, TagKind, UpstreamProtocol};
 use crate::geo::Answer;
 use crate::policy::{self, Action, RequestFacts};
 use crate::snapshot::Snapshot;
@@ -252,7 +252,9 @@ fn decide(
 
     // Rewrite headers: strip first, then add geogate's own, so nothing the client sent can
     // remove or impersonate them.
-    let te_trailers = headers::accepts_trailers(req.headers());
+    // Only an HTTP/2 upstream is told (an HTTP/1.1 one never sees `TE`): no header lookup
+    // on the common path.
+    let te_trailers = upstream.protocol != UpstreamProtocol::Http1 && headers::accepts_trailers(req.headers());
     let chain = client_ip::validated_chain(ip_cfg, req.headers(), &res);
     let address = headers::ClientAddress { client: log.client, chain: &chain, peer: conn.peer };
     let peer_trusted = client_ip::is_trusted(ip_cfg, conn.peer);
