@@ -1427,6 +1427,45 @@ async fn slow_reader_is_cut_off_by_the_send_timeout() {
     p.shutdown().await;
 }
 
+/// The send buffer of the socket geogate accepted for the client at `client` on `listener`:
+/// found among this process's file descriptors (the proxy runs in the test process).
+#[allow(unsafe_code)]
+fn accepted_send_buffer(listener: SocketAddr, client: SocketAddr) -> Option<usize> {
+    use std::os::fd::BorrowedFd;
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        // SAFETY: the descriptor is borrowed only for the calls below, while the proxy (which
+        // owns it) is running; a descriptor closed meanwhile makes the calls fail, not UB
+        // (they are plain system calls on an integer).
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&fd);
+        let (Ok(local), Ok(peer)) = (sock.local_addr(), sock.peer_addr()) else { continue };
+        if local.as_socket() == Some(listener) && peer.as_socket() == Some(client) {
+            return sock.send_buffer_size().ok();
+        }
+    }
+    None
+}
+
+/// Every accepted client socket carries `send_buffer_bytes` as its SO_SNDBUF (Linux reports
+/// twice the value set), so a client that does not read holds that much kernel memory at most.
+#[tokio::test]
+async fn accepted_sockets_carry_send_buffer_bytes() {
+    let up = support::upstream().await;
+    let xff = r#"{ source = "x-forwarded-for", trusted = ["127.0.0.0/8"] }"#;
+    let limits = "send_buffer_bytes = 200000\n";
+    let p = Proxy::start(&config(&[("xff", xff)], GEO_SOURCES, "[policy]\ndefault = \"allow\"\n", limits), &up).await;
+    let mut s = bounded("connect", TcpStream::connect(p.addr)).await.unwrap();
+    s.write_all(b"GET /small HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    // One response read: the connection has been accepted and set up.
+    let mut buf = vec![0u8; 4096];
+    let n = bounded("response", s.read(&mut buf)).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    let size = accepted_send_buffer(p.addr, s.local_addr().unwrap()).expect("the accepted socket was not found");
+    assert_eq!(size, 400_000, "SO_SNDBUF of the accepted socket");
+    p.shutdown().await;
+}
+
 // --- 7. PROXY protocol -----------------------------------------------------------------------
 
 /// Which proxy of [`proxy_protocol_proxies`] a case goes to.
