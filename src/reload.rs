@@ -179,11 +179,11 @@ impl Reloader {
                         .collect(),
                 ));
             }
-            if snapshot::unchanged(&cfg, &previous) {
-                return Err(Step::Unchanged);
+            match snapshot::recompile(cfg, generation, &previous) {
+                Ok(Some(next)) => Ok(next),
+                Ok(None) => Err(Step::Unchanged),
+                Err(e) => Err(Step::Failed(e.errors.iter().map(|p| p.to_string()).collect())),
             }
-            snapshot::compile_with(Arc::new(cfg), generation, Some(&previous))
-                .map_err(|e| Step::Failed(e.errors.iter().map(|p| p.to_string()).collect()))
         })
         .await
         .unwrap_or_else(|e| Err(Step::Failed(vec![e])));

@@ -193,17 +193,35 @@ fn fingerprint_of<'a>(config: &Config, sources: impl Iterator<Item = (&'a str, &
 /// inode, size, mtime) is unchanged is not read at all; any other file is hashed. Errors
 /// (a file gone) answer `false`: the compile then reports them.
 pub fn unchanged(config: &Config, previous: &Snapshot) -> bool {
-    let Some(mut hashes) = source_hashes(config, previous) else { return false };
+    source_hashes(config, previous).is_some_and(|sources| same_inputs(config, previous, &sources))
+}
+
+/// What a reload compiles: `None` when `config` would give `previous` again ([`unchanged`]),
+/// else the new snapshot ([`compile_with`]). The sources are fingerprinted once for both
+/// questions and for whether the table can be shared.
+pub fn recompile(config: Config, generation: u64, previous: &Snapshot) -> Result<Option<Snapshot>, CompileError> {
+    let sources = source_hashes(&config, previous);
+    if sources.as_deref().is_some_and(|s| same_inputs(&config, previous, s)) {
+        return Ok(None);
+    }
+    compile_inner(Arc::new(config), generation, Some(previous), true, sources.as_deref()).map(Some)
+}
+
+/// Whether `config`, whose sources hash to `sources`, loads what `previous` loaded: the same
+/// settings, sources and certificate files.
+fn same_inputs(config: &Config, previous: &Snapshot, sources: &[(String, String)]) -> bool {
+    let mut files: Vec<(&str, String)> = Vec::new();
     // A rotated certificate or key is a change, even with every setting the same.
     for pair in config.listeners.iter().filter_map(|l| l.tls.as_ref()).flat_map(|t| &t.certificates) {
         let Some(sha) = crate::tls::certs::pair_sha256(&pair.cert, &pair.key) else { return false };
-        hashes.push(("tls".to_owned(), sha));
+        files.push(("tls", sha));
     }
     for tls in config.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
         let Some(sha) = crate::tls::client::files_sha256(tls) else { return false };
-        hashes.push(("upstream_tls".to_owned(), sha));
+        files.push(("upstream_tls", sha));
     }
-    fingerprint_of(config, hashes.iter().map(|(n, s)| (n.as_str(), s.as_str()))) == previous.fingerprint()
+    let all = sources.iter().map(|(n, s)| (n.as_str(), s.as_str())).chain(files.iter().map(|(n, s)| (*n, s.as_str())));
+    fingerprint_of(config, all) == previous.fingerprint()
 }
 
 /// Each source's content hash, in order, found without compiling: a database whose stamp
@@ -250,11 +268,15 @@ fn table_key_of<'a>(config: &Config, hashes: impl Iterator<Item = (&'a str, &'a 
 }
 
 /// The previous snapshot's table (with its provenance, cached layers and base), when
-/// `config` builds it from the very same inputs: a reload that rotated a certificate or
-/// edited the policy, limits or upstreams then costs a hash per changed file, not a compile.
-fn reusable_table(config: &Config, previous: &Snapshot) -> Option<(Arc<GeoTable>, String, Vec<Provenance>)> {
-    let hashes = source_hashes(config, previous)?;
-    let key = table_key_of(config, hashes.iter().map(|(n, s)| (n.as_str(), s.as_str())));
+/// `config`, whose sources hash to `sources` ([`source_hashes`]), builds it from the very same
+/// inputs: a reload that rotated a certificate or edited the policy, limits or upstreams then
+/// costs a hash per changed file, not a compile.
+fn reusable_table(
+    config: &Config,
+    previous: &Snapshot,
+    sources: &[(String, String)],
+) -> Option<(Arc<GeoTable>, String, Vec<Provenance>)> {
+    let key = table_key_of(config, sources.iter().map(|(n, s)| (n.as_str(), s.as_str())));
     (key == previous.table_key).then(|| (previous.table.clone(), key, previous.provenance.clone()))
 }
 
@@ -295,13 +317,13 @@ impl fmt::Debug for ConfigWithoutOrigin<'_> {
 
 /// Loads every source and compiles table and policy. `generation` is stamped as given.
 pub fn compile(config: Arc<Config>, generation: u64) -> Result<Snapshot, CompileError> {
-    compile_inner(config, generation, None, true)
+    compile_inner(config, generation, None, true, None)
 }
 
 /// [`compile`] for a snapshot that will never be reloaded (`check`, `lookup`, `explain`):
 /// each database's ranges are freed as soon as they are layered, which lowers the peak.
 pub fn compile_once(config: Arc<Config>, generation: u64) -> Result<Snapshot, CompileError> {
-    compile_inner(config, generation, None, false)
+    compile_inner(config, generation, None, false, None)
 }
 
 /// [`compile`], reusing what `previous` compiled from databases that have not changed: a
@@ -314,7 +336,8 @@ pub fn compile_with(
     generation: u64,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, CompileError> {
-    compile_inner(config, generation, previous, true)
+    let sources = previous.and_then(|p| source_hashes(&config, p));
+    compile_inner(config, generation, previous, true, sources.as_deref())
 }
 
 fn compile_inner(
@@ -322,8 +345,9 @@ fn compile_inner(
     generation: u64,
     previous: Option<&Snapshot>,
     keep_layers: bool,
+    sources: Option<&[(String, String)]>,
 ) -> Result<Snapshot, CompileError> {
-    crate::alloc::promptly_released(|| compile_unreleased(config, generation, previous, keep_layers))
+    crate::alloc::promptly_released(|| compile_unreleased(config, generation, previous, keep_layers, sources))
 }
 
 fn compile_unreleased(
@@ -331,10 +355,11 @@ fn compile_unreleased(
     generation: u64,
     previous: Option<&Snapshot>,
     keep_layers: bool,
+    sources: Option<&[(String, String)]>,
 ) -> Result<Snapshot, CompileError> {
     let started = Instant::now();
-    if let Some(prev) = previous.filter(|_| keep_layers) {
-        if let Some((table, table_key, provenance)) = reusable_table(&config, prev) {
+    if let (Some(prev), Some(sources), true) = (previous, sources, keep_layers) {
+        if let Some((table, table_key, provenance)) = reusable_table(&config, prev, sources) {
             let list_names = config
                 .sources
                 .iter()
