@@ -185,7 +185,7 @@ fn fingerprint_of<'a>(config: &Config, sources: impl Iterator<Item = (&'a str, &
         h.update(name.as_bytes());
         h.update(sha.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::source::hex(&h.finalize())
 }
 
 /// Whether compiling `config` would give `previous` again, found without compiling: the same
@@ -264,7 +264,7 @@ fn table_key_of<'a>(config: &Config, hashes: impl Iterator<Item = (&'a str, &'a 
         h.update([0]);
         h.update(sha.as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::source::hex(&h.finalize())
 }
 
 /// The previous snapshot's table (with its provenance, cached layers and base), when

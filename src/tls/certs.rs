@@ -131,7 +131,7 @@ fn pair_hash(cert: &[u8], key: &[u8]) -> String {
     h.update((cert.len() as u64).to_be_bytes());
     h.update(cert);
     h.update(key);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::source::hex(&h.finalize())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CertError> {

@@ -114,7 +114,7 @@ pub fn files_sha256(cfg: &UpstreamTlsConfig) -> Option<String> {
         h.update((bytes.len() as u64).to_be_bytes());
         h.update(&bytes);
     }
-    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Some(crate::source::hex(&h.finalize()))
 }
 
 /// The trust anchors of a PEM bundle: every certificate in it must be usable as one.
