@@ -37,8 +37,9 @@ pub fn lower_for_compile() {
 }
 
 /// What the calling thread's scheduling now is: `(nice, slice)`, the slice `None` where the
-/// kernel reports no custom slice. For tests and `debug` logs.
-pub fn current() -> (i32, Option<Duration>) {
+/// kernel reports no custom slice.
+#[cfg(test)]
+fn current() -> (i32, Option<Duration>) {
     imp::current()
 }
 
@@ -88,6 +89,7 @@ mod imp {
         }
     }
 
+    #[cfg(test)]
     pub fn current() -> (i32, Option<Duration>) {
         let mut attr = SchedAttr::default();
         // SAFETY: `sched_getattr(0, attr, size, 0)` writes at most `size` bytes into `attr`,
@@ -116,6 +118,7 @@ mod imp {
 
     pub fn lower(_increment: i32, _slice: Duration) {}
 
+    #[cfg(test)]
     pub fn current() -> (i32, Option<Duration>) {
         (0, None)
     }
