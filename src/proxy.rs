@@ -1,7 +1,8 @@
 //! The public side: accept loop, per-request flow, header rewriting, forwarding and the
 //! responses geogate makes itself.
 //!
-//! `server` accepts and runs connections; `handler` decides each request under one
+//! `server` accepts and runs connections (hyper, or `h1`, geogate's own HTTP/1.1 path,
+//! with `drain` telling both to finish at shutdown); `handler` decides each request under one
 //! snapshot; `authority` decides its one host; `headers` rewrites; `routing` picks the
 //! upstream; `forward` sends (pooling HTTP/1.1 connections, `h2pool` sharing HTTP/2 ones,
 //! `connect` opening them, with TLS for an https:// upstream); `respond` builds every
@@ -9,7 +10,9 @@
 
 pub mod authority;
 pub mod connect;
+pub mod drain;
 pub mod forward;
+mod h1;
 mod h2pool;
 pub mod handler;
 pub mod headers;
@@ -33,6 +36,8 @@ pub struct ProxyContext {
     pub current: Arc<ArcSwap<Snapshot>>,
     pub metrics: Metrics,
     pub upstreams: forward::Upstreams,
+    /// Idle upstream connections of the HTTP/1.1 fast path.
+    h1_pool: h1::StreamPool,
 }
 
 /// Reasons a request is refused before policy, besides path and host refusals.
@@ -71,6 +76,6 @@ impl ProxyContext {
         for failure in crate::tls::HandshakeFailure::ALL {
             metrics.tls_handshake_failures.with_label_values(&[failure.as_str()]);
         }
-        Self { current, metrics, upstreams }
+        Self { current, metrics, upstreams, h1_pool: h1::StreamPool::default() }
     }
 }

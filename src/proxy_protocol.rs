@@ -348,6 +348,11 @@ impl<S> Rewind<S> {
         &self.inner
     }
 
+    /// The bytes still to be replayed.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }

@@ -41,25 +41,25 @@ pub struct ConnInfo {
 }
 
 /// What to do with a request, decided under the snapshot guard.
-enum Plan {
+pub(super) enum Plan {
     Respond(Response<Body>),
     /// Forward: the request's headers are already rewritten.
     Forward(Forward),
 }
 
-struct Forward {
-    target: Target,
+pub(super) struct Forward {
+    pub(super) target: Target,
     /// The client sent `TE: trailers` (removed with the hop-by-hop headers, and said again
     /// to the upstream).
     te_trailers: bool,
-    upstream: Arc<str>,
-    connect_timeout: Duration,
-    response_timeout: Duration,
+    pub(super) upstream: Arc<str>,
+    pub(super) connect_timeout: Duration,
+    pub(super) response_timeout: Duration,
 }
 
 /// Fields for the access log line, gathered while deciding.
 #[derive(Default)]
-struct LogLine {
+pub(super) struct LogLine {
     client: Option<IpAddr>,
     country: Option<String>,
     subdivision: Option<String>,
@@ -73,6 +73,14 @@ struct LogLine {
     upstream: Option<Arc<str>>,
     sample: f64,
     enabled: bool,
+}
+
+impl LogLine {
+    /// The client's request body broke while it was sent upstream: a client error.
+    pub(super) fn client_body_failed(&mut self) {
+        self.action = "bad_request";
+        self.reason = Some("bad_request_body");
+    }
 }
 
 /// Serves one request. Never fails: every error becomes a response.
@@ -103,8 +111,7 @@ pub async fn handle(
         Err(UpstreamError::ClientBody) => {
             // The client's body broke, not the upstream: a client error, not an upstream one.
             ctx.metrics.rejected.with_label_values(&["bad_request_body"]).inc();
-            log.action = "bad_request";
-            log.reason = Some("bad_request_body");
+            log.client_body_failed();
             return Ok(finish(&ctx, &log, started, respond::failure(Failure::BadRequest)));
         }
         Err(e) => {
@@ -151,11 +158,11 @@ fn refuse(ctx: &ProxyContext, log: &mut LogLine, reason: &'static str, version: 
     Plan::Respond(resp)
 }
 
-fn decide(
+pub(super) fn decide<B>(
     ctx: &ProxyContext,
     s: &Snapshot,
     conn: &ConnInfo,
-    req: &mut Request<Incoming>,
+    req: &mut Request<B>,
     conflicting: bool,
     upgrade: Option<HeaderValue>,
     log: &mut LogLine,
@@ -333,6 +340,12 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 
 /// Records duration and the access log line, and hands the response back.
 fn finish(ctx: &ProxyContext, log: &LogLine, started: Instant, resp: Response<Body>) -> Response<Body> {
+    record(ctx, log, started, resp.status());
+    resp
+}
+
+/// Records a request's duration and its access log line, once its response status is known.
+pub(super) fn record(ctx: &ProxyContext, log: &LogLine, started: Instant, status: StatusCode) {
     let elapsed = started.elapsed();
     let action = if log.action.is_empty() { "error" } else { log.action };
     ctx.metrics.request_duration.with_label_values(&[action]).observe(elapsed.as_secs_f64());
@@ -349,12 +362,11 @@ fn finish(ctx: &ProxyContext, log: &LogLine, started: Instant, resp: Response<Bo
             action,
             reason = log.reason.unwrap_or("-"),
             dry_run = log.dry_run,
-            status = resp.status().as_u16(),
+            status = status.as_u16(),
             upstream = log.upstream.as_deref().unwrap_or("-"),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
         );
     }
-    resp
 }
 
 /// Cheap per-thread sampling without a random-number dependency.

@@ -14,11 +14,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+use super::drain::{Drain, DrainWatch};
+use super::h1;
 use super::handler::{self, ConnInfo};
 use super::send_guard::SendGuard;
 use super::ProxyContext;
@@ -43,7 +44,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     // hyper's builder for the limits of one snapshot generation, rebuilt when it changes.
     let mut built: Option<(u64, Arc<auto::Builder<TokioExecutor>>)> = None;
     loop {
@@ -80,6 +81,7 @@ pub async fn serve(
                 pp_timeout: limits.proxy_protocol_timeout,
                 header_timeout: limits.header_read_timeout,
                 max_head: limits.max_header_bytes.get().max(8192),
+                max_headers: limits.max_headers.get(),
                 send_timeout: limits.send_timeout,
                 min_send_rate: limits.min_send_rate,
                 send_buffer: limits.send_buffer_bytes,
@@ -89,7 +91,7 @@ pub async fn serve(
             (settings, builder)
         };
         let ctx = ctx.clone();
-        let watcher = graceful.watcher();
+        let watcher = drain.watch();
         tokio::spawn(async move {
             ctx.metrics.open_connections.inc();
             serve_connection(stream, remote, index, &settings, ctx.clone(), &builder, watcher).await;
@@ -98,7 +100,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, drain.shutdown()).await.is_err() {
         tracing::warn!(grace_s = grace.as_secs_f64(), "shutdown grace expired with requests in flight");
     }
 }
@@ -109,6 +111,7 @@ struct ConnSettings {
     pp_timeout: Duration,
     header_timeout: Duration,
     max_head: usize,
+    max_headers: usize,
     send_timeout: Duration,
     min_send_rate: u64,
     send_buffer: u64,
@@ -148,7 +151,7 @@ async fn serve_connection(
     settings: &ConnSettings,
     ctx: Arc<ProxyContext>,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: DrainWatch,
 ) {
     let tcp_peer = remote.ip().to_canonical();
     let mut peer = tcp_peer;
@@ -206,15 +209,16 @@ struct Conn<'a> {
     settings: &'a ConnSettings,
     ctx: Arc<ProxyContext>,
     builder: &'a auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: DrainWatch,
 }
 
-/// Serves HTTP on `io` (the TCP stream, or the TLS stream over it) until it closes.
+/// Serves HTTP on `io` (the TCP stream, or the TLS stream over it) until it closes: HTTP/1.1
+/// on geogate's own path while its requests suit it (see [`h1`]), the rest on hyper.
 async fn serve_http<S>(io: S, conn: Conn<'_>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Conn { tcp_peer, peer, index, settings, ctx, builder, watcher } = conn;
+    let Conn { tcp_peer, peer, index, settings, ctx, builder, mut watcher } = conn;
     // hyper's header timeout starts only once it has chosen HTTP/1; until the first bytes
     // decide the protocol, a silent client would hold the connection forever. Read up to the
     // HTTP/2 preface (or the first byte that cannot start it) under the same deadline.
@@ -226,13 +230,36 @@ where
         }
     };
     let framing = super::sniff::Framing::new();
-    let io = super::sniff::HeadWatch::new(io, framing.clone(), settings.max_head);
-    let info = Arc::new(ConnInfo { tcp_peer, peer, listener: index, framing });
+    let info = Arc::new(ConnInfo { tcp_peer, peer, listener: index, framing: framing.clone() });
+    let h2 = io.prefix().starts_with(H2_PREFACE);
+    let io = if !h2 && h1::upstreams_are_http1(&ctx.current.load()) {
+        let h1_settings = h1::Settings {
+            header_timeout: settings.header_timeout,
+            max_head: settings.max_head,
+            max_headers: settings.max_headers,
+        };
+        match h1::serve(io, &info, &ctx, h1_settings, &mut watcher).await {
+            h1::Ended::Closed => return,
+            h1::Ended::Handover(io) => io,
+        }
+    } else {
+        io
+    };
+    let io = super::sniff::HeadWatch::new(io, framing, settings.max_head);
     let service = service_fn(move |req| handler::handle(ctx.clone(), info.clone(), req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = watcher.signalled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(%tcp_peer, error = %e, "connection ended with an error");
     }
+    drop(watcher);
 }
 
 /// The HTTP/2 connection preface; anything else is HTTP/1.
