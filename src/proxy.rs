@@ -12,7 +12,7 @@ pub mod authority;
 pub mod connect;
 pub mod drain;
 pub mod forward;
-mod h1;
+pub mod h1;
 mod h2pool;
 pub mod handler;
 pub mod headers;

@@ -25,11 +25,11 @@
 //! already read written upstream in one call, and the response head and the first body
 //! bytes written to the client in one call. See docs/performance.md for the measurements.
 
-mod chunked;
+pub mod chunked;
 mod pool;
-mod wire;
+pub mod wire;
 
-pub use pool::StreamPool;
+pub(super) use pool::StreamPool;
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -92,6 +92,8 @@ struct Conn {
     ubuf: BytesMut,
     /// What goes to the client.
     cout: Vec<u8>,
+    /// Where the parts of the current request head are.
+    layout: Box<wire::Layout>,
     header_deadline: Deadline,
     response_deadline: Deadline,
 }
@@ -119,6 +121,7 @@ where
         out: Vec::new(),
         ubuf: BytesMut::new(),
         cout: Vec::new(),
+        layout: Box::default(),
         header_deadline: Deadline::new(),
         response_deadline: Deadline::new(),
     };
@@ -151,13 +154,13 @@ impl Conn {
         // The head, within the header-read timeout (counted from when it is awaited, as
         // hyper counts it). Between requests, a shutdown closes the connection.
         self.header_deadline.set(Instant::now() + settings.header_timeout);
-        let layout = loop {
+        loop {
             if !self.rbuf.is_empty() {
-                match wire::probe(&self.rbuf, settings.max_headers) {
+                match wire::probe(&self.rbuf, settings.max_headers, &mut self.layout) {
                     // hyper's limit is its read buffer: a head must fit in `max_head` bytes.
-                    Probe::Complete(layout) if layout.len <= settings.max_head => break layout,
+                    Probe::Complete if self.layout.len <= settings.max_head => break,
                     Probe::Partial if self.rbuf.len() < settings.max_head => {}
-                    Probe::Complete(_) | Probe::Partial | Probe::Unsuitable => {
+                    Probe::Complete | Probe::Partial | Probe::Unsuitable => {
                         return Next::Handover(self.rbuf.split().freeze())
                     }
                 }
@@ -173,9 +176,9 @@ impl Conn {
             if !matches!(read, Ok(n) if n > 0) {
                 return Next::Close;
             }
-        };
-        let head = self.rbuf.split_to(layout.len).freeze();
-        let Some(parsed) = wire::build(&head, &layout) else {
+        }
+        let head = self.rbuf.split_to(self.layout.len).freeze();
+        let Some(parsed) = wire::build(&head, &self.layout) else {
             return Next::Handover(rejoin(&head, &mut self.rbuf));
         };
         let mut req = parsed.req;

@@ -21,7 +21,7 @@ const MAX_IDLE_PER_KEY: usize = 256;
 /// Idle connections per upstream. A configuration names a handful of upstreams, so a short
 /// list searched in order.
 #[derive(Debug, Default)]
-pub struct StreamPool {
+pub(crate) struct StreamPool {
     idle: Mutex<Vec<(PoolKey, VecDeque<Idle>)>>,
 }
 
@@ -33,7 +33,7 @@ struct Idle {
 
 impl StreamPool {
     /// The most recently used idle connection to `key` that still looks open.
-    pub fn take(&self, key: &PoolKey) -> Option<UpstreamStream> {
+    pub(crate) fn take(&self, key: &PoolKey) -> Option<UpstreamStream> {
         let now = Instant::now();
         loop {
             let idle = {
@@ -47,7 +47,7 @@ impl StreamPool {
     }
 
     /// Keeps a connection whose last response ended cleanly.
-    pub fn put(&self, key: &PoolKey, stream: UpstreamStream) {
+    pub(crate) fn put(&self, key: &PoolKey, stream: UpstreamStream) {
         let now = Instant::now();
         let mut all = self.lock();
         let at = match all.iter().position(|(k, _)| k == key) {

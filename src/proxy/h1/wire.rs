@@ -56,6 +56,20 @@ pub struct Layout {
     pub close: bool,
 }
 
+impl Default for Layout {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            method: Span::default(),
+            target: Span::default(),
+            headers: [(Span::default(), Span::default()); MAX_HEADERS],
+            count: 0,
+            content_length: 0,
+            close: false,
+        }
+    }
+}
+
 /// What a look at the buffered bytes found.
 #[derive(Debug)]
 pub enum Probe {
@@ -64,7 +78,8 @@ pub enum Probe {
     /// A request hyper must serve: not HTTP/1.1, an upgrade, `Expect`, a chunked or
     /// ambiguous body, a head httparse refuses, more header lines than allowed ...
     Unsuitable,
-    Complete(Box<Layout>),
+    /// A complete, suitable head, described by the layout passed in.
+    Complete,
 }
 
 /// A parsed request, ready for the handler's decision.
@@ -120,8 +135,9 @@ fn slice(buf: &[u8], s: Span) -> &[u8] {
     &buf[s.start as usize..s.end as usize]
 }
 
-/// Looks at the bytes buffered so far for one request head.
-pub fn probe(buf: &[u8], max_headers: usize) -> Probe {
+/// Looks at the bytes buffered so far for one request head; when it is complete and
+/// suitable, `layout` (reused from request to request) says where its parts are.
+pub fn probe(buf: &[u8], max_headers: usize, layout: &mut Layout) -> Probe {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
@@ -135,15 +151,11 @@ pub fn probe(buf: &[u8], max_headers: usize) -> Probe {
     if req.headers.len() > max_headers || method == "CONNECT" || !target.starts_with('/') {
         return Probe::Unsuitable;
     }
-    let mut layout = Box::new(Layout {
-        len,
-        method: span(buf, method.as_bytes()),
-        target: span(buf, target.as_bytes()),
-        headers: [(Span::default(), Span::default()); MAX_HEADERS],
-        count: req.headers.len(),
-        content_length: 0,
-        close: false,
-    });
+    layout.len = len;
+    layout.method = span(buf, method.as_bytes());
+    layout.target = span(buf, target.as_bytes());
+    layout.count = req.headers.len();
+    layout.close = false;
     let mut length: Option<u64> = None;
     for (i, h) in req.headers.iter().enumerate() {
         let name = h.name.as_bytes();
@@ -165,7 +177,7 @@ pub fn probe(buf: &[u8], max_headers: usize) -> Probe {
         }
     }
     layout.content_length = length.unwrap_or(0);
-    Probe::Complete(layout)
+    Probe::Complete
 }
 
 /// The request of a complete head (`head` holds exactly the bytes `probe` saw); `None` if
@@ -317,7 +329,9 @@ pub fn response(
         {
             continue;
         }
-        out.extend(name.iter().map(u8::to_ascii_lowercase));
+        let at = out.len();
+        out.extend_from_slice(name);
+        out[at..].make_ascii_lowercase();
         out.extend_from_slice(b": ");
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
@@ -426,9 +440,10 @@ mod date {
 mod tests {
     use super::*;
 
-    fn complete(buf: &[u8]) -> Box<Layout> {
-        match probe(buf, MAX_HEADERS) {
-            Probe::Complete(l) => l,
+    fn complete(buf: &[u8]) -> Layout {
+        let mut layout = Layout::default();
+        match probe(buf, MAX_HEADERS, &mut layout) {
+            Probe::Complete => layout,
             other => panic!("{other:?} for {:?}", String::from_utf8_lossy(buf)),
         }
     }
@@ -478,12 +493,16 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
         ];
         for raw in cases {
-            assert!(matches!(probe(raw, MAX_HEADERS), Probe::Unsuitable), "{:?}", String::from_utf8_lossy(raw));
+            assert!(
+                matches!(probe(raw, MAX_HEADERS, &mut Layout::default()), Probe::Unsuitable),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
         let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(21));
-        assert!(matches!(probe(many.as_bytes(), 20), Probe::Unsuitable));
-        assert!(matches!(probe(many.as_bytes(), 21), Probe::Complete(_)));
-        assert!(matches!(probe(b"GET / HTTP/1.1\r\nHost: a\r\n", MAX_HEADERS), Probe::Partial));
+        assert!(matches!(probe(many.as_bytes(), 20, &mut Layout::default()), Probe::Unsuitable));
+        assert!(matches!(probe(many.as_bytes(), 21, &mut Layout::default()), Probe::Complete));
+        assert!(matches!(probe(b"GET / HTTP/1.1\r\nHost: a\r\n", MAX_HEADERS, &mut Layout::default()), Probe::Partial));
         assert!(complete(b"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n").close);
     }
 
