@@ -224,3 +224,21 @@ async fn shutdown_closes_idle_keep_alive_connections_at_once() {
     let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
     assert!(matches!(read, Ok(Ok(0))), "{read:?} {rest:?}");
 }
+
+#[tokio::test]
+async fn server_http1_hyper_puts_every_request_on_hyper() {
+    let up = upstream().await;
+    let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n";
+    let (addr, _) = scripted(move |_| (chunked.to_vec(), false)).await;
+    for (engine, extension_kept) in [("geogate", true), ("hyper", false)] {
+        let cfg = config(&addr.to_string(), &format!("[server]\nhttp1 = \"{engine}\"\n"));
+        let p = Proxy::start(&cfg, &up).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n").await.unwrap();
+        let out = read_until(&mut s, |o| o.ends_with("0\r\n\r\n")).await;
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n") && out.contains("hello"), "{engine}: {out}");
+        // geogate's path passes the body as framed; hyper decodes it and frames it anew.
+        assert_eq!(out.contains("5;ext=1\r\n"), extension_kept, "{engine}: {out}");
+        p.shutdown().await;
+    }
+}

@@ -45,6 +45,7 @@ pub(super) struct FileConfig {
 pub(super) struct FileServer {
     pub worker_threads: Option<S<i64>>,
     pub shutdown_grace: Option<S<RawDuration>>,
+    pub http1: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

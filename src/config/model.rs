@@ -39,6 +39,17 @@ pub struct ServerConfig {
     pub worker_threads: Option<NonZeroUsize>,
     /// How long SIGTERM/SIGINT waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Which code serves HTTP/1.1 requests.
+    pub http1: Http1Engine,
+}
+
+/// The code that serves HTTP/1.1 requests on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Http1Engine {
+    /// geogate's own path for plain requests to HTTP/1.1 upstreams, hyper for the rest.
+    Geogate,
+    /// hyper for every request (the reference, and a way back).
+    Hyper,
 }
 
 #[derive(Clone, Debug, PartialEq)]

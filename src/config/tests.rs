@@ -79,7 +79,10 @@ fn built_in_defaults() {
 #[test]
 fn file_defaults() {
     let c = ok(MINIMAL);
-    assert_eq!(c.server, ServerConfig { worker_threads: None, shutdown_grace: Duration::from_secs(30) });
+    assert_eq!(
+        c.server,
+        ServerConfig { worker_threads: None, shutdown_grace: Duration::from_secs(30), http1: Http1Engine::Geogate }
+    );
     assert_eq!(c.admin.address, Some(DEFAULT_ADMIN));
     assert_eq!(c.default_upstream, 0);
     assert_eq!(c.policy.default_action, ActionConfig::Allow);
@@ -101,6 +104,7 @@ default_upstream = "api"
 [server]
 worker_threads = 2
 shutdown_grace = "45s"
+http1 = "hyper"
 
 [[listener]]
 name = "public"
@@ -205,6 +209,7 @@ sample = 0.5
     let c = ok(text);
     assert_eq!(c.default_upstream, 1);
     assert_eq!(c.server.worker_threads.map(|n| n.get()), Some(2));
+    assert_eq!(c.server.http1, Http1Engine::Hyper);
     assert_eq!(
         c.listeners[0].client_ip.source,
         ClientIpSource::Header(http::HeaderName::from_static("cf-connecting-ip"))
@@ -377,6 +382,7 @@ fn each_error_class() {
         ("[server]\nworker_threads = 0\n", "server.worker_threads", "worker_threads", "out of range"),
         ("[server]\nshutdown_grace = \"1.5s\"\n", "server.shutdown_grace", "shutdown_grace", "invalid duration"),
         ("[server]\nshutdown_grace = 30\n", "server.shutdown_grace", "shutdown_grace", "bare number"),
+        ("[server]\nhttp1 = \"nginx\"\n", "server.http1", "http1", "unknown value `nginx`"),
         ("[admin]\naddress = \"127.0.0.1\"\n", "admin.address", "address = \"127", "not an IP address and port"),
         ("[admin]\naddress = \"0.0.0.0:8080\"\n", "admin.address", "address = \"0.0.0.0:8080\"\n", "also a proxy listener"),
         ("[admin]\nreload_token = \"a b\"\n", "admin.reload_token", "reload_token", "invalid reload token"),

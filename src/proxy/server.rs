@@ -24,7 +24,7 @@ use super::handler::{self, ConnInfo};
 use super::send_guard::SendGuard;
 use super::ProxyContext;
 use crate::client_ip;
-use crate::config::{ClientIpConfig, ClientIpSource, Limits};
+use crate::config::{ClientIpConfig, ClientIpSource, Http1Engine, Limits};
 use crate::proxy_protocol;
 
 /// Largest PROXY v2 header accepted (address block plus TLVs).
@@ -82,6 +82,7 @@ pub async fn serve(
                 header_timeout: limits.header_read_timeout,
                 max_head: limits.max_header_bytes.get().max(8192),
                 max_headers: limits.max_headers.get(),
+                own_http1: snapshot.config.server.http1 == Http1Engine::Geogate,
                 send_timeout: limits.send_timeout,
                 min_send_rate: limits.min_send_rate,
                 send_buffer: limits.send_buffer_bytes,
@@ -112,6 +113,8 @@ struct ConnSettings {
     header_timeout: Duration,
     max_head: usize,
     max_headers: usize,
+    /// `server.http1 = "geogate"`: geogate's own HTTP/1.1 path serves what it can.
+    own_http1: bool,
     send_timeout: Duration,
     min_send_rate: u64,
     send_buffer: u64,
@@ -232,7 +235,7 @@ where
     let framing = super::sniff::Framing::new();
     let info = Arc::new(ConnInfo { tcp_peer, peer, listener: index, framing: framing.clone() });
     let h2 = io.prefix().starts_with(H2_PREFACE);
-    let io = if !h2 && h1::upstreams_are_http1(&ctx.current.load()) {
+    let io = if settings.own_http1 && !h2 && h1::upstreams_are_http1(&ctx.current.load()) {
         let h1_settings = h1::Settings {
             header_timeout: settings.header_timeout,
             max_head: settings.max_head,

@@ -9,9 +9,12 @@ impl<'a> Checker<'a> {
             let n = self.int("server.worker_threads", &f.worker_threads, 1, 1, 1024);
             usize::try_from(n).ok().and_then(NonZeroUsize::new).unwrap_or(NonZeroUsize::MIN)
         });
+        let engines = [("geogate", Http1Engine::Geogate), ("hyper", Http1Engine::Hyper)];
+        let http1 = f.http1.as_ref().and_then(|v| self.one_of("server.http1", v, &engines)).unwrap_or(d.http1);
         ServerConfig {
             worker_threads,
             shutdown_grace: self.duration("server.shutdown_grace", &f.shutdown_grace, d.shutdown_grace, true),
+            http1,
         }
     }
 
