@@ -7,6 +7,8 @@
 //! allocations are the ones an `http::Request` needs (its header map, and names outside
 //! the standard set), as in hyper.
 
+use std::mem::MaybeUninit;
+
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri, Version};
@@ -27,6 +29,33 @@ const HOP_BY_HOP: [&[u8]; 8] = [
     b"keep-alive",
     b"proxy-connection",
 ];
+
+/// Response header names the fast path acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    Connection,
+    TransferEncoding,
+    ContentLength,
+    Date,
+    /// Another hop-by-hop name ([`HOP_BY_HOP`] but `connection`).
+    HopByHop,
+    Other,
+}
+
+impl Known {
+    /// Classifies a name by its length first: most names match no length here.
+    fn of(name: &[u8]) -> Self {
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        match name.len() {
+            4 if is(b"date") => Self::Date,
+            10 if is(b"connection") => Self::Connection,
+            14 if is(b"content-length") => Self::ContentLength,
+            17 if is(b"transfer-encoding") => Self::TransferEncoding,
+            2 | 7 | 10 | 16 | 18 | 19 if HOP_BY_HOP.iter().any(|n| is(n)) => Self::HopByHop,
+            _ => Self::Other,
+        }
+    }
+}
 
 /// Names a `Connection` line may not remove (the same list as hyper's path).
 const PROTECTED: [&[u8]; 5] = [b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"host"];
@@ -138,9 +167,9 @@ fn slice(buf: &[u8], s: Span) -> &[u8] {
 /// Looks at the bytes buffered so far for one request head; when it is complete and
 /// suitable, `layout` (reused from request to request) says where its parts are.
 pub fn probe(buf: &[u8], max_headers: usize, layout: &mut Layout) -> Probe {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Probe::Partial,
         Err(_) => return Probe::Unsuitable,
@@ -242,9 +271,10 @@ pub fn response(
     client_close: bool,
     out: &mut Vec<u8>,
 ) -> Result<Response1, BadResponse> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
+    // Left uninitialised: httparse writes the lines it finds (no 3 KiB cleared per head).
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(Response1::Partial),
         Err(_) => return Err(BadResponse),
@@ -263,9 +293,10 @@ pub fn response(
     let mut length: Option<u64> = None;
     let mut bad_length = false;
     let mut has_date = false;
-    for h in resp.headers.iter() {
-        let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"connection") {
+    let mut kinds = [Known::Other; MAX_HEADERS];
+    for (h, kind) in resp.headers.iter().zip(kinds.iter_mut()) {
+        *kind = Known::of(h.name.as_bytes());
+        if *kind == Known::Connection {
             for t in tokens(h.value) {
                 if t.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
@@ -277,16 +308,16 @@ pub fn response(
                     token_count += 1;
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if *kind == Known::TransferEncoding {
             // More than one line: the last coding of the last line is what frames the body.
             te = Some(h.value);
-        } else if name.eq_ignore_ascii_case(b"content-length") {
+        } else if *kind == Known::ContentLength {
             match (parse_length(h.value), length) {
                 (Some(n), None) => length = Some(n),
                 (Some(n), Some(m)) if n == m => {}
                 _ => bad_length = true,
             }
-        } else if name.eq_ignore_ascii_case(b"date") {
+        } else if *kind == Known::Date {
             has_date = true;
         }
     }
@@ -319,14 +350,19 @@ pub fn response(
         None => out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes()),
     }
     out.extend_from_slice(b"\r\n");
-    for h in resp.headers.iter() {
+    for (h, kind) in resp.headers.iter().zip(kinds) {
         let name = h.name.as_bytes();
-        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-        if HOP_BY_HOP.iter().any(|n| is(n))
-            || (is(b"content-length") && (te.is_some() || code == 204))
-            || (is(b"transfer-encoding") && no_body)
-            || (listed.iter().any(|t| is(t)) && !PROTECTED.iter().any(|p| is(p)))
-        {
+        let dropped = match kind {
+            Known::Connection | Known::HopByHop => true,
+            Known::ContentLength => te.is_some() || code == 204,
+            Known::TransferEncoding => no_body,
+            Known::Date | Known::Other => {
+                !listed.is_empty()
+                    && listed.iter().any(|t| name.eq_ignore_ascii_case(t))
+                    && !PROTECTED.iter().any(|p| name.eq_ignore_ascii_case(p))
+            }
+        };
+        if dropped {
             continue;
         }
         let at = out.len();
@@ -547,6 +583,21 @@ mod tests {
         assert!(!h.keep_alive);
         let (h, _) = respond(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", false, false);
         assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_is_known_in_any_case() {
+        for name in HOP_BY_HOP {
+            for spelled in [name.to_vec(), name.to_ascii_uppercase()] {
+                let kind = Known::of(&spelled);
+                assert!(matches!(kind, Known::Connection | Known::HopByHop), "{:?}", String::from_utf8_lossy(&spelled));
+            }
+        }
+        assert_eq!(Known::of(b"Content-Length"), Known::ContentLength);
+        assert_eq!(Known::of(b"TRANSFER-ENCODING"), Known::TransferEncoding);
+        for other in [&b"x-upgrade"[..], b"tee", b"keep-alives", b"content-type", b"dates"] {
+            assert_eq!(Known::of(other), Known::Other, "{:?}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]
