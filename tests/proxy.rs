@@ -610,3 +610,40 @@ async fn pooled_upstream_connection_serves_many_requests() {
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "sequential requests share one connection");
     p.shutdown().await;
 }
+
+/// The threads of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[tokio::test]
+async fn per_core_workers_share_the_listening_port_and_drain() {
+    let up = upstream().await;
+    let extra = "[server]\nworker_threads = 2\nruntime = \"per-core\"\nshutdown_grace = \"10s\"\n";
+    let p = Proxy::start(&config(XFF_TRUSTED, "", extra), &up).await;
+    // A thread names itself as it starts: give them a moment.
+    for _ in 0..100 {
+        if threads_named("geogate-worker") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(threads_named("geogate-worker"), 2, "one thread per worker");
+    // Every new connection lands on one of the two sockets; each is served.
+    for i in 0..20 {
+        let (st, _, body) = get(p.addr, &format!("/n{i}"), &[("x-forwarded-for", "192.0.2.1")]).await;
+        assert_eq!(st, StatusCode::OK, "request {i}");
+        assert!(String::from_utf8_lossy(&body).contains(&format!("\"/n{i}\"")));
+    }
+    let addr = p.addr;
+    let inflight = tokio::spawn(async move { get(addr, "/slow", &[]).await.0 });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.shutdown().await;
+    assert_eq!(inflight.await.unwrap(), StatusCode::OK, "in-flight request was dropped");
+    assert!(TcpStream::connect(addr).await.is_err(), "a worker still listens");
+    assert_eq!(threads_named("geogate-worker"), 0, "workers ended");
+}
