@@ -15,7 +15,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(client_ip_xff client_ip_forwarded client_ip_header proxy_protocol cidr_list config mmdb path_normalize)
+    targets=(client_ip_xff client_ip_forwarded client_ip_header proxy_protocol cidr_list config mmdb path_normalize h1_wire)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

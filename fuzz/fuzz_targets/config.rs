@@ -3,7 +3,7 @@
 //! and explains a few requests consistently.
 #![no_main]
 
-use geogate::geo::{Answer, CountryCode, GeoRecord, ListSet};
+use geogate::geo::{Answer, CountryCode, GeoRecord, ListSet, OwnedAnswer};
 use geogate::policy::{compile, RequestFacts};
 use http::Method;
 use libfuzzer_sys::fuzz_target;
@@ -26,11 +26,11 @@ fuzz_target!(|data: &[u8]| {
         Ok(p) => p,
         Err(e) => panic!("a checked configuration does not compile: {e}"),
     };
-    let ru = Answer {
-        geo: GeoRecord { country: CountryCode::parse("RU"), ..GeoRecord::default() },
-        lists: ListSet(u64::MAX),
-        source: Some(0),
-    };
+    // Source 0 says RU, both layered and as its own view (what a rule's `view` tests).
+    let mut ru = OwnedAnswer::new(GeoRecord { country: CountryCode::parse("RU"), ..GeoRecord::default() });
+    ru.lists = ListSet(u64::MAX);
+    ru.push_view(0, ru.geo.clone());
+    let ru = ru.answer();
     let requests = [
         RequestFacts { host: Some("app.example.com:8443"), path: "/signup?x=1", method: &Method::POST },
         RequestFacts { host: None, path: "/%2e%2e/api/v1//accounts/", method: &Method::GET },
