@@ -71,3 +71,17 @@ fn html_file_that_is_not_a_regular_file_is_refused() {
     let result = result.expect("config::parse still blocked on a FIFO after 5 s");
     assert!(result.is_err(), "a FIFO was accepted as html_file");
 }
+
+/// h1_wire: `Transfer-Encoding: chunked` then an empty `Transfer-Encoding` line. The lines are
+/// one list whose last coding is `chunked` (RFC 9110 §5.3), as the client reading the written
+/// head sees it; the body was framed by the last line alone, so as close-delimited.
+#[test]
+fn h1_wire_empty_transfer_encoding_line_after_chunked() {
+    use geogate::proxy::h1::wire::{response, Framing, Response1};
+    let input = b"HTTP/1.1 200 \r\ntransfer-encoding:chunked\r\ntransfer-encoding:\r\n\r\n";
+    let mut out = Vec::new();
+    match response(input, false, false, &mut out).unwrap() {
+        Response1::Complete(head) => assert_eq!(head.framing, Framing::Chunked),
+        other => panic!("{other:?}"),
+    }
+}

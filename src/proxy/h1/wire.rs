@@ -289,7 +289,10 @@ pub fn response(
     let mut tokens_seen: [&[u8]; MAX_TOKENS] = [&[]; MAX_TOKENS];
     let mut token_count = 0;
     let mut keep_alive = http11;
-    let mut te: Option<&[u8]> = None;
+    // `Transfer-Encoding` lines form one list (RFC 9110 §5.3): its last coding, over every
+    // line, decides the framing; a line with no coding adds nothing.
+    let mut te = false;
+    let mut chunked_last = false;
     let mut length: Option<u64> = None;
     let mut bad_length = false;
     let mut has_date = false;
@@ -309,8 +312,10 @@ pub fn response(
                 }
             }
         } else if *kind == Known::TransferEncoding {
-            // More than one line: the last coding of the last line is what frames the body.
-            te = Some(h.value);
+            te = true;
+            if let Some(last) = tokens(h.value).last() {
+                chunked_last = last.eq_ignore_ascii_case(b"chunked");
+            }
         } else if *kind == Known::ContentLength {
             match (parse_length(h.value), length) {
                 (Some(n), None) => length = Some(n),
@@ -324,8 +329,8 @@ pub fn response(
     let no_body = request_is_head || code == 204 || code == 304;
     let framing = if no_body {
         Framing::Empty
-    } else if let Some(te) = te {
-        if tokens(te).last().is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")) {
+    } else if te {
+        if chunked_last {
             Framing::Chunked
         } else {
             Framing::Close
@@ -354,7 +359,7 @@ pub fn response(
         let name = h.name.as_bytes();
         let dropped = match kind {
             Known::Connection | Known::HopByHop => true,
-            Known::ContentLength => te.is_some() || code == 204,
+            Known::ContentLength => te || code == 204,
             Known::TransferEncoding => no_body,
             Known::Date | Known::Other => {
                 !listed.is_empty()
@@ -567,6 +572,13 @@ mod tests {
         assert!(out.contains("transfer-encoding: chunked\r\n") && !out.contains("content-length"), "{out}");
         assert!(out.contains("\r\ndate: ") && out.ends_with("connection: close\r\n\r\n"), "{out}");
 
+        // Several lines are one list: an empty line after `chunked` changes nothing (a fuzz
+        // finding: the last line alone used to decide), a later coding does.
+        let (h, _) = respond(b"HTTP/1.1 200 \r\ntransfer-encoding:chunked\r\ntransfer-encoding:\r\n\r\n", false, false);
+        assert_eq!(h.framing, Framing::Chunked);
+        let (h, _) =
+            respond(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n", false, false);
+        assert_eq!(h.framing, Framing::Close);
         let (h, _) = respond(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true, false);
         assert_eq!(h.framing, Framing::Empty);
         let (h, out) = respond(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false, false);
