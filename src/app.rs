@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::config::{Config, ListLocation, OnNoData, RuntimeKind, SourceKind};
+use crate::config::{Config, ListLocation, OnNoData, SourceKind};
 use crate::metrics::Metrics;
 use crate::proxy::{forward::Upstreams, server, ProxyContext};
 use crate::reload::{self, ConfigSource, Reloader, Trigger};
@@ -67,11 +67,7 @@ pub fn run(source: ConfigSource) -> Result<(), AppError> {
     let config = source.load().map_err(AppError::Config)?;
     // One worker: a current-thread runtime serves on the main thread with no work-stealing
     // machinery or cross-thread wake-ups (measurably faster for a single-core sidecar).
-    // Per-core: the workers are threads of their own (see `start`); this runtime only runs the
-    // admin listener, the reload triggers and the signal handling.
-    let per_core = per_core_workers(&config).is_some();
     let mut rt = match config.server.worker_threads {
-        _ if per_core => tokio::runtime::Builder::new_current_thread(),
         Some(n) if n.get() == 1 => tokio::runtime::Builder::new_current_thread(),
         Some(n) => {
             let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -81,8 +77,7 @@ pub fn run(source: ConfigSource) -> Result<(), AppError> {
         None => tokio::runtime::Builder::new_multi_thread(),
     };
     let rt = rt.enable_all().build().map_err(|e| AppError::Runtime(e.to_string()))?;
-    let workers = per_core_workers(&config).unwrap_or_else(|| rt.metrics().num_workers());
-    tracing::info!(worker_threads = workers, per_core, "runtime started");
+    tracing::info!(worker_threads = rt.metrics().num_workers(), "runtime started");
     rt.block_on(async move {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let running = start(source, config, shutdown_rx).await?;
@@ -141,21 +136,12 @@ pub async fn start(source: ConfigSource, config: Config, shutdown: watch::Receiv
     reload::record_snapshot(&metrics, &first);
     let current = Arc::new(ArcSwap::from_pointee(first));
 
-    let workers = per_core_workers(&config);
     let mut listeners = Vec::new();
-    let mut reuse_port = Vec::new();
     let mut listen_addrs = Vec::new();
     for l in &config.listeners {
-        let bind_error = |source| AppError::Bind { addr: l.address, source };
-        if workers.is_some() {
-            let socket = bind_reuse_port(l.address).map_err(bind_error)?;
-            listen_addrs.push(socket.local_addr().unwrap_or(l.address));
-            reuse_port.push(socket);
-        } else {
-            let tcp = TcpListener::bind(l.address).await.map_err(bind_error)?;
-            listen_addrs.push(tcp.local_addr().unwrap_or(l.address));
-            listeners.push(tcp);
-        }
+        let tcp = TcpListener::bind(l.address).await.map_err(|source| AppError::Bind { addr: l.address, source })?;
+        listen_addrs.push(tcp.local_addr().unwrap_or(l.address));
+        listeners.push(tcp);
     }
     let reloader = Arc::new(Reloader::new(current.clone(), metrics.clone(), source));
     let admin_addr = match config.admin.address {
@@ -169,38 +155,10 @@ pub async fn start(source: ConfigSource, config: Config, shutdown: watch::Receiv
     };
     spawn_triggers(&reloader, &config, shutdown.clone(), degraded);
 
+    let ctx = Arc::new(ProxyContext::new(current.clone(), metrics.clone(), Upstreams::new()));
     let mut tasks = Vec::new();
     // One cap for the process, as documented: every listener draws from the same permits.
     let permits = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections.get()));
-    if let Some(n) = workers {
-        // Worker 0 takes the sockets bound above; the others bind the same (resolved) addresses.
-        let mut sockets = reuse_port;
-        for w in 0..n {
-            let mine = if w + 1 < n {
-                let next = listen_addrs
-                    .iter()
-                    .map(|&addr| bind_reuse_port(addr).map_err(|source| AppError::Bind { addr, source }))
-                    .collect::<Result<Vec<_>, _>>()?;
-                std::mem::replace(&mut sockets, next)
-            } else {
-                std::mem::take(&mut sockets)
-            };
-            let ctx = Arc::new(ProxyContext::new(current.clone(), metrics.clone(), Upstreams::new()));
-            let work = Worker {
-                sockets: mine,
-                ctx,
-                permits: permits.clone(),
-                shutdown: shutdown.clone(),
-                grace: config.server.shutdown_grace,
-            };
-            tasks.push(work.spawn(w)?);
-        }
-        for (l, addr) in config.listeners.iter().zip(&listen_addrs) {
-            tracing::info!(listener = %l.name, address = %addr, workers = n, "listening (one socket per worker)");
-        }
-        return Ok(Running { current, metrics, reloader, listen_addrs, admin_addr, tasks });
-    }
-    let ctx = Arc::new(ProxyContext::new(current.clone(), metrics.clone(), Upstreams::new()));
     for (i, (tcp, l)) in listeners.into_iter().zip(config.listeners.iter()).enumerate() {
         tracing::info!(listener = %l.name, address = %listen_addrs[i], "listening");
         tasks.push(tokio::spawn(server::serve(
@@ -213,85 +171,6 @@ pub async fn start(source: ConfigSource, config: Config, shutdown: watch::Receiv
         )));
     }
     Ok(Running { current, metrics, reloader, listen_addrs, admin_addr, tasks })
-}
-
-/// The number of per-core workers: `server.runtime = "per-core"` with more than one worker
-/// thread (one per CPU when `worker_threads` is not set).
-fn per_core_workers(config: &Config) -> Option<usize> {
-    if config.server.runtime != RuntimeKind::PerCore {
-        return None;
-    }
-    let n = config
-        .server
-        .worker_threads
-        .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |n| n.get());
-    (n > 1).then_some(n)
-}
-
-/// A listening socket with `SO_REUSEPORT`, so every worker can bind the same address.
-fn bind_reuse_port(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
-/// One per-core worker: a thread running a single-threaded runtime that serves its own
-/// sockets (one per listener) with its own upstream pools.
-struct Worker {
-    sockets: Vec<std::net::TcpListener>,
-    ctx: Arc<ProxyContext>,
-    permits: Arc<tokio::sync::Semaphore>,
-    shutdown: watch::Receiver<bool>,
-    grace: std::time::Duration,
-}
-
-impl Worker {
-    /// Starts the thread; the task returned ends when the worker has drained.
-    fn spawn(self, index: usize) -> Result<tokio::task::JoinHandle<()>, AppError> {
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name(format!("geogate-worker-{index}"))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(worker = index, error = %e, "worker runtime failed to start");
-                        return;
-                    }
-                };
-                rt.block_on(self.serve());
-                drop(done_tx);
-            })
-            .map_err(|e| AppError::Runtime(e.to_string()))?;
-        Ok(tokio::spawn(async move {
-            let _ = done_rx.await;
-        }))
-    }
-
-    async fn serve(self) {
-        let mut tasks = Vec::new();
-        for (i, socket) in self.sockets.into_iter().enumerate() {
-            match TcpListener::from_std(socket) {
-                Ok(tcp) => tasks.push(tokio::spawn(server::serve(
-                    tcp,
-                    i,
-                    self.permits.clone(),
-                    self.ctx.clone(),
-                    self.shutdown.clone(),
-                    self.grace,
-                ))),
-                Err(e) => tracing::error!(listener = i, error = %e, "worker could not take its socket"),
-            }
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-    }
 }
 
 /// SIGHUP, file watching, periodic re-checks and remote sources, each feeding the reloader.

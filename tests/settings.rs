@@ -310,9 +310,8 @@ async fn every_start_up_only_key_is_refused_by_name() {
     let p = Proxy::start(&base, &up).await;
     std::fs::write(p.dir.path().join("cache.txt"), "192.0.2.0/24\n").unwrap();
     let admin_line = "[admin]\naddress = \"127.0.0.1:0\"";
-    let cases: [(&str, String); 11] = [
+    let cases: [(&str, String); 10] = [
         ("server.worker_threads", format!("[server]\nworker_threads = 3\n{base}")),
-        ("server.runtime", format!("[server]\nruntime = \"per-core\"\n{base}")),
         ("server.shutdown_grace", format!("[server]\nshutdown_grace = \"1s\"\n{base}")),
         ("listener[0].name", base.replace("name = \"public\"", "name = \"renamed\"")),
         ("listener[0].address", base.replace("address = \"127.0.0.1:0\"\nclient_ip", "address = \"127.0.0.1:1\"\nclient_ip")),

@@ -95,12 +95,7 @@ fn nz(n: usize) -> NonZeroUsize {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            worker_threads: None,
-            shutdown_grace: Duration::from_secs(30),
-            http1: Http1Engine::Geogate,
-            runtime: RuntimeKind::Shared,
-        }
+        Self { worker_threads: None, shutdown_grace: Duration::from_secs(30), http1: Http1Engine::Geogate }
     }
 }
 

@@ -46,7 +46,6 @@ pub(super) struct FileServer {
     pub worker_threads: Option<S<i64>>,
     pub shutdown_grace: Option<S<RawDuration>>,
     pub http1: Option<S<String>>,
-    pub runtime: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

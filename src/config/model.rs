@@ -41,19 +41,6 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Which code serves HTTP/1.1 requests.
     pub http1: Http1Engine,
-    /// How several worker threads share the connections.
-    pub runtime: RuntimeKind,
-}
-
-/// How `worker_threads` > 1 threads serve connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RuntimeKind {
-    /// One multi-threaded runtime: every worker takes any connection (work stealing).
-    Shared,
-    /// One single-threaded runtime per worker thread, each accepting on its own
-    /// `SO_REUSEPORT` socket with its own upstream pools: no work stealing, no cross-thread
-    /// wake-ups; the kernel spreads connections over the sockets.
-    PerCore,
 }
 
 /// The code that serves HTTP/1.1 requests on a connection.

@@ -81,12 +81,7 @@ fn file_defaults() {
     let c = ok(MINIMAL);
     assert_eq!(
         c.server,
-        ServerConfig {
-            worker_threads: None,
-            shutdown_grace: Duration::from_secs(30),
-            http1: Http1Engine::Geogate,
-            runtime: RuntimeKind::Shared
-        }
+        ServerConfig { worker_threads: None, shutdown_grace: Duration::from_secs(30), http1: Http1Engine::Geogate }
     );
     assert_eq!(c.admin.address, Some(DEFAULT_ADMIN));
     assert_eq!(c.default_upstream, 0);
@@ -110,7 +105,6 @@ default_upstream = "api"
 worker_threads = 2
 shutdown_grace = "45s"
 http1 = "hyper"
-runtime = "per-core"
 
 [[listener]]
 name = "public"
@@ -216,7 +210,6 @@ sample = 0.5
     assert_eq!(c.default_upstream, 1);
     assert_eq!(c.server.worker_threads.map(|n| n.get()), Some(2));
     assert_eq!(c.server.http1, Http1Engine::Hyper);
-    assert_eq!(c.server.runtime, RuntimeKind::PerCore);
     assert_eq!(
         c.listeners[0].client_ip.source,
         ClientIpSource::Header(http::HeaderName::from_static("cf-connecting-ip"))
@@ -390,7 +383,6 @@ fn each_error_class() {
         ("[server]\nshutdown_grace = \"1.5s\"\n", "server.shutdown_grace", "shutdown_grace", "invalid duration"),
         ("[server]\nshutdown_grace = 30\n", "server.shutdown_grace", "shutdown_grace", "bare number"),
         ("[server]\nhttp1 = \"nginx\"\n", "server.http1", "http1", "unknown value `nginx`"),
-        ("[server]\nruntime = \"per-thread\"\n", "server.runtime", "runtime", "unknown value `per-thread`"),
         ("[admin]\naddress = \"127.0.0.1\"\n", "admin.address", "address = \"127", "not an IP address and port"),
         ("[admin]\naddress = \"0.0.0.0:8080\"\n", "admin.address", "address = \"0.0.0.0:8080\"\n", "also a proxy listener"),
         ("[admin]\nreload_token = \"a b\"\n", "admin.reload_token", "reload_token", "invalid reload token"),

@@ -8,7 +8,7 @@
 //!
 //! | key | why it needs a restart |
 //! |---|---|
-//! | `server.worker_threads`, `server.runtime` | the runtime is built once |
+//! | `server.worker_threads` | the runtime is built once |
 //! | `server.shutdown_grace` | the drain deadline is armed at start-up |
 //! | `listener.name`, `listener.address`, the number of listeners | sockets are bound at start-up |
 //! | `listener.tls` added or removed (its certificates reload) | connections already accepted keep the scheme they were accepted with |
@@ -30,7 +30,6 @@ pub fn restart_required(prev: &Config, next: &Config) -> Vec<String> {
         }
     };
     differs("server.worker_threads".into(), prev.server.worker_threads != next.server.worker_threads);
-    differs("server.runtime".into(), prev.server.runtime != next.server.runtime);
     differs("server.shutdown_grace".into(), prev.server.shutdown_grace != next.server.shutdown_grace);
     if prev.listeners.len() == next.listeners.len() {
         for (i, (a, b)) in prev.listeners.iter().zip(&next.listeners).enumerate() {

@@ -11,13 +11,10 @@ impl<'a> Checker<'a> {
         });
         let engines = [("geogate", Http1Engine::Geogate), ("hyper", Http1Engine::Hyper)];
         let http1 = f.http1.as_ref().and_then(|v| self.one_of("server.http1", v, &engines)).unwrap_or(d.http1);
-        let kinds = [("shared", RuntimeKind::Shared), ("per-core", RuntimeKind::PerCore)];
-        let runtime = f.runtime.as_ref().and_then(|v| self.one_of("server.runtime", v, &kinds)).unwrap_or(d.runtime);
         ServerConfig {
             worker_threads,
             shutdown_grace: self.duration("server.shutdown_grace", &f.shutdown_grace, d.shutdown_grace, true),
             http1,
-            runtime,
         }
     }
 
