@@ -45,10 +45,10 @@ use crate::config::UpstreamProtocol;
 use crate::tls::client::UpstreamTls;
 
 /// How long an idle upstream connection is kept.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Idle connections kept per upstream authority; more are closed when they come back.
-const MAX_IDLE_PER_AUTHORITY: usize = 256;
+pub(super) const MAX_IDLE_PER_AUTHORITY: usize = 256;
 /// Most bytes read ahead from an upstream connection (hyper's default is about 400 KiB): what
 /// a client that reads slowly can make geogate hold per connection, and the largest upstream
 /// response head accepted. (Per stream on HTTP/2: its flow-control window.)

@@ -13,7 +13,7 @@ use crate::config::{ClientHeaders, ClientIpSource, CLIENT_ADDRESS_HEADERS};
 use crate::geo::CountryCode;
 
 /// Hop-by-hop headers: meaningful for one connection only, never forwarded.
-static HOP_BY_HOP: [HeaderName; 9] = [
+pub(super) static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     header::TE,
     header::TRANSFER_ENCODING,
@@ -31,7 +31,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Headers a client may not remove by naming them in `Connection`: the forwarding chain,
 /// which geogate extends rather than replaces, and `Host`, which is end-to-end by definition.
-static PROTECTED: [HeaderName; 5] =
+pub(super) static PROTECTED: [HeaderName; 5] =
     [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, header::FORWARDED, header::HOST];
 
 /// Removes hop-by-hop headers and every header named in `Connection` (except protected

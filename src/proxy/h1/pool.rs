@@ -8,15 +8,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::super::connect::UpstreamStream;
-use super::super::forward::PoolKey;
-
-/// How long an idle upstream connection is kept (as hyper's pool).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept per upstream; more are closed when they come back.
-const MAX_IDLE_PER_KEY: usize = 256;
+use super::super::forward::{PoolKey, IDLE_TIMEOUT, MAX_IDLE_PER_AUTHORITY as MAX_IDLE_PER_KEY};
 
 /// Idle connections per upstream. A configuration names a handful of upstreams, so a short
 /// list searched in order.

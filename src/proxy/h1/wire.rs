@@ -17,18 +17,9 @@ use http::{Method, Request, Response, Uri, Version};
 /// hyper, which answers it by the configured limit.
 pub const MAX_HEADERS: usize = 100;
 
-/// Hop-by-hop response headers (RFC 9110 §7.6.1), as `headers::strip_hop_by_hop` removes
-/// them on hyper's path; `transfer-encoding` is handled with the framing.
-const HOP_BY_HOP: [&[u8]; 8] = [
-    b"connection",
-    b"te",
-    b"upgrade",
-    b"trailer",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-    b"keep-alive",
-    b"proxy-connection",
-];
+// Hop-by-hop headers and the names a `Connection` line may not remove: the lists hyper's
+// path strips and protects by (`proxy::headers`), so both paths agree.
+use super::super::headers::{HOP_BY_HOP, PROTECTED};
 
 /// Response header names the fast path acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +28,7 @@ enum Known {
     TransferEncoding,
     ContentLength,
     Date,
-    /// Another hop-by-hop name ([`HOP_BY_HOP`] but `connection`).
+    /// Another hop-by-hop name ([`HOP_BY_HOP`] but `connection` and `transfer-encoding`).
     HopByHop,
     Other,
 }
@@ -51,14 +42,11 @@ impl Known {
             10 if is(b"connection") => Self::Connection,
             14 if is(b"content-length") => Self::ContentLength,
             17 if is(b"transfer-encoding") => Self::TransferEncoding,
-            2 | 7 | 10 | 16 | 18 | 19 if HOP_BY_HOP.iter().any(|n| is(n)) => Self::HopByHop,
+            2 | 7 | 10 | 16 | 18 | 19 if HOP_BY_HOP.iter().any(|n| is(n.as_str().as_bytes())) => Self::HopByHop,
             _ => Self::Other,
         }
     }
 }
-
-/// Names a `Connection` line may not remove (the same list as hyper's path).
-const PROTECTED: [&[u8]; 5] = [b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"host"];
 
 /// Most `Connection` tokens of one response honoured.
 const MAX_TOKENS: usize = 16;
@@ -364,7 +352,7 @@ pub fn response(
             Known::Date | Known::Other => {
                 !listed.is_empty()
                     && listed.iter().any(|t| name.eq_ignore_ascii_case(t))
-                    && !PROTECTED.iter().any(|p| name.eq_ignore_ascii_case(p))
+                    && !PROTECTED.iter().any(|p| name.eq_ignore_ascii_case(p.as_str().as_bytes()))
             }
         };
         if dropped {
@@ -599,10 +587,14 @@ mod tests {
 
     #[test]
     fn every_hop_by_hop_name_is_known_in_any_case() {
-        for name in HOP_BY_HOP {
+        for name in HOP_BY_HOP.iter().map(|n| n.as_str().as_bytes()) {
             for spelled in [name.to_vec(), name.to_ascii_uppercase()] {
                 let kind = Known::of(&spelled);
-                assert!(matches!(kind, Known::Connection | Known::HopByHop), "{:?}", String::from_utf8_lossy(&spelled));
+                assert!(
+                    matches!(kind, Known::Connection | Known::TransferEncoding | Known::HopByHop),
+                    "{:?}",
+                    String::from_utf8_lossy(&spelled)
+                );
             }
         }
         assert_eq!(Known::of(b"Content-Length"), Known::ContentLength);
