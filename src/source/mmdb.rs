@@ -10,8 +10,9 @@
 //!   networks; each goes to `v4` as is and to `v6` as `::a.b.c.d/(96+p)`, since an IPv6
 //!   lookup of `::a.b.c.d` walks the same nodes.
 //! - The alias nodes MaxMind writers add (`::ffff:0:0/96`, `2002::/16`, `2001::/32`) point
-//!   into the IPv4 subtree; they are walked like any other IPv6 subtree, so `v6` holds
-//!   e.g. `::ffff:a.b.c.d/(96+p)` and `2002:a.b.c.d::/(16+p)` too.
+//!   into the IPv4 subtree; they answer what the IPv4 subtree answers, so `v6` holds e.g.
+//!   `::ffff:a.b.c.d/(96+p)` and `2002:a.b.c.d::/(16+p)` too (replayed from the IPv4
+//!   networks, not walked again; counted once).
 //! - A database without an IPv4 subtree (`::/96` lies inside one bigger IPv6 record) answers
 //!   every IPv4 lookup with that record, so `v4` is `0.0.0.0/0` -> that record.
 //!
@@ -21,15 +22,17 @@
 //! database entry has none of the fields the schema reads, or only invalid ones.
 //!
 //! # Cost
-//! One pass over the tree: O(terminal nodes) network conversions plus one decode per distinct
+//! One pass over the tree: O(terminal nodes) network conversions plus one lookup and one decode per distinct
 //! data record. Output memory is 12 bytes per IPv4 network and 24 per IPv6 network; with
 //! aliases every IPv4 network also appears four times in `v6`.
 //!
 //! # Hostile files
-//! `maxminddb` checks every tree pointer and data access; on top of that the walk counts the
-//! terminals it visits and gives up past what `node_count` allows (a tree whose nodes are
-//! shared would otherwise be walked an exponential number of times), and the whole load runs
-//! under `catch_unwind` so a bug in any layer becomes an error, not a crash.
+//! The tree walk ([`tree`]) checks that the tree fits in the file, never goes deeper than an
+//! address has bits, and gives up past the terminals `node_count` allows (a tree whose nodes
+//! are shared would otherwise be walked an exponential number of times); `maxminddb` checks
+//! the metadata and every data access, and each record is found through a `maxminddb` lookup
+//! that must land on the record the walk found. The whole load runs under `catch_unwind` so a
+//! bug in any layer becomes an error, not a crash.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -39,7 +42,7 @@ use std::path::Path;
 
 use hashbrown::{HashMap, HashSet};
 use ipnet::{Ipv4Net, Ipv6Net};
-use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader, WithinOptions};
+use maxminddb::{LookupResult, MaxMindDbError, PathElement, Reader};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{panic_message, sha256_hex, Provenance, SourceError};
@@ -155,21 +158,14 @@ struct LayerSink {
     layer: SourceLayer,
 }
 
-/// Where the walk has got to in the IPv6 space, to find the subtrees it skipped.
-struct Cursor {
-    /// The first IPv6 address not yet covered by a network the walk reported.
-    next: Option<u128>,
-}
-
-/// Walks the whole search tree once, sending every network to `sink`.
+/// Walks the whole search tree once ([`tree::Tree`]), sending every network to `sink`.
 ///
-/// Alias subtrees (`::ffff:0:0/96`, `2002::/16`, `2001::/32`: nodes that point back to the
-/// IPv4 subtree) are not walked again. `maxminddb` skips every subtree whose node is the
-/// IPv4 root, and with networks without data included every other terminal is reported, so
-/// the IPv6 space the walk leaves out is exactly those subtrees. Each one answers a lookup
-/// with the IPv4 answer of the 32 address bits after its prefix, so the IPv4 networks are
-/// replayed there. Before trusting that, one lookup checks that the subtree really resolves
-/// through the IPv4 root; one that does not is walked the ordinary way.
+/// Alias subtrees (`::ffff:0:0/96`, `2002::/16`, `2001::/32`: records that are the IPv4
+/// root) are not walked again: each answers a lookup with the IPv4 answer of the 32 address
+/// bits after its prefix, so the IPv4 networks, all met before (`::/96` comes first), are
+/// replayed there. Each distinct data record is decoded once, through one `maxminddb` lookup of
+/// the first address that leads to it; that lookup must land on the same record, so the walk
+/// and the reference reader cannot disagree unnoticed.
 fn walk(
     name: &str,
     origin: &str,
@@ -188,98 +184,69 @@ fn walk(
     let metadata = reader.metadata();
     let ipv6_db = metadata.ip_version == 6;
     let budget = (metadata.node_count as usize).saturating_add(1).saturating_mul(TERMINALS_PER_NODE);
+    let tree =
+        tree::Tree::new(bytes, metadata.node_count, metadata.record_size, metadata.ip_version).map_err(corrupt)?;
+    let ipv4_subtree = tree.has_ipv4_subtree();
+    let data_base = (metadata.node_count as usize).saturating_add(16);
 
     let mut decoder = RecordDecoder::new(schema);
     decoder.regions = regions.clone();
     let mut interner = Interner::default();
     let mut counts = (0usize, 0usize);
-    let mut visited = 0usize;
-    let mut cursor = Cursor { next: Some(0) };
-    // Networks without data are yielded too: every terminal then counts against the budget
-    // (a shared-subtree tree of empty leaves would otherwise spin inside the iterator), and
-    // the space the walk skips is exactly the alias subtrees.
-    let options = WithinOptions::default().include_networks_without_data();
-    let walk = reader.networks(options).map_err(mmdb_error)?;
-    let mut visit = |lookup: LookupResult<'_, &[u8]>,
-                     network: ipnetwork::IpNetwork,
-                     aliased: bool,
-                     cursor: &mut Cursor,
-                     sink: &mut dyn Sink|
-     -> Result<(), SourceError> {
-        visited += 1;
-        if visited > budget {
-            return Err(corrupt(format!(
-                "the search tree has more than {budget} networks for {} nodes \
-                 (shared or cyclic subtrees)",
-                metadata.node_count
-            )));
-        }
+    let visit = |first: u128, len: u8, terminal: tree::Terminal| -> Result<(), SourceError> {
+        let pointer = match terminal {
+            tree::Terminal::Empty => return Ok(()),
+            // Only at depth <= 96 (the tree's rule), so the shift is in range.
+            tree::Terminal::Alias => return sink.replay_v4(first, 96 - u32::from(len)).map_err(corrupt),
+            tree::Terminal::Data(pointer) => pointer,
+        };
         let bad_network = |e: ipnet::PrefixLenError| corrupt(format!("bad network: {e}"));
-        let (v4, v6) = match network.ip() {
-            IpAddr::V4(addr) => {
-                let net = Ipv4Net::new(addr, network.prefix()).map_err(bad_network)?;
-                // The iterator reports the `::/96` subtree in IPv4 form.
-                let compat = ipv6_db
-                    .then(|| {
-                        Ipv6Net::new(Ipv6Addr::from(u128::from(u32::from(addr))), network.prefix().saturating_add(96))
-                    })
-                    .transpose()
-                    .map_err(bad_network)?;
-                (Some(net), compat)
-            }
-            IpAddr::V6(addr) => {
-                let net = Ipv6Net::new(addr, network.prefix()).map_err(bad_network)?;
-                // No IPv4 subtree: the record holding `::/96` answers every IPv4 lookup.
-                let v4 = (net.prefix_len() <= 96 && net.network() == Ipv6Addr::UNSPECIFIED).then(Ipv4Net::default);
-                (v4, Some(net))
-            }
+        // The networks this terminal answers for, in each family, and the address to look up.
+        let (v4, v6, probe) = if !ipv6_db {
+            let addr = std::net::Ipv4Addr::from(first as u32);
+            (Some(Ipv4Net::new(addr, len).map_err(bad_network)?), None, IpAddr::V4(addr))
+        } else if ipv4_subtree && len >= 96 && first <= u128::from(u32::MAX) {
+            // Inside the IPv4 subtree: the IPv4 network, and the same nodes seen as `::a.b.c.d`.
+            let addr = std::net::Ipv4Addr::from(first as u32);
+            let n6 = Ipv6Net::new(Ipv6Addr::from(first), len).map_err(bad_network)?;
+            (Some(Ipv4Net::new(addr, len - 96).map_err(bad_network)?), Some(n6), IpAddr::V4(addr))
+        } else {
+            let addr = Ipv6Addr::from(first);
+            let n6 = Ipv6Net::new(addr, len).map_err(bad_network)?;
+            // No IPv4 subtree: the record holding `::/96` answers every IPv4 lookup.
+            let v4 = (len <= 96 && first == 0).then(Ipv4Net::default);
+            (v4, Some(n6), IpAddr::V6(addr))
         };
-        if let Some(n6) = v6 {
-            cursor.next = u128::from(n6.broadcast()).checked_add(1);
-        }
-        let Some(offset) = lookup.offset() else {
-            return Ok(());
+        let offset = pointer.checked_sub(data_base).ok_or_else(|| {
+            corrupt(format!("a search tree record ({pointer}) points into the data section separator"))
+        })?;
+        let decode = || -> Result<GeoRecord, SourceError> {
+            let lookup = reader.lookup(probe).map_err(mmdb_error)?;
+            if lookup.offset() != Some(offset) {
+                return Err(corrupt(format!(
+                    "the search tree walk and a lookup of {probe} disagree (data offset {offset} against {:?})",
+                    lookup.offset()
+                )));
+            }
+            decoder.decode(&lookup).map_err(mmdb_error)
         };
-        let index = interner.index(offset, || decoder.decode(&lookup), |r| sink.record(r)).map_err(mmdb_error)?;
+        let index = interner.index(offset, decode, |r| sink.record(r))?;
         if let Some(n4) = v4 {
             sink.v4(n4, index).map_err(corrupt)?;
-            counts.0 += usize::from(!aliased && network.ip().is_ipv4());
         }
         if let Some(n6) = v6 {
             sink.v6(n6, index).map_err(corrupt)?;
-            counts.1 += usize::from(!aliased && network.ip().is_ipv6());
+        }
+        match probe {
+            IpAddr::V4(_) => counts.0 += 1,
+            IpAddr::V6(_) => counts.1 += 1,
         }
         Ok(())
     };
-    let gap_error = |e| match e {
-        Gap::Source(e) => e,
-        Gap::Mmdb(e) => mmdb_error(e),
-        Gap::Sink(e) => corrupt(e),
-    };
-    for item in walk {
-        let lookup = item.map_err(mmdb_error)?;
-        // `network()` has an `unreachable!` for (kind, address) pairs the iterator never
-        // builds: it gives an IPv4 address only with an IPv4 kind (`within.rs`,
-        // `network_ip_addr`). `catch_unwind` above covers a future change of that. It is
-        // computed once per network (it is a tenth of a compile's time).
-        let network = lookup.network().map_err(mmdb_error)?;
-        if ipv6_db {
-            let first = match network.ip() {
-                IpAddr::V4(a) => u128::from(u32::from(a)),
-                IpAddr::V6(a) => u128::from(a),
-            };
-            if let Some(last) = first.checked_sub(1) {
-                fill_gap(&reader, &mut cursor, last, sink, &mut |l, n, c, s| visit(l, n, true, c, s))
-                    .map_err(gap_error)?;
-            }
-        }
-        visit(lookup, network, false, &mut cursor, sink)?;
-    }
-    if ipv6_db {
-        // The skipped space may run to the top of the address space.
-        fill_gap(&reader, &mut cursor, u128::MAX, sink, &mut |l, n, c, s| visit(l, n, true, c, s))
-            .map_err(gap_error)?;
-    }
+    tree.walk(budget, visit).map_err(|e| match e {
+        tree::Walk::Corrupt(reason) => corrupt(reason),
+        tree::Walk::Visit(e) => e,
+    })?;
     if counts == (0, 0) {
         return Err(SourceError::NoNetworks { origin: origin.to_owned() });
     }
@@ -313,82 +280,6 @@ fn walk(
         bytes: bytes.len() as u64,
         sha256: sha256.map_or_else(|| sha256_hex(bytes), str::to_owned),
     })
-}
-
-/// Why filling a skipped stretch failed.
-enum Gap {
-    Source(SourceError),
-    Mmdb(MaxMindDbError),
-    Sink(String),
-}
-
-type Visit<'v, 'r> = dyn FnMut(LookupResult<'r, &'r [u8]>, ipnetwork::IpNetwork, &mut Cursor, &mut dyn Sink) -> Result<(), SourceError>
-    + 'v;
-
-/// Fills the IPv6 space the walk skipped from the cursor up to `last` (alias subtrees).
-fn fill_gap<'r>(
-    reader: &'r Reader<&'r [u8]>,
-    cursor: &mut Cursor,
-    last: u128,
-    sink: &mut dyn Sink,
-    visit: &mut Visit<'_, 'r>,
-) -> Result<(), Gap> {
-    let Some(start) = cursor.next.filter(|&s| s <= last) else { return Ok(()) };
-    for (base, len) in cidrs(start, last) {
-        alias(reader, base, len, sink, visit, cursor)?;
-    }
-    cursor.next = last.checked_add(1);
-    Ok(())
-}
-
-/// One skipped subtree `base/len`: replayed from the IPv4 networks when a lookup confirms it
-/// resolves through the IPv4 root, else walked (with aliases followed) like any other.
-fn alias<'r>(
-    reader: &'r Reader<&'r [u8]>,
-    base: u128,
-    len: u8,
-    sink: &mut dyn Sink,
-    visit: &mut Visit<'_, 'r>,
-    cursor: &mut Cursor,
-) -> Result<(), Gap> {
-    let probe = |ip: IpAddr| -> Result<(Option<usize>, u8), MaxMindDbError> {
-        let r = reader.lookup(ip)?;
-        Ok((r.offset(), r.network()?.prefix()))
-    };
-    let through_v4 = len <= 96 && {
-        let (offset4, prefix4) = probe(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)).map_err(Gap::Mmdb)?;
-        let (offset6, prefix6) = probe(IpAddr::V6(Ipv6Addr::from(base))).map_err(Gap::Mmdb)?;
-        offset6 == offset4 && u32::from(prefix6) == u32::from(len) + u32::from(prefix4)
-    };
-    if through_v4 {
-        return sink.replay_v4(base, 96 - u32::from(len)).map_err(Gap::Sink);
-    }
-    let net = ipnetwork::Ipv6Network::new(Ipv6Addr::from(base), len)
-        .map_err(|e| Gap::Sink(format!("bad network {base:x}/{len}: {e}")))?;
-    let options = WithinOptions::default().include_aliased_networks().include_networks_without_data();
-    for item in reader.within(ipnetwork::IpNetwork::V6(net), options).map_err(Gap::Mmdb)? {
-        let lookup = item.map_err(Gap::Mmdb)?;
-        let network = lookup.network().map_err(Gap::Mmdb)?;
-        visit(lookup, network, cursor, sink).map_err(Gap::Source)?;
-    }
-    Ok(())
-}
-
-/// The CIDR blocks covering `first..=last`, largest first, in order.
-fn cidrs(mut first: u128, last: u128) -> Vec<(u128, u8)> {
-    let mut out = Vec::new();
-    loop {
-        let align = if first == 0 { 128 } else { first.trailing_zeros() };
-        let span = last - first;
-        let fit = if span == u128::MAX { 128 } else { 127 - (span + 1).leading_zeros() };
-        let bits = align.min(fit);
-        out.push((first, (128 - bits) as u8));
-        let size_minus_one = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
-        match first.checked_add(size_minus_one).and_then(|end| (end < last).then(|| end + 1)) {
-            Some(next) => first = next,
-            None => return out,
-        }
-    }
 }
 
 // === impl Collect ===
@@ -1204,6 +1095,8 @@ impl<'de> de::Deserialize<'de> for Traits<'de> {
         d.deserialize_any(TraitsVisitor)
     }
 }
+
+mod tree;
 
 #[cfg(test)]
 mod tests;
