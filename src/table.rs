@@ -32,7 +32,11 @@
 //! IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is canonicalised to IPv4 before the lookup
 //! (`IpAddr::to_canonical`). Every other IPv6 address, including IPv4-compatible
 //! `::a.b.c.d`, 6to4, Teredo and NAT64 `64:ff9b::/96`, gets exactly what the IPv6 side of
-//! the sources says (for a MaxMind database, what `Reader::lookup` answers).
+//! the sources says (for a MaxMind database, what `Reader::lookup` answers). A database's
+//! alias blocks (6to4, Teredo, `::ffff:0:0/96` in MaxMind's own files) say "as the IPv4
+//! address in the next 32 bits": where every source agrees on that ([`TableBuilder`]), the
+//! table keeps them as a short list of redirects into the IPv4 trie (a few comparisons per
+//! IPv6 lookup) instead of an IPv6 copy of every IPv4 range per block.
 
 mod builder;
 mod trie;
@@ -57,6 +61,11 @@ pub struct GeoTable {
     /// Every view set, one after another; an answer refers to its run.
     views: Box<[ViewEntry]>,
     list_names: Box<[Box<str>]>,
+    /// Alias blocks of the IPv6 space (`(first address, prefix length)`, length 1..=96) that
+    /// answer with the IPv4 table: an address there is looked up as the 32 bits after the
+    /// prefix. MaxMind's `::ffff:0:0/96`, `2002::/16` and `2001::/32` when every source agrees
+    /// (see [`TableBuilder`]); the IPv6 trie holds nothing there.
+    redirects: Box<[(u128, u8)]>,
     stats: TableStats,
 }
 
@@ -122,6 +131,7 @@ impl GeoTable {
             Trie::uniform(0),
             pools,
             Box::new([]),
+            Box::new([]),
             FamilyStats { ranges: 1 },
             FamilyStats { ranges: 1 },
         )
@@ -132,6 +142,7 @@ impl GeoTable {
         v6: Trie<u128>,
         pools: AnswerPools,
         list_names: Box<[Box<str>]>,
+        redirects: Box<[(u128, u8)]>,
         f4: FamilyStats,
         f6: FamilyStats,
     ) -> Self {
@@ -151,7 +162,9 @@ impl GeoTable {
             nodes_v6: v6.node_count(),
             heap_bytes: v4.heap_bytes() + v6.heap_bytes() + pool_heap + names_heap,
         };
-        Self { v4, v6, answers, records, views, list_names, stats }
+        let redirects_heap = std::mem::size_of_val(&*redirects);
+        let stats = TableStats { heap_bytes: stats.heap_bytes + redirects_heap, ..stats };
+        Self { v4, v6, answers, records, views, list_names, redirects, stats }
     }
 
     /// Answer `id` (as the tries and [`segments_v4`](Self::segments_v4) number them); the
@@ -192,7 +205,45 @@ impl GeoTable {
     /// Looks up an IPv6 address as is (no canonicalisation; see [`lookup`](Self::lookup)).
     #[inline]
     pub fn lookup_v6(&self, ip: Ipv6Addr) -> Answer<'_> {
-        self.answer(self.v6.lookup_v6(u128::from(ip)))
+        let key = u128::from(ip);
+        if let Some((v4, _, _)) = self.redirect(key) {
+            return self.answer(self.v4.lookup(v4));
+        }
+        self.answer(self.v6.lookup_v6(key))
+    }
+
+    /// The alias block `key` lies in, if any: the IPv4 address it stands for, the block's
+    /// first address and the shift of the IPv4 bits (`96 - prefix length`).
+    #[inline]
+    fn redirect(&self, key: u128) -> Option<(u32, u128, u32)> {
+        self.redirects.iter().find_map(|&(base, len)| {
+            let host_bits = 128 - u32::from(len);
+            ((key ^ base).checked_shr(host_bits) == Some(0)).then(|| {
+                let shift = 96 - u32::from(len);
+                ((key >> shift) as u32, base, shift)
+            })
+        })
+    }
+
+    /// The stored IPv6 range around `key`: from the IPv4 table inside an alias block, else
+    /// from the IPv6 trie, cut short at the blocks (the trie holds nothing there).
+    fn find_v6(&self, key: u128) -> (u128, u128, u32) {
+        if let Some((v4, base, shift)) = self.redirect(key) {
+            let f = self.v4.find(v4);
+            let low = (1u128 << shift) - 1;
+            return (base | (u128::from(f.first) << shift), base | (u128::from(f.last) << shift) | low, f.answer);
+        }
+        let f = self.v6.find(key);
+        let (mut first, mut last) = (f.first, f.last);
+        for &(base, len) in self.redirects.iter() {
+            let end = base | (u128::MAX >> len);
+            if base > key {
+                last = last.min(base - 1);
+            } else if end < key {
+                first = first.max(end + 1);
+            }
+        }
+        (first, last, f.answer)
     }
 
     /// Like [`lookup`](Self::lookup), with the stored range around the address.
@@ -207,12 +258,8 @@ impl GeoTable {
                 }
             }
             IpAddr::V6(v6) => {
-                let f = self.v6.find(u128::from(v6));
-                Located {
-                    answer: self.answer(f.answer),
-                    first: IpAddr::V6(f.first.into()),
-                    last: IpAddr::V6(f.last.into()),
-                }
+                let (first, last, answer) = self.find_v6(u128::from(v6));
+                Located { answer: self.answer(answer), first: IpAddr::V6(first.into()), last: IpAddr::V6(last.into()) }
             }
         }
     }
@@ -230,23 +277,31 @@ impl GeoTable {
         })
     }
 
-    /// [`segments_v4`](Self::segments_v4) for the IPv6 space (as the table stores it, without
-    /// canonicalisation).
+    /// [`segments_v4`](Self::segments_v4) for the IPv6 space (as lookups see it, without
+    /// canonicalisation: alias blocks in the pieces of the IPv4 ranges they stand for).
     pub fn segments_v6(&self) -> impl Iterator<Item = (u128, u128, u32)> + '_ {
         let mut next = Some(0u128);
         std::iter::from_fn(move || {
             let key = next?;
-            let f = self.v6.find(key);
-            next = f.last.checked_add(1);
-            Some((key, f.last, f.answer))
+            let (_, last, answer) = self.find_v6(key);
+            next = last.checked_add(1);
+            Some((key, last, answer))
         })
+    }
+
+    /// The alias blocks answered from the IPv4 table, as `(first address, prefix length)`.
+    pub fn redirects(&self) -> &[(u128, u8)] {
+        &self.redirects
     }
 
     /// Internal nodes a lookup of `ip` passes and whether it ends in a leaf (diagnostics).
     pub fn depth_of(&self, ip: IpAddr) -> (u32, bool) {
         match ip.to_canonical() {
             IpAddr::V4(v4) => self.v4.depth_of(u32::from(v4)),
-            IpAddr::V6(v6) => self.v6.depth_of(u128::from(v6)),
+            IpAddr::V6(v6) => match self.redirect(u128::from(v6)) {
+                Some((v4, _, _)) => self.v4.depth_of(v4),
+                None => self.v6.depth_of(u128::from(v6)),
+            },
         }
     }
 

@@ -22,9 +22,10 @@
 //! database entry has none of the fields the schema reads, or only invalid ones.
 //!
 //! # Cost
-//! One pass over the tree: O(terminal nodes) network conversions plus one lookup and one decode per distinct
-//! data record. Output memory is 12 bytes per IPv4 network and 24 per IPv6 network; with
-//! aliases every IPv4 network also appears four times in `v6`.
+//! One pass over the tree: O(terminal nodes) network conversions plus one lookup and one
+//! decode per distinct data record. Output memory is 12 bytes per IPv4 network and 24 per IPv6
+//! network; with aliases every IPv4 network also appears four times in [`Database::v6`] (a
+//! [`SourceLayer`] only notes the alias blocks).
 //!
 //! # Hostile files
 //! The tree walk ([`tree`]) checks that the tree fits in the file, never goes deeper than an
@@ -139,8 +140,9 @@ trait Sink {
     fn record(&mut self, record: &GeoRecord);
     fn v4(&mut self, net: Ipv4Net, record: u32) -> Result<(), String>;
     fn v6(&mut self, net: Ipv6Net, record: u32) -> Result<(), String>;
-    /// Copies every IPv4 network seen so far into IPv6 at `base`, the IPv4 address taking
-    /// the 32 bits that end `shift` bits above the bottom (an alias of the IPv4 subtree).
+    /// IPv6 at `base` answers as every IPv4 network seen so far, the IPv4 address taking the
+    /// 32 bits that end `shift` bits above the bottom (an alias of the IPv4 subtree): copied by
+    /// [`Collect`], declared to the layer by [`LayerSink`] (the table answers it from IPv4).
     fn replay_v4(&mut self, base: u128, shift: u32) -> Result<(), String>;
 }
 
@@ -327,7 +329,7 @@ impl Sink for LayerSink {
     }
 
     fn replay_v4(&mut self, base: u128, shift: u32) -> Result<(), String> {
-        self.layer.replay_v4_into_v6(base, shift).map_err(|e| e.to_string())
+        self.layer.alias_v4(base, shift).map_err(|e| e.to_string())
     }
 }
 

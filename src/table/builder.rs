@@ -32,6 +32,25 @@ pub struct TableBuilder {
     cells: Cells,
     v4: Partition<u32>,
     v6: Partition<u128>,
+    aliases: AliasBlocks,
+}
+
+/// The alias blocks (MaxMind's `::ffff:0:0/96`, `2002::/16`, `2001::/32`: IPv6 space that
+/// answers what the IPv4 space answers for the 32 bits after the prefix) that the table can
+/// answer from its IPv4 trie instead of holding a copy of every IPv4 range in each.
+///
+/// The first layer proposes its blocks. A block stays as long as every later layer either
+/// has the same alias or lays nothing over it and has no IPv4 ranges at all (an IPv4 range
+/// would change the IPv4 answers the block stands for without changing the block). A layer
+/// that breaks that gets the block copied in, as the layers so far made it (their merged IPv4
+/// ranges replayed into the block), before it is laid over. A layer with an alias that is no
+/// longer (or never was) a block of the table replays its own IPv4 ranges there.
+#[derive(Clone, Debug, Default)]
+struct AliasBlocks {
+    /// Whether the first layer has been seen.
+    proposed: bool,
+    /// `(first address, prefix length)`, prefix length 1..=96, in address order.
+    blocks: Vec<(u128, u8)>,
 }
 
 /// One database's networks as ranges of its own (neighbours with equal records merged, no
@@ -44,6 +63,9 @@ pub struct SourceLayer {
     records: Vec<GeoRecord>,
     v4: Ranges<u32>,
     v6: Ranges<u128>,
+    /// IPv6 blocks that answer as this layer's IPv4 ranges do ([`SourceLayer::alias_v4`]);
+    /// the IPv6 ranges have a gap there.
+    aliases: Vec<(u128, u8)>,
 }
 
 /// Why a network cannot be added to a [`SourceLayer`].
@@ -173,6 +195,8 @@ enum Paint {
         bit: u64,
         set: Option<(u32, u16)>,
     },
+    /// Becomes that cell (an alias block copied from the IPv4 partition; only over empty cells).
+    Cell(u32),
 }
 
 // === impl TableBuilder ===
@@ -185,7 +209,13 @@ impl Default for TableBuilder {
 
 impl TableBuilder {
     pub fn new() -> Self {
-        Self { list_names: Vec::new(), cells: Cells::new(), v4: Partition::new(), v6: Partition::new() }
+        Self {
+            list_names: Vec::new(),
+            cells: Cells::new(),
+            v4: Partition::new(),
+            v6: Partition::new(),
+            aliases: AliasBlocks::default(),
+        }
     }
 
     /// Adds a database layer. `source` is its index in configuration order; `v4`/`v6` map
@@ -204,6 +234,9 @@ impl TableBuilder {
         {
             return Err(BuildError::BadRecordIndex { index, len: ids.len() });
         }
+        self.settle_aliases(&[], !v4.is_empty(), |f, l| {
+            v6.iter().any(|(n, _)| u128::from(n.network()) <= l && u128::from(n.broadcast()) >= f)
+        });
         let source = source.saturating_add(1);
         let paint = |index: u32| Paint::Geo { geo: ids[index as usize], source };
         // A database's networks are the leaves of its search tree: already sorted and
@@ -239,11 +272,17 @@ impl TableBuilder {
     /// Adds a database layer from its own ranges ([`SourceLayer`], built by streaming the
     /// database once, or kept from an earlier compile when the file has not changed).
     pub fn add_layer(&mut self, source: u16, layer: &SourceLayer) {
+        let own = self.settle_layer_aliases(layer);
         let ids: Vec<u32> = layer.records.iter().map(|r| self.intern(r)).collect();
         let source = source.saturating_add(1);
         let paint = |record: u32| Paint::Geo { geo: ids[record as usize], source };
         self.v4.overlay_iter(&mut self.cells, layer.v4.pieces().map(|(f, l, r)| (f, l, paint(r))));
-        self.v6.overlay_iter(&mut self.cells, layer.v6.pieces().map(|(f, l, r)| (f, l, paint(r))));
+        if own.is_empty() {
+            self.v6.overlay_iter(&mut self.cells, layer.v6.pieces().map(|(f, l, r)| (f, l, paint(r))));
+        } else {
+            let pieces = layer.v6_with_replays(&own).into_iter().map(|(f, l, r)| (f, l, paint(r)));
+            self.v6.overlay_iter(&mut self.cells, pieces);
+        }
         self.cells.end_layer();
     }
 
@@ -256,8 +295,16 @@ impl TableBuilder {
             std::mem::take(&mut layer.records).into_iter().map(|r| self.cells.records.intern_owned(r)).collect();
         let source = source.saturating_add(1);
         let paint = |record: u32| Paint::Geo { geo: ids[record as usize], source };
+        let own = self.settle_layer_aliases(&layer);
+        if !own.is_empty() {
+            let pieces = layer.v6_with_replays(&own);
+            layer.v6 = Ranges::default();
+            self.v6.overlay_iter(&mut self.cells, pieces.into_iter().map(|(f, l, r)| (f, l, paint(r))));
+        }
         let v6 = std::mem::take(&mut layer.v6);
-        if self.v6.is_pristine() {
+        if v6.starts.is_empty() {
+            // Nothing left to lay (or laid above with the replays).
+        } else if self.v6.is_pristine() {
             // The first layer over an empty space: its ranges become the partition in place
             // (starts moved, records turned into cell ids), with no second copy.
             let Ranges { starts, records, end } = v6;
@@ -290,6 +337,9 @@ impl TableBuilder {
             return Err(BuildError::TooManyLists);
         }
         self.list_names.push(name.into());
+        self.settle_aliases(&[], !v4.is_empty(), |f, l| {
+            v6.iter().any(|n| u128::from(n.network()) <= l && u128::from(n.broadcast()) >= f)
+        });
         let set = set.map(|r| (self.intern(r), source.saturating_add(1)));
         let paint = Paint::List { bit: 1u64 << id, set };
         self.v4.overlay(&mut self.cells, disjoint(v4.iter().map(|n| piece4(n, paint)).collect()));
@@ -384,6 +434,7 @@ impl TableBuilder {
             v6,
             AnswerPools { answers, records, views },
             self.list_names.into_boxed_slice(),
+            self.aliases.blocks.into_boxed_slice(),
             FamilyStats { ranges: n4 },
             FamilyStats { ranges: n6 },
         ))
@@ -391,6 +442,54 @@ impl TableBuilder {
 
     fn intern(&mut self, record: &GeoRecord) -> u32 {
         self.cells.records.intern(record)
+    }
+
+    /// [`settle_aliases`](Self::settle_aliases) for a database layer.
+    fn settle_layer_aliases(&mut self, layer: &SourceLayer) -> Vec<(u128, u8)> {
+        let has_v4 = layer.v4.pieces().next().is_some();
+        self.settle_aliases(&layer.aliases, has_v4, |f, l| layer.v6.pieces().any(|(a, b, _)| a <= l && b >= f))
+    }
+
+    /// Keeps the alias blocks this next layer agrees with ([`AliasBlocks`]), copies the others
+    /// into the IPv6 partition as the layers so far made them, and returns the layer's own
+    /// aliases that are not blocks of the table (it replays its IPv4 ranges there itself).
+    /// `touches_v6(first, last)`: whether the layer lays anything over that IPv6 stretch.
+    fn settle_aliases(
+        &mut self,
+        aliases: &[(u128, u8)],
+        has_v4: bool,
+        touches_v6: impl Fn(u128, u128) -> bool,
+    ) -> Vec<(u128, u8)> {
+        if !self.aliases.proposed {
+            self.aliases.proposed = true;
+            self.aliases.blocks = aliases.to_vec();
+            return Vec::new();
+        }
+        let mut kept = Vec::new();
+        for (base, len) in std::mem::take(&mut self.aliases.blocks) {
+            let last = base | (u128::MAX >> len);
+            if aliases.contains(&(base, len)) || (!has_v4 && !touches_v6(base, last)) {
+                kept.push((base, len));
+            } else {
+                self.copy_v4_into(base, len);
+            }
+        }
+        self.aliases.blocks = kept;
+        aliases.iter().filter(|a| !self.aliases.blocks.contains(a)).copied().collect()
+    }
+
+    /// Copies the IPv4 partition into the (empty) alias block `base/len` of the IPv6 one.
+    fn copy_v4_into(&mut self, base: u128, len: u8) {
+        let shift = 96 - u32::from(len);
+        let low = (1u128 << shift) - 1;
+        let pieces: Vec<(u128, u128, Paint)> = self
+            .v4
+            .ranges()
+            .filter(|&(_, _, cell)| cell != Cells::EMPTY)
+            .map(|(f, l, cell)| (base | (f << shift), base | (l << shift) | low, Paint::Cell(cell)))
+            .collect();
+        self.v6.overlay(&mut self.cells, pieces);
+        self.cells.end_layer();
     }
 }
 
@@ -540,21 +639,44 @@ impl SourceLayer {
         }
     }
 
-    /// Copies the IPv4 ranges into IPv6 at `base`, each IPv4 address taking the 32 bits
-    /// that end `shift` bits above the bottom: what a MaxMind alias subtree (`::ffff:0:0/96`
-    /// with `shift` 0, `2002::/16` with 80, `2001::/32` with 64) answers. Must come after
-    /// every IPv6 range below `base` and before any above the aliased block.
-    pub fn replay_v4_into_v6(&mut self, base: u128, shift: u32) -> Result<(), LayerError> {
-        if shift > 96 {
+    /// Declares an alias block at `base`: IPv6 addresses there answer what the IPv4 ranges
+    /// answer for the 32 bits that end `shift` bits above the bottom (a MaxMind alias subtree:
+    /// `::ffff:0:0/96` with `shift` 0, `2002::/16` with 80, `2001::/32` with 64). Recorded, not
+    /// copied: the table answers the block from its IPv4 trie where it can
+    /// ([`TableBuilder`]). Must come after every IPv4 range, after every IPv6 range below
+    /// `base` and before any above the block.
+    pub fn alias_v4(&mut self, base: u128, shift: u32) -> Result<(), LayerError> {
+        if shift >= 96 {
             return Err(LayerError::Unordered(format!("alias shift {shift}")));
         }
-        let pieces: Vec<(u128, u128, u32)> = self.v4.pieces().collect();
-        for (first, last, record) in pieces {
-            let f = base | (first << shift);
-            let l = (base | (last << shift)) + ((1u128 << shift) - 1);
-            self.v6.push(f, l, record).map_err(|()| LayerError::Unordered(format!("{:x}", f)))?;
+        let len = (96 - shift) as u8;
+        if base & (u128::MAX >> len) != 0 {
+            return Err(LayerError::Unordered(format!("alias {base:x}/{len}")));
         }
+        let last = base | (u128::MAX >> len);
+        self.v6
+            .push(base, last, Ranges::<u128>::NONE)
+            .map_err(|()| LayerError::Unordered(format!("{base:x}/{len}")))?;
+        self.aliases.push((base, len));
         Ok(())
+    }
+
+    /// The IPv6 pieces with the IPv4 ranges replayed into the alias blocks `blocks` (the
+    /// layer's own copy of what those blocks answer), in address order.
+    fn v6_with_replays(&self, blocks: &[(u128, u8)]) -> Vec<(u128, u128, u32)> {
+        let mut out: Vec<(u128, u128, u32)> = self.v6.pieces().collect();
+        for &(base, len) in blocks {
+            let shift = 96 - u32::from(len);
+            let low = (1u128 << shift) - 1;
+            out.extend(self.v4.pieces().map(|(f, l, r)| (base | (f << shift), base | (l << shift) | low, r)));
+        }
+        out.sort_unstable_by_key(|p| p.0);
+        out
+    }
+
+    /// The alias blocks declared, as `(first address, prefix length)`.
+    pub fn aliases(&self) -> &[(u128, u8)] {
+        &self.aliases
     }
 
     /// Ranges per family (after merging equal neighbours, gaps included).
@@ -568,6 +690,7 @@ impl SourceLayer {
             + self.v6.starts.capacity() * 16
             + (self.v4.records.capacity() + self.v6.records.capacity()) * 4
             + self.records.capacity() * std::mem::size_of::<GeoRecord>()
+            + self.aliases.capacity() * std::mem::size_of::<(u128, u8)>()
     }
 
     /// Frees spare capacity once the layer is complete.
@@ -670,6 +793,16 @@ impl<K: Key> Partition<K> {
             w.push(end + 1, Cells::EMPTY);
         }
         *self = w.finish();
+    }
+
+    /// `(first, last, cell)` of every range, in order.
+    fn ranges(&self) -> impl Iterator<Item = (u128, u128, u32)> + '_ {
+        let mut all = self.chunks.iter().flat_map(|c| c.starts.iter().zip(&c.cells)).peekable();
+        std::iter::from_fn(move || {
+            let (start, &cell) = all.next()?;
+            let last = all.peek().map_or(Self::MAX, |(s, _)| s.to_u128() - 1);
+            Some((start.to_u128(), last, cell))
+        })
     }
 
     /// Applies sorted, disjoint `pieces` over the partition in one pass.
@@ -949,6 +1082,7 @@ impl Cells {
             Paint::List { bit, set: Some((geo, source)) } => {
                 Cell { lists: cell.lists | bit, ..self.lay(cell, geo, source) }
             }
+            Paint::Cell(id) => self.list[id as usize],
         }
     }
 

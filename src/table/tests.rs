@@ -11,8 +11,66 @@ use crate::geo::{CountryCode, GeoRecord, ListSet, OwnedAnswer};
 /// One source as the model sees it.
 #[derive(Clone, Debug)]
 enum Layer {
-    Db { v4: Vec<(Ipv4Net, u32)>, v6: Vec<(Ipv6Net, u32)> },
-    List { v4: Vec<Ipv4Net>, v6: Vec<Ipv6Net>, set: Option<u32> },
+    Db {
+        v4: Vec<(Ipv4Net, u32)>,
+        v6: Vec<(Ipv6Net, u32)>,
+    },
+    List {
+        v4: Vec<Ipv4Net>,
+        v6: Vec<Ipv6Net>,
+        set: Option<u32>,
+    },
+    /// A streamed database ([`SourceLayer`]) whose IPv6 `aliases` (first address, prefix
+    /// length) answer as its IPv4 networks do for the 32 bits after the prefix (MaxMind's
+    /// alias nodes). Networks disjoint, none of the IPv6 ones inside an alias.
+    Aliased {
+        v4: Vec<(Ipv4Net, u32)>,
+        v6: Vec<(Ipv6Net, u32)>,
+        aliases: Vec<(u128, u8)>,
+    },
+}
+
+/// MaxMind's alias blocks: `::ffff:0:0/96`, `2002::/16`, `2001::/32`.
+const ALIAS_BLOCKS: [(u128, u8); 3] = [(0xffff << 32, 96), (0x2001 << 112, 32), (0x2002 << 112, 16)];
+
+/// The alias block holding `a`, as `(embedded IPv4 address)`.
+fn in_alias(aliases: &[(u128, u8)], a: Ipv6Addr) -> Option<u32> {
+    let a = u128::from(a);
+    aliases
+        .iter()
+        .find(|&&(base, len)| (a ^ base) >> (128 - u32::from(len)) == 0)
+        .map(|&(_, len)| (a >> (96 - u32::from(len))) as u32)
+}
+
+/// The [`SourceLayer`] of an aliased layer: IPv4 networks, then IPv6 ones and the aliases in
+/// address order.
+fn source_layer(
+    recs: &[GeoRecord],
+    v4: &[(Ipv4Net, u32)],
+    v6: &[(Ipv6Net, u32)],
+    aliases: &[(u128, u8)],
+) -> SourceLayer {
+    let mut l = SourceLayer::new();
+    for r in recs {
+        l.push_record(r.clone());
+    }
+    for &(n, r) in v4 {
+        l.push_v4(n, r).unwrap();
+    }
+    let mut pending: Vec<(u128, u8)> = aliases.to_vec();
+    pending.sort_unstable();
+    let mut pending = pending.into_iter().peekable();
+    for &(n, r) in v6 {
+        while let Some(&(base, len)) = pending.peek().filter(|&&(base, _)| base < u128::from(n.network())) {
+            l.alias_v4(base, 96 - u32::from(len)).unwrap();
+            pending.next();
+        }
+        l.push_v6(n, r).unwrap();
+    }
+    for (base, len) in pending {
+        l.alias_v4(base, 96 - u32::from(len)).unwrap();
+    }
+    l
 }
 
 fn record(i: u32) -> GeoRecord {
@@ -47,6 +105,11 @@ fn build(layers: &[Layer]) -> GeoTable {
                 b.add_list(i as u16, &format!("l{lists}"), set.as_ref(), v4, v6).unwrap();
                 lists += 1;
             }
+            // Both ways a compile adds a streamed layer: kept for reuse, or consumed.
+            Layer::Aliased { v4, v6, aliases } if i % 2 == 0 => {
+                b.add_layer(i as u16, &source_layer(&recs, v4, v6, aliases));
+            }
+            Layer::Aliased { v4, v6, aliases } => b.add_layer_owned(i as u16, source_layer(&recs, v4, v6, aliases)),
         }
     }
     b.build().unwrap()
@@ -61,8 +124,16 @@ fn model(layers: &[Layer], ip: IpAddr) -> OwnedAnswer {
     let mut list_id = 0;
     for (i, layer) in layers.iter().enumerate() {
         match layer {
-            Layer::Db { v4, v6 } => {
-                let best = match ip {
+            Layer::Db { v4, v6 } | Layer::Aliased { v4, v6, .. } => {
+                let aliases = match layer {
+                    Layer::Aliased { aliases, .. } => &aliases[..],
+                    _ => &[],
+                };
+                let embedded = match ip {
+                    IpAddr::V6(a) => in_alias(aliases, a).map(|v| IpAddr::V4(v.into())),
+                    IpAddr::V4(_) => None,
+                };
+                let best = match embedded.unwrap_or(ip) {
                     IpAddr::V4(a) => {
                         v4.iter().filter(|(n, _)| n.contains(&a)).max_by_key(|(n, _)| n.prefix_len()).map(|x| x.1)
                     }
@@ -116,7 +187,7 @@ fn probes(layers: &[Layer], random: &[IpAddr]) -> Vec<IpAddr> {
     push4(u32::MAX);
     for l in layers {
         let nets: Vec<Ipv4Net> = match l {
-            Layer::Db { v4, .. } => v4.iter().map(|x| x.0).collect(),
+            Layer::Db { v4, .. } | Layer::Aliased { v4, .. } => v4.iter().map(|x| x.0).collect(),
             Layer::List { v4, .. } => v4.clone(),
         };
         for n in nets {
@@ -133,12 +204,29 @@ fn probes(layers: &[Layer], random: &[IpAddr]) -> Vec<IpAddr> {
     push6(u128::MAX);
     for l in layers {
         let nets: Vec<Ipv6Net> = match l {
-            Layer::Db { v6, .. } => v6.iter().map(|x| x.0).collect(),
+            Layer::Db { v6, .. } | Layer::Aliased { v6, .. } => v6.iter().map(|x| x.0).collect(),
             Layer::List { v6, .. } => v6.clone(),
         };
         for n in nets {
             push6(n.network().into());
             push6(n.broadcast().into());
+        }
+    }
+    // Inside every alias block: its ends, and the ends of every IPv4 network as seen there.
+    let v4_ends: Vec<u32> = layers
+        .iter()
+        .flat_map(|l| match l {
+            Layer::Db { v4, .. } | Layer::Aliased { v4, .. } => v4.iter().map(|x| x.0).collect::<Vec<_>>(),
+            Layer::List { v4, .. } => v4.clone(),
+        })
+        .flat_map(|n| [u32::from(n.network()), u32::from(n.broadcast())])
+        .chain([0, u32::MAX])
+        .collect();
+    for (base, len) in ALIAS_BLOCKS {
+        let shift = 96 - u32::from(len);
+        for &e in &v4_ends {
+            push6(base | (u128::from(e) << shift));
+            push6(base | (u128::from(e) << shift) | ((1u128 << shift) - 1));
         }
     }
     out
@@ -185,6 +273,8 @@ fn v6_net() -> impl Strategy<Value = Ipv6Net> {
             Just(0u128),
             Just(0x2001_0db8u128 << 96),
             Just(0x2a00u128 << 112),
+            Just(0x2002u128 << 112),
+            Just(0xffffu128 << 32),
             Just(u128::MAX << 8),
             any::<u128>()
         ],
@@ -197,8 +287,39 @@ fn v6_net() -> impl Strategy<Value = Ipv6Net> {
         })
 }
 
+/// Sorted, disjoint networks (of overlapping ones the first in address order stays).
+fn disjoint<N: Copy + Ord>(mut v: Vec<(N, u32)>, bounds: impl Fn(&N) -> (u128, u128)) -> Vec<(N, u32)> {
+    v.sort_by_key(|x| x.0);
+    let mut out: Vec<(N, u32)> = Vec::new();
+    for (n, r) in v {
+        if out.last().is_none_or(|(m, _)| bounds(m).1 < bounds(&n).0) {
+            out.push((n, r));
+        }
+    }
+    out
+}
+
+fn aliased_layer() -> impl Strategy<Value = Layer> {
+    (
+        prop::collection::vec((v4_net(), 0u32..8), 0..40),
+        prop::collection::vec((v6_net(), 0u32..8), 0..40),
+        prop::sample::subsequence(ALIAS_BLOCKS.to_vec(), 0..=3),
+    )
+        .prop_map(|(v4, v6, aliases)| {
+            let b4 = |n: &Ipv4Net| (u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast())));
+            let b6 = |n: &Ipv6Net| (u128::from(n.network()), u128::from(n.broadcast()));
+            let outside = |n: &Ipv6Net| {
+                let (f, l) = b6(n);
+                aliases.iter().all(|&(base, len)| l < base || f > (base | (u128::MAX >> len)))
+            };
+            let v6 = v6.into_iter().filter(|(n, _)| outside(n)).collect();
+            Layer::Aliased { v4: disjoint(v4, b4), v6: disjoint(v6, b6), aliases }
+        })
+}
+
 fn layer() -> impl Strategy<Value = Layer> {
     prop_oneof![
+        aliased_layer(),
         (prop::collection::vec((v4_net(), 0u32..8), 0..40), prop::collection::vec((v6_net(), 0u32..8), 0..40))
             .prop_map(|(v4, v6)| Layer::Db { v4: dedup(v4), v6: dedup(v6) }),
         (prop::collection::vec(v4_net(), 0..20), prop::collection::vec(v6_net(), 0..20), prop::option::of(0u32..8))
@@ -404,4 +525,44 @@ fn many_answers_are_numbered_by_use_and_all_answered() {
     // Record 7 fills ~600 gaps, more ranges than any other answer: it is number 0.
     assert_eq!(t.answer(0).geo, &recs[7]);
     assert_eq!(t.lookup("192.0.2.1".parse().unwrap()), Answer::EMPTY);
+}
+
+#[test]
+fn alias_blocks_are_answered_from_ipv4_while_every_layer_agrees() {
+    let recs = records();
+    let v4: Vec<(Ipv4Net, u32)> = vec![("1.2.3.0/24".parse().unwrap(), 1), ("9.0.0.0/8".parse().unwrap(), 2)];
+    let v6: Vec<(Ipv6Net, u32)> = vec![("2a00::/16".parse().unwrap(), 3)];
+    let city = source_layer(&recs, &v4, &v6, &ALIAS_BLOCKS);
+    let a6to4: Ipv6Addr = "2002:102:304::1".parse().unwrap();
+
+    // Alone: every block a redirect, the IPv6 trie holds just the IPv6 networks.
+    let mut b = TableBuilder::new();
+    b.add_layer(0, &city);
+    let t = b.build().unwrap();
+    assert_eq!(t.redirects().len(), 3);
+    assert!(t.stats().ranges_v6 <= 3 + 2 * 3, "{:?}", t.stats());
+    assert_eq!(t.lookup_v6(a6to4).geo, &recs[1]);
+    assert_eq!(t.locate(IpAddr::V6(a6to4)).first, "2002:102:300::".parse::<IpAddr>().unwrap());
+
+    // A v6-only list elsewhere keeps them; one inside 2002::/16 copies that block only.
+    let mut b = TableBuilder::new();
+    b.add_layer(0, &city);
+    b.add_list(1, "v6", None, &[], &["2a00:1::/32".parse().unwrap()]).unwrap();
+    assert_eq!(b.clone().build().unwrap().redirects().len(), 3);
+    b.add_list(2, "in-6to4", None, &[], &["2002:909::/32".parse().unwrap()]).unwrap();
+    let t = b.build().unwrap();
+    assert_eq!(t.redirects().len(), 2);
+    assert_eq!(t.lookup_v6(a6to4).geo, &recs[1]);
+    let listed = t.lookup_v6("2002:909::1".parse().unwrap());
+    assert_eq!((listed.geo, t.list_label(&listed).as_deref()), (&recs[2], Some("in-6to4")));
+
+    // An IPv4 list changes what IPv4 answers but not what the blocks answer: all copied.
+    let mut b = TableBuilder::new();
+    b.add_layer(0, &city);
+    b.add_list(1, "v4", Some(&recs[4]), &["1.2.3.0/24".parse().unwrap()], &[]).unwrap();
+    let t = b.build().unwrap();
+    assert!(t.redirects().is_empty());
+    assert_eq!(t.lookup_v4("1.2.3.4".parse().unwrap()).geo, &recs[4]);
+    assert_eq!(t.lookup_v6(a6to4).geo, &recs[1]);
+    assert!(t.lookup_v6(a6to4).lists.is_empty());
 }
