@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
             let (Ok(collected), Ok(streamed)) = (collected.build(), streamed.build()) else { return };
             let v4 = db.v4.iter().take(64).flat_map(|(n, _)| [n.network(), n.broadcast()]).map(IpAddr::V4);
             let v6 = db.v6.iter().take(64).flat_map(|(n, _)| [n.network(), n.broadcast()]).map(IpAddr::V6);
-            for ip in v4.chain(v6).chain([IpAddr::V4(Ipv4Addr::MAX), IpAddr::V6(Ipv6Addr::from(0x2002u128 << 112))]) {
+            for ip in v4.chain(v6).chain([IpAddr::V4(Ipv4Addr::BROADCAST), IpAddr::V6(Ipv6Addr::from(0x2002u128 << 112))]) {
                 let raw = |t: &geogate::table::GeoTable| match ip {
                     IpAddr::V4(a) => format!("{:?}", t.lookup_v4(a)),
                     IpAddr::V6(a) => format!("{:?}", t.lookup_v6(a)),
