@@ -230,8 +230,8 @@ impl GeoTable {
     fn find_v6(&self, key: u128) -> (u128, u128, u32) {
         if let Some((v4, base, shift)) = self.redirect(key) {
             let f = self.v4.find(v4);
-            let low = (1u128 << shift) - 1;
-            return (base | (u128::from(f.first) << shift), base | (u128::from(f.last) << shift) | low, f.answer);
+            let (first, last) = alias_span(base, shift, f.first.into(), f.last.into());
+            return (first, last, f.answer);
         }
         let f = self.v6.find(key);
         let (mut first, mut last) = (f.first, f.last);
@@ -379,6 +379,12 @@ fn strings_heap<'a>(records: impl Iterator<Item = &'a GeoRecord>) -> usize {
         .filter(|s| seen.insert(s.as_ptr() as usize))
         .map(|s| s.len() + 16)
         .sum()
+}
+
+/// The IPv6 addresses of alias block `base` (IPv4 bits `shift` above the bottom) that stand
+/// for the IPv4 range `first..=last`.
+pub(crate) fn alias_span(base: u128, shift: u32, first: u128, last: u128) -> (u128, u128) {
+    (base | (first << shift), base | (last << shift) | ((1u128 << shift) - 1))
 }
 
 fn host4(a: u32) -> Ipv4Net {

@@ -143,7 +143,7 @@ trait Sink {
     /// IPv6 at `base` answers as every IPv4 network seen so far, the IPv4 address taking the
     /// 32 bits that end `shift` bits above the bottom (an alias of the IPv4 subtree): copied by
     /// [`Collect`], declared to the layer by [`LayerSink`] (the table answers it from IPv4).
-    fn replay_v4(&mut self, base: u128, shift: u32) -> Result<(), String>;
+    fn alias_v4(&mut self, base: u128, shift: u32) -> Result<(), String>;
 }
 
 /// Collects every network ([`Database`]).
@@ -199,7 +199,7 @@ fn walk(
         let pointer = match terminal {
             tree::Terminal::Empty => return Ok(()),
             // Only at depth <= 96 (the tree's rule), so the shift is in range.
-            tree::Terminal::Alias => return sink.replay_v4(first, 96 - u32::from(len)).map_err(corrupt),
+            tree::Terminal::Alias => return sink.alias_v4(first, 96 - u32::from(len)).map_err(corrupt),
             tree::Terminal::Data(pointer) => pointer,
         };
         let bad_network = |e: ipnet::PrefixLenError| corrupt(format!("bad network: {e}"));
@@ -301,7 +301,7 @@ impl Sink for Collect {
         Ok(())
     }
 
-    fn replay_v4(&mut self, base: u128, shift: u32) -> Result<(), String> {
+    fn alias_v4(&mut self, base: u128, shift: u32) -> Result<(), String> {
         let len = 96 - shift as u8;
         for i in 0..self.v4.len() {
             let (n4, record) = self.v4[i];
@@ -328,7 +328,7 @@ impl Sink for LayerSink {
         self.layer.push_v6(net, record).map_err(|e| e.to_string())
     }
 
-    fn replay_v4(&mut self, base: u128, shift: u32) -> Result<(), String> {
+    fn alias_v4(&mut self, base: u128, shift: u32) -> Result<(), String> {
         self.layer.alias_v4(base, shift).map_err(|e| e.to_string())
     }
 }

@@ -21,7 +21,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::trie::{Key, Trie, TrieError};
-use super::{AnswerPools, FamilyStats, GeoTable, StoredAnswer};
+use super::{alias_span, AnswerPools, FamilyStats, GeoTable, StoredAnswer};
 
 use crate::geo::{GeoRecord, ViewEntry, MAX_LISTS};
 
@@ -45,13 +45,10 @@ pub struct TableBuilder {
 /// that breaks that gets the block copied in, as the layers so far made it (their merged IPv4
 /// ranges replayed into the block), before it is laid over. A layer with an alias that is no
 /// longer (or never was) a block of the table replays its own IPv4 ranges there.
-#[derive(Clone, Debug, Default)]
-struct AliasBlocks {
-    /// Whether the first layer has been seen.
-    proposed: bool,
-    /// `(first address, prefix length)`, prefix length 1..=96, in address order.
-    blocks: Vec<(u128, u8)>,
-}
+///
+/// `None` until the first layer; then `(first address, prefix length)`, prefix length 1..=96,
+/// in address order.
+type AliasBlocks = Option<Vec<(u128, u8)>>;
 
 /// One database's networks as ranges of its own (neighbours with equal records merged, no
 /// other source mixed in): built by streaming the database once, applied to a
@@ -209,13 +206,7 @@ impl Default for TableBuilder {
 
 impl TableBuilder {
     pub fn new() -> Self {
-        Self {
-            list_names: Vec::new(),
-            cells: Cells::new(),
-            v4: Partition::new(),
-            v6: Partition::new(),
-            aliases: AliasBlocks::default(),
-        }
+        Self { list_names: Vec::new(), cells: Cells::new(), v4: Partition::new(), v6: Partition::new(), aliases: None }
     }
 
     /// Adds a database layer. `source` is its index in configuration order; `v4`/`v6` map
@@ -434,7 +425,7 @@ impl TableBuilder {
             v6,
             AnswerPools { answers, records, views },
             self.list_names.into_boxed_slice(),
-            self.aliases.blocks.into_boxed_slice(),
+            self.aliases.unwrap_or_default().into_boxed_slice(),
             FamilyStats { ranges: n4 },
             FamilyStats { ranges: n6 },
         ))
@@ -460,13 +451,12 @@ impl TableBuilder {
         has_v4: bool,
         touches_v6: impl Fn(u128, u128) -> bool,
     ) -> Vec<(u128, u8)> {
-        if !self.aliases.proposed {
-            self.aliases.proposed = true;
-            self.aliases.blocks = aliases.to_vec();
+        let Some(blocks) = self.aliases.take() else {
+            self.aliases = Some(aliases.to_vec());
             return Vec::new();
-        }
+        };
         let mut kept = Vec::new();
-        for (base, len) in std::mem::take(&mut self.aliases.blocks) {
+        for (base, len) in blocks {
             let last = base | (u128::MAX >> len);
             if aliases.contains(&(base, len)) || (!has_v4 && !touches_v6(base, last)) {
                 kept.push((base, len));
@@ -474,19 +464,22 @@ impl TableBuilder {
                 self.copy_v4_into(base, len);
             }
         }
-        self.aliases.blocks = kept;
-        aliases.iter().filter(|a| !self.aliases.blocks.contains(a)).copied().collect()
+        let own = aliases.iter().filter(|a| !kept.contains(a)).copied().collect();
+        self.aliases = Some(kept);
+        own
     }
 
     /// Copies the IPv4 partition into the (empty) alias block `base/len` of the IPv6 one.
     fn copy_v4_into(&mut self, base: u128, len: u8) {
         let shift = 96 - u32::from(len);
-        let low = (1u128 << shift) - 1;
         let pieces: Vec<(u128, u128, Paint)> = self
             .v4
             .ranges()
             .filter(|&(_, _, cell)| cell != Cells::EMPTY)
-            .map(|(f, l, cell)| (base | (f << shift), base | (l << shift) | low, Paint::Cell(cell)))
+            .map(|(f, l, cell)| {
+                let (first, last) = alias_span(base, shift, f, l);
+                (first, last, Paint::Cell(cell))
+            })
             .collect();
         self.v6.overlay(&mut self.cells, pieces);
         self.cells.end_layer();
@@ -667,16 +660,13 @@ impl SourceLayer {
         let mut out: Vec<(u128, u128, u32)> = self.v6.pieces().collect();
         for &(base, len) in blocks {
             let shift = 96 - u32::from(len);
-            let low = (1u128 << shift) - 1;
-            out.extend(self.v4.pieces().map(|(f, l, r)| (base | (f << shift), base | (l << shift) | low, r)));
+            out.extend(self.v4.pieces().map(|(f, l, r)| {
+                let (first, last) = alias_span(base, shift, f, l);
+                (first, last, r)
+            }));
         }
         out.sort_unstable_by_key(|p| p.0);
         out
-    }
-
-    /// The alias blocks declared, as `(first address, prefix length)`.
-    pub fn aliases(&self) -> &[(u128, u8)] {
-        &self.aliases
     }
 
     /// Ranges per family (after merging equal neighbours, gaps included).
