@@ -39,9 +39,11 @@
 //! IPv6 lookup) instead of an IPv6 copy of every IPv4 range per block.
 
 mod builder;
+mod patch;
 mod trie;
 
 pub use builder::{BuildError, LayerError, SourceLayer, TableBuilder};
+pub use patch::{Changes, PatchError};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -21,7 +21,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use ipnet::{Ipv4Net, Ipv6Net};
 
 use super::trie::{Key, Trie, TrieError};
-use super::{alias_span, AnswerPools, FamilyStats, GeoTable, StoredAnswer};
+use super::{alias_span, AnswerPools, Changes, FamilyStats, GeoTable, StoredAnswer};
 
 use crate::geo::{GeoRecord, ViewEntry, MAX_LISTS};
 
@@ -669,6 +669,46 @@ impl SourceLayer {
         out
     }
 
+    /// The alias blocks declared with [`alias_v4`](Self::alias_v4), in order.
+    pub fn aliases(&self) -> &[(u128, u8)] {
+        &self.aliases
+    }
+
+    /// Whether the layer has any IPv4 range (which decides whether a table keeps its alias
+    /// blocks as redirects, see [`TableBuilder`]).
+    pub fn has_v4(&self) -> bool {
+        self.v4.pieces().next().is_some()
+    }
+
+    /// Where this layer answers otherwise than `old` (records compared by value, so the two
+    /// may number them differently): what a table built from `old` must change to answer as
+    /// one built from `self`. Linear in the ranges of both.
+    pub fn changes_from(&self, old: &SourceLayer) -> Changes {
+        let index: HashMap<&GeoRecord, u32> = old.records.iter().enumerate().map(|(i, r)| (r, i as u32)).collect();
+        // This layer's record ids in `old`'s numbering; a record `old` lacks matches nothing.
+        let as_old: Vec<u32> =
+            self.records.iter().map(|r| index.get(r).copied().unwrap_or(Ranges::<u32>::NONE - 1)).collect();
+        let translate = |r: u32| if r == Ranges::<u32>::NONE { r } else { as_old[r as usize] };
+        Changes {
+            v4: differences(old.v4.cover(u128::from(u32::MAX)), self.v4.cover(u128::from(u32::MAX)), translate),
+            v6: differences(old.v6.cover(u128::MAX), self.v6.cover(u128::MAX), translate),
+        }
+    }
+
+    /// The layer restricted to `changes`: the same records, only the ranges inside the
+    /// changes, no alias blocks. What a table patched over `changes` is built from.
+    pub fn clipped(&self, changes: &Changes) -> SourceLayer {
+        let mut out = SourceLayer {
+            records: self.records.clone(),
+            v4: Ranges::default(),
+            v6: Ranges::default(),
+            aliases: Vec::new(),
+        };
+        self.v4.clip_into(&changes.v4, &mut out.v4);
+        self.v6.clip_into(&changes.v6, &mut out.v6);
+        out
+    }
+
     /// Ranges per family (after merging equal neighbours, gaps included).
     pub fn ranges(&self) -> (usize, usize) {
         (self.v4.len(), self.v6.len())
@@ -733,6 +773,48 @@ impl<K: Copy + Into<u128> + TryFrom<u128>> Ranges<K> {
         if let Ok(s) = K::try_from(start) {
             self.starts.push(s);
             self.records.push(record);
+        }
+    }
+
+    /// Every run over `0..=max`, gaps included as [`Self::NONE`]: `(first, last, record)`.
+    fn cover(&self, max: u128) -> impl Iterator<Item = (u128, u128, u32)> + '_ {
+        let n = self.starts.len();
+        let first_start: Option<u128> = self.starts.first().map(|&s| s.into());
+        let head = first_start.filter(|&s| s > 0).map(|s| (0, s - 1, Self::NONE));
+        let tail =
+            if n == 0 { Some((0, max, Self::NONE)) } else { (self.end < max).then(|| (self.end + 1, max, Self::NONE)) };
+        let runs = (0..n).map(move |i| {
+            let first: u128 = self.starts[i].into();
+            let last = self.starts.get(i + 1).map_or(self.end, |&s| s.into() - 1);
+            (first, last, self.records[i])
+        });
+        head.into_iter().chain(runs).chain(tail)
+    }
+
+    /// Pushes the runs with a record that lie in `intervals` (sorted, disjoint), cut to them.
+    fn clip_into(&self, intervals: &[(u128, u128)], out: &mut Self) {
+        for &(a, b) in intervals {
+            // The run holding `a` (or the first one after it).
+            let mut i = self.starts.partition_point(|&s| s.into() <= a).saturating_sub(1);
+            while i < self.starts.len() {
+                let first: u128 = self.starts[i].into();
+                if first > b {
+                    break;
+                }
+                let last = self.starts.get(i + 1).map_or(self.end, |&s| s.into() - 1);
+                if last >= a && self.records[i] != Self::NONE {
+                    // In order and disjoint by construction, so this cannot fail.
+                    let _ = out.push_u128(first.max(a), last.min(b), self.records[i]);
+                }
+                i += 1;
+            }
+        }
+    }
+
+    fn push_u128(&mut self, first: u128, last: u128, record: u32) -> Result<(), ()> {
+        match (K::try_from(first), K::try_from(last)) {
+            (Ok(f), Ok(l)) => self.push(f, l, record),
+            _ => Err(()),
         }
     }
 
@@ -1085,4 +1167,33 @@ impl Cells {
             if self.records.list[geo as usize].has_location() || cell.source == 0 { source } else { cell.source };
         Cell { geo: merged, source, ..cell }
     }
+}
+
+/// Where two full covers of one family (as [`Ranges::cover`] gives them) differ, `new`'s
+/// records read through `translate`; adjacent differences joined.
+fn differences(
+    old: impl Iterator<Item = (u128, u128, u32)>,
+    new: impl Iterator<Item = (u128, u128, u32)>,
+    translate: impl Fn(u32) -> u32,
+) -> Vec<(u128, u128)> {
+    let mut out = Vec::new();
+    let (mut old, mut new) = (old.peekable(), new.peekable());
+    let mut at = 0u128;
+    while let (Some(&(_, old_last, o)), Some(&(_, new_last, n))) = (old.peek(), new.peek()) {
+        let last = old_last.min(new_last);
+        if o != translate(n) {
+            Changes::extend(&mut out, at, last);
+        }
+        if old_last == last {
+            old.next();
+        }
+        if new_last == last {
+            new.next();
+        }
+        match last.checked_add(1) {
+            Some(next) => at = next,
+            None => break,
+        }
+    }
+    out
 }

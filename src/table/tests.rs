@@ -566,3 +566,119 @@ fn alias_blocks_are_answered_from_ipv4_while_every_layer_agrees() {
     assert_eq!(t.lookup_v6(a6to4).geo, &recs[1]);
     assert!(t.lookup_v6(a6to4).lists.is_empty());
 }
+
+/// A changed version of an aliased layer: some records swapped, some networks dropped and
+/// some of `extra`'s added; the same alias blocks.
+fn edited(layer: &Layer, edits: &[(bool, u32)], extra: &Layer) -> Layer {
+    let (Layer::Aliased { v4, v6, aliases }, Layer::Aliased { v4: x4, v6: x6, .. }) = (layer, extra) else {
+        return layer.clone();
+    };
+    let edit = |i: usize, r: u32| match edits.get(i % edits.len().max(1)) {
+        Some(&(true, to)) if i % 3 == 0 => Some(to),
+        Some(&(false, _)) if i % 5 == 0 => None,
+        _ => Some(r),
+    };
+    let b4 = |n: &Ipv4Net| (u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast())));
+    let b6 = |n: &Ipv6Net| (u128::from(n.network()), u128::from(n.broadcast()));
+    let outside = |n: &Ipv6Net| {
+        let (f, l) = b6(n);
+        aliases.iter().all(|&(base, len)| l < base || f > (base | (u128::MAX >> len)))
+    };
+    let mut n4: Vec<(Ipv4Net, u32)> = v4.iter().enumerate().filter_map(|(i, &(n, r))| Some((n, edit(i, r)?))).collect();
+    let mut n6: Vec<(Ipv6Net, u32)> = v6.iter().enumerate().filter_map(|(i, &(n, r))| Some((n, edit(i, r)?))).collect();
+    n4.extend(x4.iter().take(edits.len()));
+    n6.extend(x6.iter().take(edits.len()).filter(|(n, _)| outside(n)));
+    Layer::Aliased { v4: disjoint(n4, b4), v6: disjoint(n6, b6), aliases: aliases.clone() }
+}
+
+/// What a reload does with `before` changed into `after` (the same kinds of layer, one
+/// aliased layer edited): the changes found layer by layer, a fresh table from the layers
+/// clipped to them, the old table patched. `None` where a reload would build afresh.
+fn patch(before: &[Layer], after: &[Layer]) -> Option<(GeoTable, Changes)> {
+    patch_from(&build(before), before, after)
+}
+
+/// [`patch`] of `old`, the table of `before` (built whole or patched).
+fn patch_from(old: &GeoTable, before: &[Layer], after: &[Layer]) -> Option<(GeoTable, Changes)> {
+    let recs = records();
+    let mut changes = Changes::default();
+    for (b, a) in before.iter().zip(after) {
+        if let (Layer::Aliased { v4, v6, aliases }, Layer::Aliased { v4: a4, v6: a6, aliases: aa }) = (b, a) {
+            let (lb, la) = (source_layer(&recs, v4, v6, aliases), source_layer(&recs, a4, a6, aa));
+            let kept = aa.iter().all(|x| old.redirects().contains(x));
+            if !kept || lb.aliases() != la.aliases() || lb.has_v4() != la.has_v4() {
+                return None;
+            }
+            changes = changes.union(&la.changes_from(&lb));
+        }
+    }
+    let mut fresh = TableBuilder::new();
+    let mut lists = 0;
+    for (i, layer) in after.iter().enumerate() {
+        match layer {
+            Layer::Aliased { v4, v6, aliases } => {
+                fresh.add_layer_owned(i as u16, source_layer(&recs, v4, v6, aliases).clipped(&changes));
+            }
+            Layer::List { v4, v6, set } => {
+                let set = set.map(|s| recs[s as usize].clone());
+                fresh.add_list(i as u16, &format!("l{lists}"), set.as_ref(), v4, v6).unwrap();
+                lists += 1;
+            }
+            Layer::Db { .. } => unreachable!("only streamed layers are patched"),
+        }
+    }
+    let fresh = fresh.build().unwrap();
+    old.patched(&fresh, &changes).ok().map(|t| (t, changes))
+}
+
+fn streamed_or_list() -> impl Strategy<Value = Layer> {
+    prop_oneof![
+        3 => aliased_layer(),
+        1 => (prop::collection::vec(v4_net(), 0..20), prop::collection::vec(v6_net(), 0..20), prop::option::of(0u32..8))
+            .prop_map(|(v4, v6, set)| Layer::List { v4, v6, set }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// A patched table answers every address (and stores the same ranges) as a table built
+    /// afresh from the changed layers; patched again, it still does.
+    #[test]
+    fn a_patched_table_answers_as_one_built_afresh(
+        layers in prop::collection::vec(streamed_or_list(), 1..4),
+        edits in prop::collection::vec((any::<bool>(), 0u32..8), 0..12),
+        extra in aliased_layer(),
+        which in any::<prop::sample::Index>(),
+        random in prop::collection::vec(random_ip(), 0..30),
+    ) {
+        let mut after = layers.clone();
+        let i = which.index(after.len());
+        after[i] = edited(&after[i], &edits, &extra);
+        let Some((patched, changes)) = patch(&layers, &after) else { return Ok(()) };
+        let whole = build(&after);
+        let mut all = layers.clone();
+        all.extend(after.iter().cloned());
+        for ip in probes(&all, &random) {
+            let raw = |t: &GeoTable| match ip {
+                IpAddr::V4(a) => OwnedAnswer::from(t.lookup_v4(a)),
+                IpAddr::V6(a) => OwnedAnswer::from(t.lookup_v6(a)),
+            };
+            prop_assert_eq!(raw(&patched), raw(&whole), "ip {} changes {:?}", ip, changes);
+            prop_assert_eq!(OwnedAnswer::from(patched.lookup(ip)), model(&after, ip.to_canonical()));
+            let loc = patched.locate(ip);
+            prop_assert!(loc.first <= ip.to_canonical() && ip.to_canonical() <= loc.last);
+        }
+        let (p, w) = (patched.stats(), whole.stats());
+        prop_assert_eq!((p.ranges_v4, p.ranges_v6), (w.ranges_v4, w.ranges_v6), "changes {:?}", changes);
+        // And back again: the patched table patched to the old layers is the old table.
+        if let Some((back, _)) = patch_from(&patched, &after, &layers) {
+            let old = build(&layers);
+            for ip in probes(&all, &random) {
+                prop_assert_eq!(OwnedAnswer::from(back.lookup(ip)), OwnedAnswer::from(old.lookup(ip)), "back at {}", ip);
+            }
+            prop_assert_eq!(back.stats().ranges_v4, old.stats().ranges_v4);
+            prop_assert_eq!(back.stats().ranges_v6, old.stats().ranges_v6);
+        }
+    }
+}

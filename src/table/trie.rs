@@ -47,6 +47,8 @@
 //! A lookup reads the root slot, then one slot per level (on the shipped database: 1-3 for
 //! IPv6, 0-1 for IPv4), then one leaf; it never allocates and takes no lock.
 
+mod patch;
+
 /// Most range starts one leaf may hold; larger regions become internal nodes. With the binary
 /// search, 32 keys cost one step more than 16 and need fewer nodes: on the shipped database
 /// the table is 1.2 MiB smaller at the same lookup speed.
@@ -107,6 +109,8 @@ pub(crate) struct Trie<K: Key> {
     root: Box<[u32]>,
     arena: Box<[u32]>,
     nodes: usize,
+    /// Arena words left unreachable by [`Trie::patched`] (0 for a trie built whole).
+    garbage: usize,
     _key: std::marker::PhantomData<K>,
 }
 
@@ -215,7 +219,13 @@ impl<K: Key> Trie<K> {
         }
         // Leaf searches index a fixed LEAF_MAX window; keep the last one inside the arena.
         b.arena.resize(b.arena.len() + LEAF_MAX, 0);
-        Ok(Self { root: root.into_boxed_slice(), arena: b.arena.into_boxed_slice(), nodes: b.nodes, _key: b._key })
+        Ok(Self {
+            root: root.into_boxed_slice(),
+            arena: b.arena.into_boxed_slice(),
+            nodes: b.nodes,
+            garbage: 0,
+            _key: b._key,
+        })
     }
 
     /// A trie that gives `answer` for every key.
@@ -224,6 +234,7 @@ impl<K: Key> Trie<K> {
             root: vec![(TAG_ANSWER << TAG_SHIFT) | (answer & PAYLOAD); 1 << ROOT_BITS].into_boxed_slice(),
             arena: Box::new([]),
             nodes: 0,
+            garbage: 0,
             _key: std::marker::PhantomData,
         }
     }
