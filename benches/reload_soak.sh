@@ -6,9 +6,12 @@
 # 10,000 fixed-seed IPv4 addresses:
 #   steady   no reloads
 #   reload   every second the database file is replaced (mv) by the next of the databases given with --db
-#            (default: the shipped geoip/geo-whois-asn-country.mmdb and a copy that differs only in its
-#            metadata build_epoch, so every reload really compiles and swaps a new ~1M-network table) and
-#            POST /-/reload is called
+#            (default: the shipped geoip/geo-whois-asn-country.mmdb and a copy with --change-fraction of its
+#            networks, default 0.001 (about 1,000), pointed at other records by benches/lib/mmdb_reassign.py,
+#            scattered as an update's changes are; 0 gives a copy that differs only in its metadata
+#            build_epoch) and POST /-/reload is called. Each reload reads and compares the whole database;
+#            the table is patched where the networks changed, or built whole when it cannot be (the
+#            reload answers say which: "table" in the /-/reload JSON, tallied in the report)
 # Reports total requests, errors (statuses other than 200/451, and socket errors: must be 0), p99 steady vs
 # reload (ratio <= --p99-ratio, default 1.5), peak memory steady vs reload (RssAnon + RssShmem and VmRSS,
 # sampled every 100 ms; the anonymous ratio must be <= --rss-ratio, default 2.5; the VmHWM ratio, which
@@ -27,7 +30,7 @@
 #
 # usage: benches/reload_soak.sh [--duration 20] [--steady-duration D] [--threads 1] [--connections 32]
 #                               [--workers 1] [--upstream-port 18080] [--port 18085] [--admin-port 18086]
-#                               [--db FILE]... [--p99-ratio 1.5] [--rss-ratio 2.5]
+#                               [--db FILE]... [--change-fraction 0.001] [--p99-ratio 1.5] [--rss-ratio 2.5]
 #   --duration     seconds of the reload phase (and of the steady phase unless --steady-duration is given)
 #   --threads  wrk threads      --workers  geogate worker threads
 # Talks only to 127.0.0.1; stops its own processes on exit. Needs cargo, curl, python3, and installs
@@ -35,11 +38,12 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 duration=20 steady_duration= threads=1 conns=32 workers=1 up_port=18080 port=18085 admin_port=18086
-dbs=() p99_ratio=1.5 rss_ratio=2.5
+dbs=() p99_ratio=1.5 rss_ratio=2.5 change_fraction=0.001
 while (($#)); do
   case $1 in
     --db) dbs+=("$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"); shift 2 ;;
     --p99-ratio) p99_ratio=$2; shift 2 ;;
+    --change-fraction) change_fraction=$2; shift 2 ;;
     --rss-ratio) rss_ratio=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --steady-duration) steady_duration=$2; shift 2 ;;
@@ -49,7 +53,7 @@ while (($#)); do
     --upstream-port) up_port=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --admin-port) admin_port=$2; shift 2 ;;
-    *) sed -n '2,35p' "$0"; exit 2 ;;
+    *) sed -n '2,37p' "$0"; exit 2 ;;
   esac
 done
 steady_duration=${steady_duration:-$duration}
@@ -84,18 +88,7 @@ trap cleanup EXIT
 # --- data: two byte-different copies of the full database, and the client addresses ---------------------------
 if ((${#dbs[@]} == 0)); then
 cp "$repo/geoip/geo-whois-asn-country.mmdb" "$work/db0.mmdb"
-python3 - "$work/db0.mmdb" "$work/db1.mmdb" <<'EOF'
-# Copy with build_epoch changed by one second: same networks, different bytes (so a different fingerprint).
-import sys
-data = bytearray(open(sys.argv[1], 'rb').read())
-meta = data.rindex(b'\xab\xcd\xefMaxMind.com')
-key = data.index(b'build_epoch', meta) + len(b'build_epoch')
-ctrl = data[key]
-assert ctrl >> 5 == 0 and data[key + 1] == 2, 'build_epoch is not an extended uint64'
-size = ctrl & 0x1f
-data[key + 2 + size - 1] ^= 1
-open(sys.argv[2], 'wb').write(data)
-EOF
+python3 "$repo/benches/lib/mmdb_reassign.py" "$work/db0.mmdb" "$work/db1.mmdb" "$change_fraction" >&2
 ndb=2
 else
   for i in "${!dbs[@]}"; do cp "${dbs[$i]}" "$work/db$i.mmdb"; done
@@ -242,11 +235,17 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 ok = [r for r in rows if r.get("result") == "ok"]
 d = sorted(r["duration_ms"] for r in ok)
 gens = [r["generation"] for r in ok]
+def kind(r):
+    t = r.get("table")
+    return next(iter(t)) if isinstance(t, dict) else (t or "unknown")
+kinds = {}
+for r in ok:
+    kinds[kind(r)] = kinds.get(kind(r), 0) + 1
 print(len(rows), len(ok), f"{statistics.median(d):.0f}" if d else "nan", f"{max(d):.0f}" if d else "nan",
-      (max(gens) if gens else 0))
+      (max(gens) if gens else 0), ",".join(f"{k}={v}" for k, v in sorted(kinds.items())) or "none")
 EOF
 )
-read -r n_reloads n_ok med_ms max_ms last_gen <<<"$reloads"
+read -r n_reloads n_ok med_ms max_ms last_gen table_kinds <<<"$reloads"
 s_total=$(field "$steady" total) r_total=$(field "$reload" total)
 s_err=$(($(field "$steady" bad_status) + $(field "$steady" sock_errors)))
 r_err=$(($(field "$reload" bad_status) + $(field "$reload" sock_errors)))
@@ -284,7 +283,7 @@ for ph in steady reload; do
     "$(field "$line" p50_us)" "$(field "$line" p99_us)" "$(field "$line" max_us)" "$rss_var" "$anon_var"
 done
 echo "VmHWM after steady ${hwm_steady} kB, after reload ${hwm_reload} kB; VmRSS 3 s after the last reload ${rss_after} kB"
-echo "reloads: ${n_reloads} posted, ${n_ok} ok (last generation ${last_gen}); duration_ms median ${med_ms}, max ${max_ms}"
+echo "reloads: ${n_reloads} posted, ${n_ok} ok (last generation ${last_gen}); duration_ms median ${med_ms}, max ${max_ms}; table ${table_kinds}"
 fail=0
 check() { if awk "BEGIN {exit !($2)}"; then echo "PASS $1"; else echo "FAIL $1"; fail=1; fi; }
 check "errors steady+reload = $((s_err + r_err)) (must be 0)" "$s_err + $r_err == 0"

@@ -31,7 +31,7 @@ use tokio::sync::{watch as channel, Mutex};
 
 use crate::config::{self, Config, SourceKind};
 use crate::metrics::Metrics;
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{self, Snapshot, TableOrigin};
 
 /// What asked for a reload; the `trigger` label of the reload metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -58,6 +58,10 @@ pub struct Outcome {
     pub generation: u64,
     pub changed: bool,
     pub duration_ms: f64,
+    /// How the new snapshot's table was made (`ok` only): `built`, `{"patched": {"intervals": N}}`
+    /// or `shared`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableOrigin>,
     pub errors: Vec<String>,
 }
 
@@ -204,16 +208,23 @@ impl Reloader {
                 }
                 Ok(()) => {
                     let next = Arc::new(next);
+                    let table = next.table_origin;
                     self.record(&next);
                     let old = self.current.swap(next);
                     drop(prev);
                     drop_off_path(old);
-                    self.outcome(trigger, "ok", generation, started, Vec::new())
+                    self.outcome_with(trigger, "ok", generation, started, Vec::new(), Some(table))
                 }
             },
         };
         match outcome.result {
-            "ok" => tracing::info!(trigger = trigger.as_str(), generation, ms = outcome.duration_ms, "reloaded"),
+            "ok" => tracing::info!(
+                trigger = trigger.as_str(),
+                generation,
+                ms = outcome.duration_ms,
+                table = ?outcome.table,
+                "reloaded"
+            ),
             "unchanged" => tracing::info!(trigger = trigger.as_str(), "reload: no change"),
             _ => tracing::error!(
                 trigger = trigger.as_str(),
@@ -233,6 +244,18 @@ impl Reloader {
         started: Instant,
         errors: Vec<String>,
     ) -> Outcome {
+        self.outcome_with(trigger, result, generation, started, errors, None)
+    }
+
+    fn outcome_with(
+        &self,
+        trigger: Trigger,
+        result: &'static str,
+        generation: u64,
+        started: Instant,
+        errors: Vec<String>,
+        table: Option<TableOrigin>,
+    ) -> Outcome {
         self.metrics.reloads.with_label_values(&[trigger.as_str(), result]).inc();
         let o = Outcome {
             trigger,
@@ -240,6 +263,7 @@ impl Reloader {
             generation,
             changed: result == "ok",
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            table,
             errors,
         };
         self.status.send_replace(Some(o.clone()));

@@ -22,6 +22,8 @@ use crate::table::{BuildError, GeoTable, SourceLayer, TableBuilder};
 use crate::tls::client::{ClientTlsError, UpstreamTls};
 use crate::tls::{CertError, ListenerTls};
 
+mod patch;
+
 /// One immutable, consistent view: table + policy + the config they came from.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -41,6 +43,8 @@ pub struct Snapshot {
     pub loaded_at: SystemTime,
     /// How long compilation took.
     pub compile_time: Duration,
+    /// How the table came to be: built, patched from the previous one, or shared with it.
+    pub table_origin: TableOrigin,
     /// Countries the policy names: the bounded `country` label set of the request metrics.
     pub metric_countries: Vec<CountryCode>,
     /// What each database source compiled to, kept so that a reload whose file has not
@@ -59,6 +63,19 @@ pub struct Snapshot {
     /// Per upstream, in configuration order: its TLS client configuration, `None` for an
     /// http:// upstream.
     pub upstream_tls: Vec<Option<Arc<UpstreamTls>>>,
+}
+
+/// How a snapshot's table was made (reported by a reload).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableOrigin {
+    /// Built whole from every source.
+    Built,
+    /// The previous table with the addresses that changed rebuilt ([`GeoTable::patched`]):
+    /// `intervals` address intervals over both families.
+    Patched { intervals: usize },
+    /// The previous table itself: nothing it is built from changed in content.
+    Shared,
 }
 
 /// A [`TableBuilder`] after the leading database sources of a configuration, and the layers
@@ -372,6 +389,18 @@ fn compile_unreleased(
             return finish(config, generation, started, previous, Table::Reused(table), parts, Vec::new());
         }
     }
+    // Databases changed: patch the previous table where that is sure to be right.
+    let mut preloaded: Vec<Option<CachedLayer>> = Vec::new();
+    if let (Some(prev), Some(sources), true) = (previous, sources, keep_layers) {
+        match patch::attempt(&config, prev, sources) {
+            patch::Attempt::Patched { table, intervals, layers } => {
+                let parts = patched_parts(&config, prev, layers);
+                let table = if intervals == 0 { Table::Reused(table) } else { Table::Patched(table, intervals) };
+                return finish(config, generation, started, previous, table, parts, Vec::new());
+            }
+            patch::Attempt::Whole(layers) => preloaded = layers,
+        }
+    }
     let mut layers: Vec<Option<CachedLayer>> = Vec::with_capacity(config.sources.len());
     let mut builder = TableBuilder::new();
     // The leading database sources are layered together once all of them are loaded: from
@@ -390,7 +419,16 @@ fn compile_unreleased(
                 let path = location_path(location);
                 let format = LayerFormat::of(source, &config)
                     .unwrap_or_else(|| LayerFormat::Mmdb(MmdbSchema::Auto, RegionFilter::all()));
-                match database_layer(&source.name, path, &format, previous) {
+                let loaded = match preloaded.get_mut(usize::from(index)).and_then(Option::take) {
+                    Some(layer) => {
+                        if let Some(p) = previous {
+                            p.forget(&source.name);
+                        }
+                        Ok(layer)
+                    }
+                    None => database_layer(&source.name, path, &format, previous),
+                };
+                match loaded {
                     Ok(cached) if keep_layers => {
                         if usize::from(index) < prefix {
                             prefix_layers.push(cached.layer.clone());
@@ -443,6 +481,34 @@ fn compile_unreleased(
     finish(config, generation, started, previous, Table::Build(Box::new(builder)), parts, errors)
 }
 
+/// What a snapshot keeps with a patched table: the new layers, the lists' provenance as
+/// before (their content is unchanged), and the previous kept builder if it was built from
+/// the very layers kept now.
+fn patched_parts(config: &Config, previous: &Snapshot, layers: Vec<Option<CachedLayer>>) -> Parts {
+    let provenance: Vec<Provenance> = layers
+        .iter()
+        .zip(&previous.provenance)
+        .map(|(layer, before)| layer.as_ref().map_or_else(|| before.clone(), |c| c.provenance.clone()))
+        .collect();
+    let list_names =
+        config.sources.iter().filter(|s| matches!(s.kind, SourceKind::List { .. })).map(|s| s.name.clone()).collect();
+    let base = previous.base.lock().ok().and_then(|mut slot| {
+        let same = slot.as_ref().is_some_and(|b| {
+            b.layers
+                .iter()
+                .zip(layers.iter())
+                .all(|(kept, now)| now.as_ref().is_some_and(|c| Arc::ptr_eq(kept, &c.layer)))
+        });
+        if !same {
+            // Stale: freed now rather than with the previous snapshot.
+            *slot = None;
+        }
+        slot.clone()
+    });
+    let table_key = table_key_of(config, provenance.iter().map(|p| (p.name.as_str(), p.sha256.as_str())));
+    Parts { table_key, list_names, provenance, layers, base }
+}
+
 /// What a snapshot keeps with its table.
 struct Parts {
     table_key: String,
@@ -457,6 +523,8 @@ struct Parts {
 enum Table {
     /// The previous snapshot's, shared.
     Reused(Arc<GeoTable>),
+    /// The previous snapshot's, patched where `intervals` address intervals changed.
+    Patched(Arc<GeoTable>, usize),
     /// Every source applied; built only once the policy and TLS compiled, so a bad edit
     /// costs no build.
     Build(Box<TableBuilder>),
@@ -489,9 +557,12 @@ fn finish(
     if !errors.is_empty() {
         return Err(CompileError { errors });
     }
-    let table = match table {
-        Table::Reused(table) => table,
-        Table::Build(builder) => Arc::new(builder.build().map_err(|e| CompileError { errors: vec![e.into()] })?),
+    let (table, table_origin) = match table {
+        Table::Reused(table) => (table, TableOrigin::Shared),
+        Table::Patched(table, intervals) => (table, TableOrigin::Patched { intervals }),
+        Table::Build(builder) => {
+            (Arc::new(builder.build().map_err(|e| CompileError { errors: vec![e.into()] })?), TableOrigin::Built)
+        }
     };
     let Some(policy) = policy else {
         return Err(CompileError { errors: vec![CompileProblem::Policy("policy did not compile".into())] });
@@ -514,6 +585,7 @@ fn finish(
         provenance: parts.provenance,
         loaded_at: SystemTime::now(),
         compile_time: started.elapsed(),
+        table_origin,
         layers: std::sync::Mutex::new(parts.layers),
         base: std::sync::Mutex::new(parts.base),
         tls,
@@ -622,7 +694,7 @@ fn database_layer(
         return Ok(c.clone());
     }
     let origin = path.display().to_string();
-    let file = MappedFile::open(path).map_err(|source| SourceError::Io { origin: origin.clone(), source })?;
+    let file = MappedFile::open(path).map_err(|source| SourceError::Io { origin, source })?;
     if let Some(c) = cached.as_ref().filter(|c| c.provenance.sha256 == file.sha256()) {
         return Ok(CachedLayer { stamp: before, ..c.clone() });
     }
@@ -631,6 +703,26 @@ fn database_layer(
     if let Some(p) = previous {
         p.forget(name);
     }
+    layer_of(name, path, format, &file, before)
+}
+
+/// A database source's layer, read from the file now.
+fn read_layer(name: &str, path: &Path, format: &LayerFormat) -> Result<CachedLayer, SourceError> {
+    let before = stamp(path);
+    let file =
+        MappedFile::open(path).map_err(|source| SourceError::Io { origin: path.display().to_string(), source })?;
+    layer_of(name, path, format, &file, before)
+}
+
+/// The layer of `file`, opened from `path` when it had the stamp `before`.
+fn layer_of(
+    name: &str,
+    path: &Path,
+    format: &LayerFormat,
+    file: &MappedFile,
+    before: Option<FileStamp>,
+) -> Result<CachedLayer, SourceError> {
+    let origin = path.display().to_string();
     let (layer, provenance) = match format {
         LayerFormat::Mmdb(schema, regions) => {
             mmdb::load_layer_filtered(name, &origin, file.bytes(), Some(file.sha256()), schema, regions)?
@@ -763,8 +855,8 @@ mod tests {
             let (a, b) = (first.layers.lock().unwrap(), touched.layers.lock().unwrap());
             assert!(Arc::ptr_eq(&a[0].as_ref().unwrap().layer, &b[0].as_ref().unwrap().layer));
         }
-        // New content: changed, read again, and the stale ranges are dropped from the old
-        // snapshot before the new ones are built.
+        // New content: changed, read again (and compared with the stale ranges, which the old
+        // snapshot then drops).
         std::fs::write(&db, database("BY")).unwrap();
         assert!(!unchanged(&config(dir.path(), ""), &touched));
         let changed = compile_with(config(dir.path(), ""), 3, Some(&touched)).unwrap();
@@ -773,6 +865,60 @@ mod tests {
         assert!(changed.cached_bytes() > 0);
         // A list change alone is a change too.
         assert!(!unchanged(&config(dir.path(), "192.0.2.0/24\n"), &changed));
+    }
+
+    /// A country database of `networks`, its metadata naming `kind`.
+    fn countries(kind: &str, networks: &[(&str, &str)]) -> Vec<u8> {
+        let mut writer = mmdb_writer::Writer::new(kind);
+        for (net, country) in networks {
+            writer.insert(net.parse::<ipnet::IpNet>().unwrap(), &serde_json::json!({"country_code": country})).unwrap();
+        }
+        writer.to_bytes().unwrap()
+    }
+
+    fn country_at(s: &Snapshot, ip: &str) -> Option<String> {
+        s.table.lookup(ip.parse().unwrap()).geo.country.map(|c| c.to_string())
+    }
+
+    #[test]
+    fn a_changed_database_patches_the_table_and_the_same_networks_share_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("geo.mmdb");
+        let nets = [("203.0.113.0/24", "RU"), ("198.51.100.0/24", "DE"), ("2001:db8::/32", "RU")];
+        std::fs::write(&db, countries("unit", &nets)).unwrap();
+        let cfg = || config(dir.path(), "192.0.2.0/24\n198.51.100.128/25\n");
+        let first = compile(cfg(), 1).unwrap();
+        assert_eq!(first.table_origin, TableOrigin::Built);
+        // One network moves to another country and one is added: patched over those only.
+        let edited =
+            [("203.0.113.0/24", "RU"), ("198.51.100.0/24", "BY"), ("2001:db8::/32", "RU"), ("10.0.0.0/8", "FR")];
+        std::fs::write(&db, countries("unit", &edited)).unwrap();
+        let second = compile_with(cfg(), 2, Some(&first)).unwrap();
+        // Two IPv4 changes, and their images in the alias blocks the writer puts in the file
+        // (the list's IPv4 entries make the table hold those blocks as copies).
+        assert!(matches!(second.table_origin, TableOrigin::Patched { intervals } if intervals >= 2));
+        let whole = compile(cfg(), 2).unwrap();
+        for ip in ["198.51.100.1", "198.51.100.200", "203.0.113.7", "10.1.2.3", "192.0.2.9", "2001:db8::1", "9.9.9.9"] {
+            assert_eq!(country_at(&second, ip), country_at(&whole, ip), "{ip}");
+            assert_eq!(lists_of(&second, ip), lists_of(&whole, ip), "{ip}");
+        }
+        assert_eq!(country_at(&second, "198.51.100.200").as_deref(), Some("BY"));
+        assert_eq!(lists_of(&second, "198.51.100.200"), 1, "the list stays laid over the patched range");
+        assert_eq!(second.table.stats().ranges_v4, whole.table.stats().ranges_v4);
+        assert_eq!(second.provenance, whole.provenance);
+        assert_eq!(second.table_key, whole.table_key);
+        // The same networks in a file with other metadata: the table is shared, not rebuilt.
+        std::fs::write(&db, countries("unit-republished", &edited)).unwrap();
+        let third = compile_with(cfg(), 3, Some(&second)).unwrap();
+        assert_eq!(third.table_origin, TableOrigin::Shared);
+        assert!(Arc::ptr_eq(&third.table, &second.table));
+        assert_ne!(third.provenance, second.provenance, "the provenance describes the new file");
+        // A list change after a patch: the databases' kept builder was dropped, and a whole
+        // build is right again.
+        let listed = compile_with(config(dir.path(), "10.9.0.0/16\n"), 4, Some(&third)).unwrap();
+        assert_eq!(listed.table_origin, TableOrigin::Built);
+        assert_eq!(lists_of(&listed, "10.9.1.1"), 1);
+        assert_eq!(country_at(&listed, "10.9.1.1").as_deref(), Some("FR"));
     }
 
     fn base_of(s: &Snapshot) -> Arc<TableBuilder> {
@@ -806,14 +952,20 @@ mod tests {
         assert_eq!(lists_of(&second, "203.0.113.7"), 1);
         assert_eq!(lists_of(&second, "192.0.2.1"), 0);
         assert_eq!(country(&second).as_deref(), Some("RU"));
-        // The database changed: layered again, and the stale builder dropped from the old
-        // snapshot first.
+        // The database changed: the table is patched, the stale builder dropped from the old
+        // snapshot and none kept; the next list change layers the databases again.
         std::fs::write(&db, database("BY")).unwrap();
         let third = compile_with(config(dir.path(), "203.0.113.0/25\n"), 3, Some(&second)).unwrap();
+        assert!(matches!(third.table_origin, TableOrigin::Patched { .. }));
         assert_eq!(country(&third).as_deref(), Some("BY"));
         assert_eq!(lists_of(&third, "203.0.113.7"), 1);
         assert!(second.base.lock().unwrap().is_none(), "the stale base was kept");
-        assert!(!Arc::ptr_eq(&base_of(&first), &base_of(&third)));
+        assert!(third.base.lock().unwrap().is_none());
+        let fourth = compile_with(config(dir.path(), "192.0.2.0/24\n"), 4, Some(&third)).unwrap();
+        assert_eq!(fourth.table_origin, TableOrigin::Built);
+        assert!(!Arc::ptr_eq(&base_of(&first), &base_of(&fourth)));
+        assert_eq!(country(&fourth).as_deref(), Some("BY"));
+        assert_eq!(lists_of(&fourth, "192.0.2.1"), 1);
     }
 
     fn write_pair(dir: &Path) -> Vec<u8> {

@@ -63,6 +63,18 @@ pub struct SourceLayer {
     /// IPv6 blocks that answer as this layer's IPv4 ranges do ([`SourceLayer::alias_v4`]);
     /// the IPv6 ranges have a gap there.
     aliases: Vec<(u128, u8)>,
+    /// For a [`clipped`](SourceLayer::clipped) copy: what the whole layer answers to the
+    /// questions that decide how a table keeps the alias blocks, so that a table built from
+    /// clipped layers decides as one built from the whole ones.
+    whole: Option<Box<AliasInputs>>,
+}
+
+/// What a layer says to [`TableBuilder`]'s alias decisions: whether it has IPv4 ranges, and
+/// which of the candidate blocks its IPv6 ranges touch.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct AliasInputs {
+    has_v4: bool,
+    touched: Vec<(u128, u8)>,
 }
 
 /// Why a network cannot be added to a [`SourceLayer`].
@@ -437,6 +449,11 @@ impl TableBuilder {
 
     /// [`settle_aliases`](Self::settle_aliases) for a database layer.
     fn settle_layer_aliases(&mut self, layer: &SourceLayer) -> Vec<(u128, u8)> {
+        if let Some(whole) = layer.whole.as_deref() {
+            let touched =
+                |f: u128, l: u128| whole.touched.iter().any(|&(b, len)| b == f && (b | (u128::MAX >> len)) == l);
+            return self.settle_aliases(&layer.aliases, whole.has_v4, touched);
+        }
         let has_v4 = layer.v4.pieces().next().is_some();
         self.settle_aliases(&layer.aliases, has_v4, |f, l| layer.v6.pieces().any(|(a, b, _)| a <= l && b >= f))
     }
@@ -695,14 +712,31 @@ impl SourceLayer {
         }
     }
 
-    /// The layer restricted to `changes`: the same records, only the ranges inside the
-    /// changes, no alias blocks. What a table patched over `changes` is built from.
-    pub fn clipped(&self, changes: &Changes) -> SourceLayer {
+    /// The layer restricted to `changes`: the same records and alias blocks, only the ranges
+    /// inside the changes. What a table patched over `changes` is built from. `blocks` are
+    /// the alias blocks of every layer of the table: the copy remembers which of them the
+    /// whole layer touches, so that the table built from it keeps or copies the same blocks
+    /// as one built from the whole layers.
+    pub fn clipped(&self, changes: &Changes, blocks: &[(u128, u8)]) -> SourceLayer {
+        let whole = match &self.whole {
+            Some(w) => w.clone(),
+            None => {
+                let touches = |&(b, len): &(u128, u8)| {
+                    let l = b | (u128::MAX >> len);
+                    self.v6.pieces().any(|(x, y, _)| x <= l && y >= b)
+                };
+                Box::new(AliasInputs {
+                    has_v4: self.has_v4(),
+                    touched: blocks.iter().copied().filter(touches).collect(),
+                })
+            }
+        };
         let mut out = SourceLayer {
             records: self.records.clone(),
             v4: Ranges::default(),
             v6: Ranges::default(),
-            aliases: Vec::new(),
+            aliases: self.aliases.clone(),
+            whole: Some(whole),
         };
         self.v4.clip_into(&changes.v4, &mut out.v4);
         self.v6.clip_into(&changes.v6, &mut out.v6);

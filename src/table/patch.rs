@@ -15,9 +15,9 @@
 //! - range counts: adjusted by the boundaries that appeared or went inside the changes.
 //!
 //! Answers are exactly those of a table built afresh from the new sources (the model tests
-//! check this); the shape may be less tight, old answers nothing refers to any more stay in
-//! the pool, and replaced trie words stay in the arena. [`GeoTable::needs_compaction`] says
-//! when a full build should be preferred.
+//! check this); the tries' shape may be less tight, and old answers nothing refers to any
+//! more stay in the pool (a few hundred for a country database; the pool is built anew by
+//! the next whole build).
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
@@ -59,9 +59,47 @@ impl Changes {
     /// Adds `first..=last` to one family's intervals; it must not start before the last one.
     pub(crate) fn extend(family: &mut Vec<(u128, u128)>, first: u128, last: u128) {
         match family.last_mut() {
-            Some((_, end)) if end.checked_add(1).is_some_and(|next| next >= first) => *end = (*end).max(last),
+            // Touching or overlapping the last one (which may end at the top of the space).
+            Some((_, end)) if end.checked_add(1).is_none_or(|next| next >= first) => *end = (*end).max(last),
             _ => family.push((first, last)),
         }
+    }
+
+    /// `self` closed over the alias `blocks` (`(first address, prefix length)`) a table holds
+    /// as copies of IPv4 ranges: a change in a block's IPv6 addresses adds the IPv4 addresses
+    /// they stand for, and every IPv4 change adds its image in each block. A table built from
+    /// layers clipped to the result has every block's copy right wherever it changed.
+    pub fn with_alias_images(&self, blocks: &[(u128, u8)]) -> Changes {
+        let mut sorted = blocks.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut pre = Changes::default();
+        let mut v4: Vec<(u128, u128)> = Vec::new();
+        for &(base, len) in &sorted {
+            let (end, shift) = (base | (u128::MAX >> len), 96 - u32::from(len));
+            for &(a, b) in &self.v6 {
+                if a <= end && b >= base {
+                    let low = |x: u128| (x >> shift) & u128::from(u32::MAX);
+                    v4.push((low(a.max(base)), low(b.min(end))));
+                }
+            }
+        }
+        v4.sort_unstable();
+        for (a, b) in v4 {
+            Self::extend(&mut pre.v4, a, b);
+        }
+        let closed4 = self.union(&pre);
+        let mut images = Changes::default();
+        for &(base, len) in &sorted {
+            let shift = 96 - u32::from(len);
+            let mut block = Vec::new();
+            for &(first, last) in &closed4.v4 {
+                let (a, b) = super::alias_span(base, shift, first, last);
+                Self::extend(&mut block, a, b);
+            }
+            images = images.union(&Changes { v4: Vec::new(), v6: block });
+        }
+        closed4.union(&images)
     }
 
     /// Every address in `self` or in `other`.
@@ -99,13 +137,6 @@ impl GeoTable {
         let f6 = FamilyStats { ranges: recount(&self.v6, &v6, &changes.v6, self.stats.ranges_v6) };
         let pools = AnswerPools { answers: remap.answers, records: remap.records, views: remap.views };
         Ok(Self::from_parts(v4, v6, pools, self.list_names.clone(), self.redirects.clone(), f4, f6))
-    }
-
-    /// Whether enough of the tries is dead (left behind by [`patched`](Self::patched)) that
-    /// the next change should build the table whole: more than a quarter of either arena.
-    pub fn needs_compaction(&self) -> bool {
-        let dead = |garbage: usize, words: usize| garbage * 4 > words;
-        dead(self.v4.garbage_words(), self.v4.arena_words()) || dead(self.v6.garbage_words(), self.v6.arena_words())
     }
 }
 

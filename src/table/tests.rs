@@ -602,22 +602,26 @@ fn patch(before: &[Layer], after: &[Layer]) -> Option<(GeoTable, Changes)> {
 fn patch_from(old: &GeoTable, before: &[Layer], after: &[Layer]) -> Option<(GeoTable, Changes)> {
     let recs = records();
     let mut changes = Changes::default();
+    let mut blocks: Vec<(u128, u8)> = Vec::new();
     for (b, a) in before.iter().zip(after) {
         if let (Layer::Aliased { v4, v6, aliases }, Layer::Aliased { v4: a4, v6: a6, aliases: aa }) = (b, a) {
             let (lb, la) = (source_layer(&recs, v4, v6, aliases), source_layer(&recs, a4, a6, aa));
-            let kept = aa.iter().all(|x| old.redirects().contains(x));
-            if !kept || lb.aliases() != la.aliases() || lb.has_v4() != la.has_v4() {
+            if lb.aliases() != la.aliases() || lb.has_v4() != la.has_v4() {
                 return None;
             }
             changes = changes.union(&la.changes_from(&lb));
+            blocks.extend(la.aliases());
         }
     }
+    // Blocks the table holds as copies change with the IPv4 ranges they stand for.
+    let copied: Vec<(u128, u8)> = blocks.iter().copied().filter(|b| !old.redirects().contains(b)).collect();
+    let changes = changes.with_alias_images(&copied);
     let mut fresh = TableBuilder::new();
     let mut lists = 0;
     for (i, layer) in after.iter().enumerate() {
         match layer {
             Layer::Aliased { v4, v6, aliases } => {
-                fresh.add_layer_owned(i as u16, source_layer(&recs, v4, v6, aliases).clipped(&changes));
+                fresh.add_layer_owned(i as u16, source_layer(&recs, v4, v6, aliases).clipped(&changes, &blocks));
             }
             Layer::List { v4, v6, set } => {
                 let set = set.map(|s| recs[s as usize].clone());

@@ -109,8 +109,6 @@ pub(crate) struct Trie<K: Key> {
     root: Box<[u32]>,
     arena: Box<[u32]>,
     nodes: usize,
-    /// Arena words left unreachable by [`Trie::patched`] (0 for a trie built whole).
-    garbage: usize,
     _key: std::marker::PhantomData<K>,
 }
 
@@ -219,13 +217,7 @@ impl<K: Key> Trie<K> {
         }
         // Leaf searches index a fixed LEAF_MAX window; keep the last one inside the arena.
         b.arena.resize(b.arena.len() + LEAF_MAX, 0);
-        Ok(Self {
-            root: root.into_boxed_slice(),
-            arena: b.arena.into_boxed_slice(),
-            nodes: b.nodes,
-            garbage: 0,
-            _key: b._key,
-        })
+        Ok(Self { root: root.into_boxed_slice(), arena: b.arena.into_boxed_slice(), nodes: b.nodes, _key: b._key })
     }
 
     /// A trie that gives `answer` for every key.
@@ -234,7 +226,6 @@ impl<K: Key> Trie<K> {
             root: vec![(TAG_ANSWER << TAG_SHIFT) | (answer & PAYLOAD); 1 << ROOT_BITS].into_boxed_slice(),
             arena: Box::new([]),
             nodes: 0,
-            garbage: 0,
             _key: std::marker::PhantomData,
         }
     }
