@@ -80,16 +80,19 @@ fn config(dir: &Path) -> Arc<geogate::config::Config> {
     Arc::new(geogate::config::parse(text, Some(&dir.join("geogate.toml"))).unwrap())
 }
 
+/// A family's ranges: each start with its answer.
+type Ranges<K> = Vec<(K, OwnedAnswer)>;
+
 /// The table's ranges with equal neighbours joined (the tries may cut them differently).
-fn ranges(t: &GeoTable) -> (Vec<(u32, OwnedAnswer)>, Vec<(u128, OwnedAnswer)>) {
-    let mut v4: Vec<(u32, OwnedAnswer)> = Vec::new();
+fn ranges(t: &GeoTable) -> (Ranges<u32>, Ranges<u128>) {
+    let mut v4: Ranges<u32> = Vec::new();
     for (first, _, a) in t.segments_v4() {
         let a = OwnedAnswer::from(t.answer(a));
         if v4.last().is_none_or(|(_, b)| *b != a) {
             v4.push((first, a));
         }
     }
-    let mut v6: Vec<(u128, OwnedAnswer)> = Vec::new();
+    let mut v6: Ranges<u128> = Vec::new();
     for (first, _, a) in t.segments_v6() {
         let a = OwnedAnswer::from(t.answer(a));
         if v6.last().is_none_or(|(_, b)| *b != a) {
