@@ -30,6 +30,10 @@ use crate::table::{Changes, GeoTable, TableBuilder};
 /// the whole table takes about 80 ms (a whole reload 130-145 ms, reading the file 55-60).
 const PATCH_SHARE: usize = 8;
 
+/// Changes of up to this many intervals are patched whatever the databases' size (a small
+/// database is cheap to patch either way).
+const PATCH_ALWAYS: usize = 1024;
+
 /// What a patch attempt gives the compile.
 pub(super) enum Attempt {
     /// The table (patched over `intervals` address intervals; the previous one itself for
@@ -117,7 +121,7 @@ pub(super) fn attempt(config: &Config, previous: &super::Snapshot, sources: &[(S
     if changes.is_empty() {
         return Attempt::Patched { table: previous.table.clone(), intervals: 0, layers };
     }
-    if changes.intervals().saturating_mul(PATCH_SHARE) > ranges {
+    if changes.intervals() > (ranges / PATCH_SHARE).max(PATCH_ALWAYS) {
         // Most of the database changed (another vendor's file): a whole build costs less.
         return Attempt::Whole(layers);
     }
