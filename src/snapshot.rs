@@ -921,6 +921,28 @@ mod tests {
         assert_eq!(country_at(&listed, "10.9.1.1").as_deref(), Some("FR"));
     }
 
+    #[test]
+    fn a_change_to_most_of_a_database_is_built_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("geo.mmdb");
+        let nets: Vec<String> = (0..3000u32).map(|i| format!("10.{}.{}.0/24", i / 256, i % 256)).collect();
+        let write = |flip: bool| {
+            let pairs: Vec<(&str, &str)> = nets
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), if (i % 2 == 0) != flip { "RU" } else { "DE" }))
+                .collect();
+            std::fs::write(&db, countries("unit", &pairs)).unwrap();
+        };
+        write(false);
+        let first = compile(config(dir.path(), ""), 1).unwrap();
+        write(true);
+        let second = compile_with(config(dir.path(), ""), 2, Some(&first)).unwrap();
+        assert_eq!(second.table_origin, TableOrigin::Built, "3,000 intervals of about 3,000 ranges");
+        assert_eq!(country_at(&second, "10.0.0.1").as_deref(), Some("DE"));
+        assert_eq!(country_at(&second, "10.0.1.1").as_deref(), Some("RU"));
+    }
+
     fn base_of(s: &Snapshot) -> Arc<TableBuilder> {
         s.base.lock().unwrap().as_ref().expect("a base is kept").builder.clone()
     }

@@ -21,13 +21,14 @@ use std::sync::Arc;
 use super::{location_path, read_layer, table_key_of, CachedLayer, LayerFormat};
 use crate::config::{Config, ListLocation, SourceKind};
 use crate::source::cidr;
-use crate::table::{Changes, GeoTable, TableBuilder};
+use crate::table::{Changes, GeoTable, SourceLayer, TableBuilder};
 
-/// A change of more than one interval per this many ranges of the changed databases is
-/// built whole. Patching costs about the same per changed interval as a whole build per
-/// range, plus a copy of the tries: with 1 % of the shipped database's networks changed
-/// (15,042 intervals over about 1M ranges) the patch took 41 ms, where layering and building
-/// the whole table takes about 80 ms (a whole reload 130-145 ms, reading the file 55-60).
+/// A change is built whole when the databases cut to it hold more than one range per this
+/// many ranges of the changed databases. Patching costs about as much per range inside the
+/// change as a whole build per range, plus a copy of the tries: with 1 % of the shipped
+/// database's networks changed (15,042 intervals over about 1M ranges) the patch took 41 ms,
+/// where layering and building the whole table takes about 80 ms (a whole reload 130-145 ms,
+/// reading the file 55-60).
 const PATCH_SHARE: usize = 8;
 
 /// Changes of up to this many intervals are patched whatever the databases' size (a small
@@ -121,16 +122,14 @@ pub(super) fn attempt(config: &Config, previous: &super::Snapshot, sources: &[(S
     if changes.is_empty() {
         return Attempt::Patched { table: previous.table.clone(), intervals: 0, layers };
     }
-    if changes.intervals() > (ranges / PATCH_SHARE).max(PATCH_ALWAYS) {
-        // Most of the database changed (another vendor's file): a whole build costs less.
-        return Attempt::Whole(layers);
-    }
     // An alias block the table holds as a copy of IPv4 ranges changes with them.
     let blocks: Vec<(u128, u8)> = layers.iter().flatten().flat_map(|c| c.layer.aliases().iter().copied()).collect();
     let copied: Vec<(u128, u8)> = blocks.iter().copied().filter(|b| !previous.table.redirects().contains(b)).collect();
     let changes = changes.with_alias_images(&copied);
-    let patched =
-        fresh_table(config, &layers, &changes, &blocks).and_then(|fresh| previous.table.patched(&fresh, &changes).ok());
+    // Most of the databases changed (another vendor's file): a whole build costs less.
+    let budget = (ranges / PATCH_SHARE).max(PATCH_ALWAYS);
+    let patched = fresh_table(config, &layers, &changes, &blocks, budget)
+        .and_then(|fresh| previous.table.patched(&fresh, &changes).ok());
     match patched {
         Some(table) => Attempt::Patched { table: Arc::new(table), intervals: changes.intervals(), layers },
         None => Attempt::Whole(layers),
@@ -138,14 +137,22 @@ pub(super) fn attempt(config: &Config, previous: &super::Snapshot, sources: &[(S
 }
 
 /// The table of every source clipped to `changes`: right inside them, empty elsewhere.
+/// `None` (build whole) when the databases cut to the changes hold more than `budget` ranges.
 fn fresh_table(
     config: &Config,
     layers: &[Option<CachedLayer>],
     changes: &Changes,
     blocks: &[(u128, u8)],
+    budget: usize,
 ) -> Option<GeoTable> {
+    let clipped: Vec<Option<SourceLayer>> =
+        layers.iter().map(|l| l.as_ref().map(|c| c.layer.clipped(changes, blocks))).collect();
+    let inside: usize = clipped.iter().flatten().map(|l| l.ranges().0 + l.ranges().1).sum();
+    if inside > budget {
+        return None;
+    }
     let mut builder = TableBuilder::new();
-    for (i, (source, layer)) in config.sources.iter().zip(layers).enumerate() {
+    for (i, (source, layer)) in config.sources.iter().zip(clipped).enumerate() {
         let index = u16::try_from(i).ok()?;
         match (&source.kind, layer) {
             (SourceKind::List { location, set }, _) => {
@@ -156,7 +163,7 @@ fn fresh_table(
                 .ok()?;
                 builder.add_list(index, &source.name, set.as_ref(), &list.v4, &list.v6).ok()?;
             }
-            (_, Some(cached)) => builder.add_layer_owned(index, cached.layer.clipped(changes, blocks)),
+            (_, Some(layer)) => builder.add_layer_owned(index, layer),
             (_, None) => return None,
         }
     }
