@@ -12,9 +12,8 @@
 //! previous snapshot, every list unchanged, every database read before (its layer kept), and
 //! each changed database with the same alias blocks as before and IPv4 ranges if and only
 //! if it had them (so the table keeps or copies the same blocks; a copied block is patched
-//! where the IPv4 ranges it stands for changed).
-//! A change too large to be worth patching ([`PATCH_SHARE`]) is built whole too. Anything
-//! else is compiled whole, reusing the layers already read.
+//! where the IPv4 ranges it stands for changed), and a change small enough to be worth it
+//! ([`PATCH_SHARE`]). Anything else is compiled whole, reusing the layers already read.
 
 use std::sync::Arc;
 
@@ -31,7 +30,7 @@ use crate::table::{Changes, GeoTable, SourceLayer, TableBuilder};
 /// reading the file 55-60).
 const PATCH_SHARE: usize = 8;
 
-/// Changes of up to this many intervals are patched whatever the databases' size (a small
+/// Changes holding up to this many ranges are patched whatever the databases' size (a small
 /// database is cheap to patch either way).
 const PATCH_ALWAYS: usize = 1024;
 
