@@ -194,17 +194,17 @@ impl Reloader {
         self.metrics.reload_duration.observe(started.elapsed().as_secs_f64());
 
         let outcome = match compiled {
-            Err(Step::Failed(errors)) => self.outcome(trigger, "failed", prev.generation, started, errors),
-            Err(Step::Refused(errors)) => self.outcome(trigger, "refused", prev.generation, started, errors),
-            Err(Step::Unchanged) => self.outcome(trigger, "unchanged", prev.generation, started, Vec::new()),
+            Err(Step::Failed(errors)) => self.outcome(trigger, "failed", prev.generation, started, errors, None),
+            Err(Step::Refused(errors)) => self.outcome(trigger, "refused", prev.generation, started, errors, None),
+            Err(Step::Unchanged) => self.outcome(trigger, "unchanged", prev.generation, started, Vec::new(), None),
             Ok(next) if next.fingerprint() == prev.fingerprint() => {
                 drop_off_path(Arc::new(next));
-                self.outcome(trigger, "unchanged", prev.generation, started, Vec::new())
+                self.outcome(trigger, "unchanged", prev.generation, started, Vec::new(), None)
             }
             Ok(next) => match guards(&prev, &next) {
                 Err(errors) => {
                     drop_off_path(Arc::new(next));
-                    self.outcome(trigger, "refused", prev.generation, started, errors)
+                    self.outcome(trigger, "refused", prev.generation, started, errors, None)
                 }
                 Ok(()) => {
                     let next = Arc::new(next);
@@ -213,7 +213,7 @@ impl Reloader {
                     let old = self.current.swap(next);
                     drop(prev);
                     drop_off_path(old);
-                    self.outcome_with(trigger, "ok", generation, started, Vec::new(), Some(table))
+                    self.outcome(trigger, "ok", generation, started, Vec::new(), Some(table))
                 }
             },
         };
@@ -237,17 +237,6 @@ impl Reloader {
     }
 
     fn outcome(
-        &self,
-        trigger: Trigger,
-        result: &'static str,
-        generation: u64,
-        started: Instant,
-        errors: Vec<String>,
-    ) -> Outcome {
-        self.outcome_with(trigger, result, generation, started, errors, None)
-    }
-
-    fn outcome_with(
         &self,
         trigger: Trigger,
         result: &'static str,

@@ -148,9 +148,6 @@ fn patch_family<K: Key>(
     changed: &[(u128, u128)],
     remap: &mut Remap<'_>,
 ) -> Result<Trie<K>, PatchError> {
-    if changed.is_empty() {
-        return old.patched(&[], &mut |_| unreachable_piece()).map_err(|_: TrieError| PatchError::TooLarge);
-    }
     let mut pieces = |at: u128| {
         let i = changed.partition_point(|&(_, last)| last < at);
         match changed.get(i) {
@@ -166,11 +163,6 @@ fn patch_family<K: Key>(
         }
     };
     old.patched(changed, &mut pieces).map_err(|_: TrieError| PatchError::TooLarge)
-}
-
-/// Never called: with nothing changed no region is rebuilt.
-fn unreachable_piece() -> (u128, u32) {
-    (u128::MAX, 0)
 }
 
 /// `before`'s range count adjusted for the answer boundaries inside each change (and at its

@@ -264,23 +264,26 @@ impl<K: Key> Trie<K> {
         if slot >> TAG_SHIFT != TAG_LEAF {
             return Found { answer: slot, first: K::from_u128(base), last: K::from_u128(region_last) };
         }
-        let (off, len) = leaf_parts(slot);
+        let (_, len) = leaf_parts(slot);
         let j = self.leaf_position(slot, rest);
-        // Leaf keys are the top bits of the offset in the region, left-aligned: undo that.
-        let align = 128 - K::BITS + depth;
-        let rel = |j: usize| {
-            let top = if slot & WIDE_BIT != 0 {
-                self.wide_key(off, j)
-            } else if slot & COMPACT_BIT != 0 {
-                u128::from(self.arena[off + j] >> 8) << 104
-            } else {
-                u128::from(self.arena[off + j]) << 96
-            };
-            top >> align
-        };
+        let rel = |j: usize| self.leaf_offset(slot, depth, j);
         let first = base + rel(j);
         let last = if j + 1 < len { base + rel(j + 1) - 1 } else { region_last };
         Found { answer: self.leaf_answer(slot, j), first: K::from_u128(first), last: K::from_u128(last) }
+    }
+
+    /// The offset in its region (`depth` bits deep) of key `j` of the leaf `slot`: leaf keys
+    /// are the top bits of that offset, left-aligned.
+    fn leaf_offset(&self, slot: u32, depth: u32, j: usize) -> u128 {
+        let (off, _) = leaf_parts(slot);
+        let top = if slot & WIDE_BIT != 0 {
+            self.wide_key(off, j)
+        } else if slot & COMPACT_BIT != 0 {
+            u128::from(self.arena[off + j] >> 8) << 104
+        } else {
+            u128::from(self.arena[off + j]) << 96
+        };
+        top >> (128 - K::BITS + depth)
     }
 
     /// Slot of child `i` of the node `slot` (of `stride` bits).

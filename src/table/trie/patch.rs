@@ -72,18 +72,8 @@ impl<K: Key> Trie<K> {
             out.push((base, slot));
             return;
         }
-        let (off, len) = leaf_parts(slot);
-        let align = 128 - K::BITS + depth;
-        for j in 0..len {
-            let top = if slot & WIDE_BIT != 0 {
-                self.wide_key(off, j)
-            } else if slot & COMPACT_BIT != 0 {
-                u128::from(self.arena[off + j] >> 8) << 104
-            } else {
-                u128::from(self.arena[off + j]) << 96
-            };
-            out.push((base + (top >> align), self.leaf_answer(slot, j)));
-        }
+        let (_, len) = leaf_parts(slot);
+        out.extend((0..len).map(|j| (base + self.leaf_offset(slot, depth, j), self.leaf_answer(slot, j))));
     }
 }
 
