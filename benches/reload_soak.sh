@@ -5,7 +5,9 @@
 # (copied to a temporary directory), then runs wrk twice for the same duration, rotating X-Forwarded-For over
 # 10,000 fixed-seed IPv4 addresses:
 #   steady   no reloads
-#   reload   every second the database file is replaced (mv) by the next of the databases given with --db
+#   reload   every second the database file is replaced (a hard link renamed over it, by
+#            benches/lib/reload_driver.py, which also sends the POST on a kept-alive connection: the
+#            driver adds next to no CPU of its own) by the next of the databases given with --db
 #            (default: the shipped geoip/geo-whois-asn-country.mmdb and a copy with --change-fraction of its
 #            networks, default 0.001 (about 1,000), pointed at other records by benches/lib/mmdb_reassign.py,
 #            scattered as an update's changes are; 0 gives a copy that differs only in its metadata
@@ -208,18 +210,8 @@ hwm_steady=$(hwm)
 echo "reload phase ${duration} s (database swapped and reloaded every second)" >&2
 sample_rss "$work/rss.reload" "$work/reload.done" & sampler=$!
 (
-  # One swap + reload per second on a fixed cadence (a reload that takes longer is followed at once).
-  n=0 t0=$(date +%s.%N)
-  while [[ ! -e $work/reload.done ]]; do
-    wait_s=$(awk -v t0="$t0" -v n="$n" -v now="$(date +%s.%N)" 'BEGIN {w = t0 + n + 1 - now; print (w > 0 ? w : 0)}')
-    sleep "$wait_s"
-    [[ -e $work/reload.done ]] && break
-    src=db$(((n + 1) % ndb))
-    cp "$work/$src.mmdb" "$work/geo.mmdb.tmp" && mv "$work/geo.mmdb.tmp" "$work/geo.mmdb"
-    curl -s -X POST "http://127.0.0.1:$admin_port/-/reload" >>"$work/reloads.jsonl" || echo '{"result":"curl-failed"}' >>"$work/reloads.jsonl"
-    echo >>"$work/reloads.jsonl"
-    n=$((n + 1))
-  done
+  # One swap + reload per second on a fixed cadence, from one process (benches/lib/reload_driver.py).
+  python3 "$repo/benches/lib/reload_driver.py" "$work" "$ndb" "$admin_port" "$work/reload.done" "$work/reloads.jsonl"
 ) & reloader=$!
 reload=$(run_wrk "$duration" | grep '^RESULT')
 touch "$work/reload.done"; wait "$sampler"; wait "$reloader"

@@ -16,7 +16,7 @@ use crate::config::{Config, ListLocation, Location, MmdbSchema, RangeLayout, Sou
 use crate::config::{RegionNames, SourceConfig};
 use crate::geo::{Answer, CountryCode, RegionFilter};
 use crate::policy::Policy;
-use crate::source::mapped::{sha256_file, MappedFile};
+use crate::source::mapped::{hash_file, sha256_file, FileStamp, KnownHash, MappedFile};
 use crate::source::{cidr, mmdb, ranges, Provenance, SourceError};
 use crate::table::{BuildError, GeoTable, SourceLayer, TableBuilder};
 use crate::tls::client::{ClientTlsError, UpstreamTls};
@@ -104,13 +104,12 @@ pub enum LayerFormat {
     Ranges(RangeLayout, RegionFilter),
 }
 
-/// Identity and version of a file without reading it: device, inode, size, mtime.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileStamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
+/// A source's content hash as [`source_hashes`] found it; for a file it had to hash, what
+/// lets the compile skip hashing the same file again.
+pub(crate) struct SourceHash {
+    name: String,
+    sha256: String,
+    known: Option<KnownHash>,
 }
 
 /// Everything that went wrong while compiling, all at once.
@@ -226,7 +225,7 @@ pub fn recompile(config: Config, generation: u64, previous: &Snapshot) -> Result
 
 /// Whether `config`, whose sources hash to `sources`, loads what `previous` loaded: the same
 /// settings, sources and certificate files.
-fn same_inputs(config: &Config, previous: &Snapshot, sources: &[(String, String)]) -> bool {
+fn same_inputs(config: &Config, previous: &Snapshot, sources: &[SourceHash]) -> bool {
     let mut files: Vec<(&str, String)> = Vec::new();
     // A rotated certificate or key is a change, even with every setting the same.
     for pair in config.listeners.iter().filter_map(|l| l.tls.as_ref()).flat_map(|t| &t.certificates) {
@@ -237,33 +236,36 @@ fn same_inputs(config: &Config, previous: &Snapshot, sources: &[(String, String)
         let Some(sha) = crate::tls::client::files_sha256(tls) else { return false };
         files.push(("upstream_tls", sha));
     }
-    let all = sources.iter().map(|(n, s)| (n.as_str(), s.as_str())).chain(files.iter().map(|(n, s)| (*n, s.as_str())));
+    let all =
+        sources.iter().map(|s| (s.name.as_str(), s.sha256.as_str())).chain(files.iter().map(|(n, s)| (*n, s.as_str())));
     fingerprint_of(config, all) == previous.fingerprint()
 }
 
 /// Each source's content hash, in order, found without compiling: a database whose stamp
 /// (device, inode, size, mtime) matches the layer `previous` keeps is not read; any other file
 /// is hashed. `None` if a file cannot be read (the compile then reports it).
-fn source_hashes(config: &Config, previous: &Snapshot) -> Option<Vec<(String, String)>> {
-    let mut hashes: Vec<(String, String)> = Vec::with_capacity(config.sources.len());
+fn source_hashes(config: &Config, previous: &Snapshot) -> Option<Vec<SourceHash>> {
+    let mut hashes: Vec<SourceHash> = Vec::with_capacity(config.sources.len());
     for source in &config.sources {
-        let sha = match &source.kind {
+        let (sha256, known) = match &source.kind {
             SourceKind::Mmdb { location, .. } | SourceKind::Ranges { location, .. } => {
                 let path = location_path(location);
                 let format = LayerFormat::of(source, config);
                 match format.and_then(|f| previous.cached(&source.name, path, &f)) {
-                    Some(c) if c.stamp.is_some() && c.stamp == stamp(path) => Some(c.provenance.sha256.clone()),
-                    _ => sha256_file(path).ok(),
+                    Some(c) if c.stamp.is_some() && c.stamp == FileStamp::of_path(path) => {
+                        (c.provenance.sha256.clone(), None)
+                    }
+                    _ => hash_file(path).ok()?,
                 }
             }
             SourceKind::List { location: ListLocation::File(location), .. } => {
-                sha256_file(location_path(location)).ok()
+                (sha256_file(location_path(location)).ok()?, None)
             }
             SourceKind::List { location: ListLocation::Inline(entries), .. } => {
-                cidr::from_entries(&source.name, entries).ok().map(|l| l.provenance.sha256)
+                (cidr::from_entries(&source.name, entries).ok()?.provenance.sha256, None)
             }
         };
-        hashes.push((source.name.clone(), sha?));
+        hashes.push(SourceHash { name: source.name.clone(), sha256, known });
     }
     Some(hashes)
 }
@@ -291,22 +293,10 @@ fn table_key_of<'a>(config: &Config, hashes: impl Iterator<Item = (&'a str, &'a 
 fn reusable_table(
     config: &Config,
     previous: &Snapshot,
-    sources: &[(String, String)],
+    sources: &[SourceHash],
 ) -> Option<(Arc<GeoTable>, String, Vec<Provenance>)> {
-    let key = table_key_of(config, sources.iter().map(|(n, s)| (n.as_str(), s.as_str())));
+    let key = table_key_of(config, sources.iter().map(|s| (s.name.as_str(), s.sha256.as_str())));
     (key == previous.table_key).then(|| (previous.table.clone(), key, previous.provenance.clone()))
-}
-
-/// The stamp of the file at `path`, if it can be read.
-pub fn stamp(path: &Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(FileStamp {
-        dev: m.dev(),
-        ino: m.ino(),
-        len: m.len(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-    })
 }
 
 struct ConfigWithoutOrigin<'a>(&'a Config);
@@ -362,7 +352,7 @@ fn compile_inner(
     generation: u64,
     previous: Option<&Snapshot>,
     keep_layers: bool,
-    sources: Option<&[(String, String)]>,
+    sources: Option<&[SourceHash]>,
 ) -> Result<Snapshot, CompileError> {
     crate::alloc::promptly_released(|| compile_unreleased(config, generation, previous, keep_layers, sources))
 }
@@ -372,7 +362,7 @@ fn compile_unreleased(
     generation: u64,
     previous: Option<&Snapshot>,
     keep_layers: bool,
-    sources: Option<&[(String, String)]>,
+    sources: Option<&[SourceHash]>,
 ) -> Result<Snapshot, CompileError> {
     let started = Instant::now();
     if let (Some(prev), Some(sources), true) = (previous, sources, keep_layers) {
@@ -426,7 +416,10 @@ fn compile_unreleased(
                         }
                         Ok(layer)
                     }
-                    None => database_layer(&source.name, path, &format, previous),
+                    None => {
+                        let known = sources.and_then(|s| s.get(usize::from(index))).and_then(|s| s.known.as_ref());
+                        database_layer(&source.name, path, &format, previous, known)
+                    }
                 };
                 match loaded {
                     Ok(cached) if keep_layers => {
@@ -687,45 +680,57 @@ fn database_layer(
     path: &Path,
     format: &LayerFormat,
     previous: Option<&Snapshot>,
+    known: Option<&KnownHash>,
 ) -> Result<CachedLayer, SourceError> {
-    let before = stamp(path);
+    let before = FileStamp::of_path(path);
     let cached = previous.and_then(|p| p.cached(name, path, format));
     if let Some(c) = cached.as_ref().filter(|c| c.stamp.is_some() && c.stamp == before) {
         return Ok(c.clone());
     }
     let origin = path.display().to_string();
-    let file = MappedFile::open(path).map_err(|source| SourceError::Io { origin, source })?;
+    let file = MappedFile::open_known(path, known).map_err(|source| SourceError::Io { origin, source })?;
     if let Some(c) = cached.as_ref().filter(|c| c.provenance.sha256 == file.sha256()) {
         return Ok(CachedLayer { stamp: before, ..c.clone() });
     }
-    // The stale layer goes before the new one is built, so the two never coexist.
+    // The stale layer goes before the new one is built, so the two never coexist (the new
+    // one only reserves their size: untouched, the reservation is no memory yet).
+    let empty = cached.as_ref().map_or_else(SourceLayer::new, |c| SourceLayer::sized_like(&c.layer));
     drop(cached);
     if let Some(p) = previous {
         p.forget(name);
     }
-    layer_of(name, path, format, &file, before)
+    layer_of(name, path, format, &file, before, empty)
 }
 
-/// A database source's layer, read from the file now.
-fn read_layer(name: &str, path: &Path, format: &LayerFormat) -> Result<CachedLayer, SourceError> {
-    let before = stamp(path);
-    let file =
-        MappedFile::open(path).map_err(|source| SourceError::Io { origin: path.display().to_string(), source })?;
-    layer_of(name, path, format, &file, before)
+/// A database source's layer, read from the file now (not hashed again if `known` describes
+/// it); `was` is the layer it had before, if any, to size the new one.
+fn read_layer(
+    name: &str,
+    path: &Path,
+    format: &LayerFormat,
+    known: Option<&KnownHash>,
+    was: Option<&SourceLayer>,
+) -> Result<CachedLayer, SourceError> {
+    let before = FileStamp::of_path(path);
+    let file = MappedFile::open_known(path, known)
+        .map_err(|source| SourceError::Io { origin: path.display().to_string(), source })?;
+    layer_of(name, path, format, &file, before, was.map_or_else(SourceLayer::new, SourceLayer::sized_like))
 }
 
-/// The layer of `file`, opened from `path` when it had the stamp `before`.
+/// The layer of `file`, opened from `path` when it had the stamp `before`, filled into
+/// `empty` (a new layer, perhaps sized already).
 fn layer_of(
     name: &str,
     path: &Path,
     format: &LayerFormat,
     file: &MappedFile,
     before: Option<FileStamp>,
+    empty: SourceLayer,
 ) -> Result<CachedLayer, SourceError> {
     let origin = path.display().to_string();
     let (layer, provenance) = match format {
         LayerFormat::Mmdb(schema, regions) => {
-            mmdb::load_layer_filtered(name, &origin, file.bytes(), Some(file.sha256()), schema, regions)?
+            mmdb::load_layer_filtered(name, &origin, file.bytes(), Some(file.sha256()), schema, regions, empty)?
         }
         LayerFormat::Ranges(layout, regions) => {
             ranges::load_layer_filtered(name, &origin, file.bytes(), layout, regions)?
@@ -733,7 +738,7 @@ fn layer_of(
     };
     // A file replaced while it was copied: the stamp taken before no longer names this
     // content, so it is not kept (the next reload reads the file again).
-    let stamp = if stamp(path) == before { before } else { None };
+    let stamp = if FileStamp::of_path(path) == before { before } else { None };
     Ok(CachedLayer { path: path.to_path_buf(), format: format.clone(), stamp, layer: Arc::new(layer), provenance })
 }
 

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use super::{location_path, read_layer, table_key_of, CachedLayer, LayerFormat};
+use super::{location_path, read_layer, table_key_of, CachedLayer, LayerFormat, SourceHash};
 use crate::config::{Config, ListLocation, SourceKind};
 use crate::source::cidr;
 use crate::table::{Changes, GeoTable, SourceLayer, TableBuilder};
@@ -46,7 +46,7 @@ pub(super) enum Attempt {
 
 /// Patches `previous`'s table for `config`, whose sources hash to `sources`, when that is
 /// sure to answer as a whole build would (see the module docs).
-pub(super) fn attempt(config: &Config, previous: &super::Snapshot, sources: &[(String, String)]) -> Attempt {
+pub(super) fn attempt(config: &Config, previous: &super::Snapshot, sources: &[SourceHash]) -> Attempt {
     let none = || Attempt::Whole(Vec::new());
     if config.sources.len() != previous.config.sources.len()
         || sources.len() != config.sources.len()
@@ -60,7 +60,7 @@ pub(super) fn attempt(config: &Config, previous: &super::Snapshot, sources: &[(S
         let was = previous.provenance.get(i).map(|p| p.sha256.as_str());
         match &source.kind {
             SourceKind::List { .. } => {
-                if was != Some(sources[i].1.as_str()) {
+                if was != Some(sources[i].sha256.as_str()) {
                     return none();
                 }
                 kept.push(None);
@@ -87,11 +87,13 @@ pub(super) fn attempt(config: &Config, previous: &super::Snapshot, sources: &[(S
             layers.push(None);
             continue;
         };
-        if old.provenance.sha256 == sources[i].1 {
-            layers.push(Some(CachedLayer { stamp: super::stamp(&old.path), ..old.clone() }));
+        if old.provenance.sha256 == sources[i].sha256 {
+            layers.push(Some(CachedLayer { stamp: super::FileStamp::of_path(&old.path), ..old.clone() }));
             continue;
         }
-        let Ok(new) = read_layer(&config.sources[i].name, &old.path, &old.format) else {
+        let Ok(new) =
+            read_layer(&config.sources[i].name, &old.path, &old.format, sources[i].known.as_ref(), Some(&old.layer))
+        else {
             // The whole build reads it again and reports the error.
             return none();
         };

@@ -107,10 +107,12 @@ pub fn load_layer_bytes(
     sha256: Option<&str>,
     schema: &MmdbSchema,
 ) -> Result<(SourceLayer, Provenance), SourceError> {
-    load_layer_filtered(name, origin, bytes, sha256, schema, &RegionFilter::all())
+    load_layer_filtered(name, origin, bytes, sha256, schema, &RegionFilter::all(), SourceLayer::new())
 }
 
-/// [`load_layer_bytes`] keeping only the region names `regions` keeps (the compile's path).
+/// [`load_layer_bytes`] keeping only the region names `regions` keeps (the compile's path),
+/// filling `empty`: a new layer, perhaps sized for what the file is expected to hold
+/// ([`SourceLayer::sized_like`] the layer it had before).
 pub fn load_layer_filtered(
     name: &str,
     origin: &str,
@@ -118,8 +120,10 @@ pub fn load_layer_filtered(
     sha256: Option<&str>,
     schema: &MmdbSchema,
     regions: &RegionFilter,
+    empty: SourceLayer,
 ) -> Result<(SourceLayer, Provenance), SourceError> {
-    let mut sink = LayerSink::default();
+    debug_assert_eq!(empty.ranges(), (0, 0), "a layer to fill starts empty");
+    let mut sink = LayerSink { layer: empty };
     let provenance = guarded(origin, || walk(name, origin, bytes, sha256, schema, regions, &mut sink))?;
     let mut layer = sink.layer;
     layer.shrink();

@@ -590,6 +590,20 @@ impl SourceLayer {
         Self::default()
     }
 
+    /// An empty layer with room for about as many ranges and records as `like` holds (a
+    /// little more): read again on a reload, a database has about the ranges it had, and
+    /// arrays sized once are neither copied as they grow nor faulted in twice over.
+    pub fn sized_like(like: &SourceLayer) -> Self {
+        let room = |n: usize| n + n / 16 + 16;
+        let mut layer = Self::default();
+        layer.records.reserve_exact(room(like.records.len()));
+        layer.v4.starts.reserve_exact(room(like.v4.len()));
+        layer.v4.records.reserve_exact(room(like.v4.len()));
+        layer.v6.starts.reserve_exact(room(like.v6.len()));
+        layer.v6.records.reserve_exact(room(like.v6.len()));
+        layer
+    }
+
     /// Numbers the next distinct record (0, 1, ...).
     pub fn push_record(&mut self, record: GeoRecord) -> u32 {
         self.records.push(record);
