@@ -285,6 +285,35 @@ fn provenance_describes_the_file() {
     }
 }
 
+/// `::/96` (the IPv4 subtree seen from IPv6) is kept once: the layer notes it as an alias block
+/// and holds no IPv6 ranges there, a table of databases alone answers it from its IPv4 trie,
+/// and a later list with IPv4 entries (which must not reach `::a.b.c.d`, as before) makes the
+/// table hold a copy of what the databases answered there instead.
+#[test]
+fn the_ipv4_subtree_is_kept_once_and_a_later_ipv4_list_does_not_reach_it() {
+    for f in [Fixture::FlatCountry, Fixture::FlatCountryNoAliases] {
+        let (_, reader, bytes) = load_fixture(f, &MmdbSchema::Auto);
+        let (layer, _) = mmdb::load_layer_bytes("t", "t.mmdb", &bytes, None, &MmdbSchema::Auto).unwrap();
+        assert_eq!(layer.aliases().first(), Some(&(0, 96)), "{f:?}");
+        let alone = table_of(&bytes);
+        assert!(alone.redirects().contains(&(0, 96)), "{f:?}: {:?}", alone.redirects());
+
+        let mut builder = TableBuilder::new();
+        builder.add_layer(0, &layer);
+        builder.add_list(1, "listed", None, &["5.0.0.0/8".parse().unwrap()], &[]).unwrap();
+        let listed = builder.build().unwrap();
+        assert!(!listed.redirects().contains(&(0, 96)), "{f:?}: copied, not redirected");
+        let v4: IpAddr = "5.8.1.1".parse().unwrap();
+        let v6: IpAddr = "::5.8.1.1".parse().unwrap();
+        assert!(!listed.lookup(v4).lists.is_empty(), "{f:?}: the list covers {v4}");
+        for table in [&alone, &listed] {
+            let got = table.lookup(v6);
+            assert!(got.lists.is_empty(), "{f:?}: an IPv4 list reached {v6}");
+            assert_eq!(got.source.map(|_| got.geo), reference(&reader, v6, Reference::Fields).as_ref(), "{f:?}");
+        }
+    }
+}
+
 /// A database written with MaxMind's alias nodes and the same networks written without them
 /// report the same network counts, so switching between the two is not a "drop".
 #[test]

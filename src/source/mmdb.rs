@@ -6,9 +6,10 @@
 //! address, and `Database::v6` exactly what it answers for each IPv6 address:
 //!
 //! - IPv4-only databases (`ip_version` 4) give `v4` only.
-//! - IPv6 databases keep IPv4 at `::/96`. The iterator reports that subtree as IPv4
-//!   networks; each goes to `v4` as is and to `v6` as `::a.b.c.d/(96+p)`, since an IPv6
-//!   lookup of `::a.b.c.d` walks the same nodes.
+//! - IPv6 databases keep IPv4 at `::/96`. The walk reports that subtree as IPv4 networks,
+//!   each to `v4` as is; `::/96` itself is then an alias block, since an IPv6 lookup of
+//!   `::a.b.c.d` walks the same nodes: `v6` holds `::a.b.c.d/(96+p)` (replayed from the IPv4
+//!   networks), a [`SourceLayer`] only notes the block, and the table answers it from IPv4.
 //! - The alias nodes MaxMind writers add (`::ffff:0:0/96`, `2002::/16`, `2001::/32`) point
 //!   into the IPv4 subtree; they answer what the IPv4 subtree answers, so `v6` holds e.g.
 //!   `::ffff:a.b.c.d/(96+p)` and `2002:a.b.c.d::/(16+p)` too (replayed from the IPv4
@@ -24,8 +25,8 @@
 //! # Cost
 //! One pass over the tree: O(terminal nodes) network conversions plus one lookup and one
 //! decode per distinct data record. Output memory is 12 bytes per IPv4 network and 24 per IPv6
-//! network; with aliases every IPv4 network also appears four times in [`Database::v6`] (a
-//! [`SourceLayer`] only notes the alias blocks).
+//! network; every IPv4 network also appears in [`Database::v6`] once per alias block (`::/96`,
+//! and with MaxMind's aliases three more; a [`SourceLayer`] only notes the blocks).
 //!
 //! # Hostile files
 //! The tree walk ([`tree`]) checks that the tree fits in the file, never goes deeper than an
@@ -212,10 +213,10 @@ fn walk(
             let addr = std::net::Ipv4Addr::from(first as u32);
             (Some(Ipv4Net::new(addr, len).map_err(bad_network)?), None, IpAddr::V4(addr))
         } else if ipv4_subtree && len >= 96 && first <= u128::from(u32::MAX) {
-            // Inside the IPv4 subtree: the IPv4 network, and the same nodes seen as `::a.b.c.d`.
+            // Inside the IPv4 subtree: the IPv4 network. The same nodes seen as `::a.b.c.d`
+            // are the alias of `::/96` the walk reports after them.
             let addr = std::net::Ipv4Addr::from(first as u32);
-            let n6 = Ipv6Net::new(Ipv6Addr::from(first), len).map_err(bad_network)?;
-            (Some(Ipv4Net::new(addr, len - 96).map_err(bad_network)?), Some(n6), IpAddr::V4(addr))
+            (Some(Ipv4Net::new(addr, len - 96).map_err(bad_network)?), None, IpAddr::V4(addr))
         } else {
             let addr = Ipv6Addr::from(first);
             let n6 = Ipv6Net::new(addr, len).map_err(bad_network)?;

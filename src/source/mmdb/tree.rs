@@ -24,10 +24,18 @@
 //! run out of address bits, so such a record is walked like any other (and is refused if a
 //! node is still left when the bits are).
 //!
+//! `::/96` itself is the IPv4 subtree seen from IPv6 (`::a.b.c.d` walks the same nodes as
+//! `a.b.c.d`): it is walked once, its terminals reported as they are, and then the block is
+//! reported as an alias too, after every IPv4 network and before anything above `::/96`. A
+//! reader of the walk keeps the IPv4 networks once and answers `::a.b.c.d` from them.
+//!
 //! # Hostile files
 //! Every record read is inside the tree (its size is checked against the file first); the walk
 //! never goes deeper than the address has bits; and it stops with an error once it has met more
 //! terminals than `budget`, so a tree whose nodes are shared cannot make it run for ever.
+
+/// Marks the end of the IPv4 subtree on the walk's stack (no record is this big).
+const IPV4_DONE: usize = usize::MAX;
 
 /// What a terminal of the tree says about its network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,7 +44,8 @@ pub(super) enum Terminal {
     Data(usize),
     /// The record equal to `node_count`: the database has nothing for this network.
     Empty,
-    /// The IPv4 root, reached outside `::/96` at depth 96 or less.
+    /// The IPv4 root, reached outside `::/96` at depth 96 or less; or `::/96` itself, once
+    /// the IPv4 subtree below it has been walked.
     Alias,
 }
 
@@ -116,6 +125,15 @@ impl<'a> Tree<'a> {
         stack.push((0, 0, 0));
         let mut met = 0usize;
         while let Some((node, first, depth)) = stack.pop() {
+            if node == IPV4_DONE {
+                // `::/96` is the IPv4 subtree itself, walked just now: the block aliases it.
+                visit(0, 96, Terminal::Alias).map_err(Walk::Visit)?;
+                continue;
+            }
+            if first == 0 && depth == 96 && Some(node) == self.ipv4_root {
+                // Reported once the IPv4 networks have all been met (see the module docs).
+                stack.push((IPV4_DONE, 0, 96));
+            }
             let terminal = if node > self.node_count {
                 Some(Terminal::Data(node))
             } else if node == self.node_count {
@@ -240,7 +258,9 @@ mod tests {
         assert_eq!(got.first(), Some(&(0, 97, Terminal::Data(data))));
         assert_eq!(got.get(1), Some(&(1 << 31, 97, Terminal::Empty)));
         assert_eq!(got.last(), Some(&(1 << 127, 1, Terminal::Alias)));
-        assert_eq!(got.iter().filter(|t| t.2 == Terminal::Alias).count(), 1);
+        // `::/96` is reported as an alias too, right after the IPv4 subtree's terminals.
+        assert_eq!(got.get(2), Some(&(0, 96, Terminal::Alias)));
+        assert_eq!(got.iter().filter(|t| t.2 == Terminal::Alias).count(), 2);
         // Same node 96 reached at depth > 96 outside ::/96 would run out of bits: walked, refused.
         let mut deep = records.clone();
         deep[95].1 = 96; // ::1:0:0/96 -> the IPv4 root at depth 96 ... still an alias (depth 96)
