@@ -30,8 +30,9 @@ enum Layer {
     },
 }
 
-/// MaxMind's alias blocks: `::ffff:0:0/96`, `2002::/16`, `2001::/32`.
-const ALIAS_BLOCKS: [(u128, u8); 3] = [(0xffff << 32, 96), (0x2001 << 112, 32), (0x2002 << 112, 16)];
+/// The alias blocks a database can have: `::/96` (its IPv4 subtree seen from IPv6) and
+/// MaxMind's `::ffff:0:0/96`, `2002::/16`, `2001::/32`.
+const ALIAS_BLOCKS: [(u128, u8); 4] = [(0, 96), (0xffff << 32, 96), (0x2001 << 112, 32), (0x2002 << 112, 16)];
 
 /// The alias block holding `a`, as `(embedded IPv4 address)`.
 fn in_alias(aliases: &[(u128, u8)], a: Ipv6Addr) -> Option<u32> {
@@ -303,7 +304,7 @@ fn aliased_layer() -> impl Strategy<Value = Layer> {
     (
         prop::collection::vec((v4_net(), 0u32..8), 0..40),
         prop::collection::vec((v6_net(), 0u32..8), 0..40),
-        prop::sample::subsequence(ALIAS_BLOCKS.to_vec(), 0..=3),
+        prop::sample::subsequence(ALIAS_BLOCKS.to_vec(), 0..=4),
     )
         .prop_map(|(v4, v6, aliases)| {
             let b4 = |n: &Ipv4Net| (u128::from(u32::from(n.network())), u128::from(u32::from(n.broadcast())));
@@ -539,8 +540,8 @@ fn alias_blocks_are_answered_from_ipv4_while_every_layer_agrees() {
     let mut b = TableBuilder::new();
     b.add_layer(0, &city);
     let t = b.build().unwrap();
-    assert_eq!(t.redirects().len(), 3);
-    assert!(t.stats().ranges_v6 <= 3 + 2 * 3, "{:?}", t.stats());
+    assert_eq!(t.redirects().len(), 4);
+    assert!(t.stats().ranges_v6 <= 3 + 2 * 4, "{:?}", t.stats());
     assert_eq!(t.lookup_v6(a6to4).geo, &recs[1]);
     assert_eq!(t.locate(IpAddr::V6(a6to4)).first, "2002:102:300::".parse::<IpAddr>().unwrap());
 
@@ -548,10 +549,10 @@ fn alias_blocks_are_answered_from_ipv4_while_every_layer_agrees() {
     let mut b = TableBuilder::new();
     b.add_layer(0, &city);
     b.add_list(1, "v6", None, &[], &["2a00:1::/32".parse().unwrap()]).unwrap();
-    assert_eq!(b.clone().build().unwrap().redirects().len(), 3);
+    assert_eq!(b.clone().build().unwrap().redirects().len(), 4);
     b.add_list(2, "in-6to4", None, &[], &["2002:909::/32".parse().unwrap()]).unwrap();
     let t = b.build().unwrap();
-    assert_eq!(t.redirects().len(), 2);
+    assert_eq!(t.redirects().len(), 3);
     assert_eq!(t.lookup_v6(a6to4).geo, &recs[1]);
     let listed = t.lookup_v6("2002:909::1".parse().unwrap());
     assert_eq!((listed.geo, t.list_label(&listed).as_deref()), (&recs[2], Some("in-6to4")));
@@ -565,6 +566,9 @@ fn alias_blocks_are_answered_from_ipv4_while_every_layer_agrees() {
     assert_eq!(t.lookup_v4("1.2.3.4".parse().unwrap()).geo, &recs[4]);
     assert_eq!(t.lookup_v6(a6to4).geo, &recs[1]);
     assert!(t.lookup_v6(a6to4).lists.is_empty());
+    let compatible: Ipv6Addr = "::1.2.3.4".parse().unwrap();
+    assert_eq!(t.lookup_v6(compatible).geo, &recs[1]);
+    assert!(t.lookup_v6(compatible).lists.is_empty());
 }
 
 /// A changed version of an aliased layer: some records swapped, some networks dropped and
