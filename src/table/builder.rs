@@ -489,16 +489,13 @@ impl TableBuilder {
     /// Copies the IPv4 partition into the (empty) alias block `base/len` of the IPv6 one.
     fn copy_v4_into(&mut self, base: u128, len: u8) {
         let shift = 96 - u32::from(len);
-        let pieces: Vec<(u128, u128, Paint)> = self
-            .v4
-            .ranges()
-            .filter(|&(_, _, cell)| cell != Cells::EMPTY)
-            .map(|(f, l, cell)| {
-                let (first, last) = alias_span(base, shift, f, l);
-                (first, last, Paint::Cell(cell))
-            })
-            .collect();
-        self.v6.overlay(&mut self.cells, pieces);
+        // Streamed: the IPv4 partition can hold every IPv4 range of a database (`::/96` of
+        // the shipped one: 341k), too many to gather first.
+        let pieces = self.v4.ranges().filter(|&(_, _, cell)| cell != Cells::EMPTY).map(|(f, l, cell)| {
+            let (first, last) = alias_span(base, shift, f, l);
+            (first, last, Paint::Cell(cell))
+        });
+        self.v6.overlay_iter(&mut self.cells, pieces);
         self.cells.end_layer();
     }
 }
