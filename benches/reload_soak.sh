@@ -33,14 +33,19 @@
 # usage: benches/reload_soak.sh [--duration 20] [--steady-duration D] [--threads 1] [--connections 32]
 #                               [--workers 1] [--upstream-port 18080] [--port 18085] [--admin-port 18086]
 #                               [--db FILE]... [--change-fraction 0.001] [--p99-ratio 1.5] [--rss-ratio 2.5]
+#                               [--windows 1]
 #   --duration     seconds of the reload phase (and of the steady phase unless --steady-duration is given)
+#   --windows K    interleave the phases: K steady windows and K reload windows, alternating (steady
+#                  first), each phase's windows together as long as the phase; each phase's p50/p99 is
+#                  then that of all its requests pooled (from each window's percentiles on a grid of
+#                  0.01 % above p90), so drift of the shared host over the run falls on both phases alike
 #   --threads  wrk threads      --workers  geogate worker threads
 # Talks only to 127.0.0.1; stops its own processes on exit. Needs cargo, curl, python3, and installs
 # nginx-light and wrk from Debian's packages when missing. Run on demand, not in CI.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 duration=20 steady_duration= threads=1 conns=32 workers=1 up_port=18080 port=18085 admin_port=18086
-dbs=() p99_ratio=1.5 rss_ratio=2.5 change_fraction=0.001
+dbs=() p99_ratio=1.5 rss_ratio=2.5 change_fraction=0.001 windows=1
 while (($#)); do
   case $1 in
     --db) dbs+=("$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"); shift 2 ;;
@@ -49,13 +54,14 @@ while (($#)); do
     --rss-ratio) rss_ratio=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --steady-duration) steady_duration=$2; shift 2 ;;
+    --windows) windows=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --connections) conns=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --upstream-port) up_port=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --admin-port) admin_port=$2; shift 2 ;;
-    *) sed -n '2,37p' "$0"; exit 2 ;;
+    *) sed -n '2,44p' "$0"; exit 2 ;;
   esac
 done
 steady_duration=${steady_duration:-$duration}
@@ -122,6 +128,16 @@ done = function(summary, latency, requests)
   io.write(string.format("RESULT total=%d ok=%d blocked=%d bad_status=%d sock_errors=%d p50_us=%d p99_us=%d max_us=%d\n",
     summary.requests, o, k, b, e.connect + e.read + e.write + e.timeout,
     latency:percentile(50), latency:percentile(99), latency.max))
+  local grid = os.getenv("GRID_FILE")
+  if grid and grid ~= "" then
+    -- This window's percentiles: every 1 % to 89, every 0.01 % from 90, and the max.
+    local f = io.open(grid, "w")
+    f:write(string.format("n %d %d %d %d %d\n", summary.requests, o, k, b, e.connect + e.read + e.write + e.timeout))
+    for p = 1, 89 do f:write(string.format("%.2f %d\n", p, latency:percentile(p))) end
+    for q = 9000, 9999 do f:write(string.format("%.2f %d\n", q / 100, latency:percentile(q / 100))) end
+    f:write(string.format("100.00 %d\n", latency.max))
+    f:close()
+  end
 end
 EOF
 
@@ -186,35 +202,90 @@ done
 
 # Samples VmRSS into $1, and RssAnon + RssShmem into $1.anon, every 100 ms until $2 exists.
 sample_rss() {
-  while [[ ! -e $2 ]]; do
+  while [[ ! -e $2 && -d $work ]]; do
     awk -v t="$EPOCHREALTIME" -v anon="$1.anon" '/^VmRSS:/ {print $2, t} /^RssAnon:|^RssShmem:/ {a += $2}
       END {print a, t >> anon}' "/proc/$gg/status" >>"$1" 2>/dev/null || true
     sleep 0.1
   done
 }
 hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$gg/status"; }
-run_wrk() {
-  (cd "$work" && IPS_FILE=ips.txt wrk -t"$threads" -c"$conns" -d"$1s" -s soak.lua "http://127.0.0.1:$port/api/v1/instances")
+run_wrk() { # seconds [grid file]
+  (cd "$work" && IPS_FILE=ips.txt GRID_FILE=${2:-} wrk -t"$threads" -c"$conns" -d"$1s" -s soak.lua \
+    "http://127.0.0.1:$port/api/v1/instances")
+}
+# The RESULT line of all the windows in $@ (grid files) pooled: totals summed, p50/p99 of every
+# request together (each window's percentile grid read as its distribution, weighted by its count).
+pooled() {
+  python3 - "$@" <<'PY'
+import bisect, sys
+wins = []
+for path in sys.argv[1:]:
+    rows = [l.split() for l in open(path)]
+    head = [int(x) for x in rows[0][1:]]
+    grid = [(float(p), int(v)) for p, v in rows[1:]]
+    wins.append((head, grid))
+tot = [sum(h[i] for h, _ in wins) for i in range(5)]
+# Per window: its grid's values (non-decreasing) and percentiles, to read its CDF at any x.
+cdfs = [(h[0], [v for _, v in g], [p / 100 for p, _ in g]) for h, g in wins]
+def below(x):  # how many requests of all windows took at most x microseconds
+    total = 0.0
+    for n, vs, ps in cdfs:
+        i = bisect.bisect_right(vs, x)
+        total += n * (ps[i - 1] if i else 0.0)
+    return total
+values = sorted({v for _, vs, _ in cdfs for v in vs})
+def quantile(q):  # the smallest grid value under which a fraction q of all requests fall
+    lo, hi = 0, len(values) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if below(values[mid]) >= q * tot[0]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return values[lo]
+print(f"RESULT total={tot[0]} ok={tot[1]} blocked={tot[2]} bad_status={tot[3]} sock_errors={tot[4]} "
+      f"p50_us={quantile(0.50)} p99_us={quantile(0.99)} max_us={values[-1]}")
+PY
 }
 field() { sed -n "s/.*[ ]$2=\([0-9]*\).*/\1/p" <<<"$1"; }
 
 echo "warm-up 3 s" >&2
 run_wrk 3 >/dev/null
 
-echo "steady phase ${steady_duration} s" >&2
-sample_rss "$work/rss.steady" "$work/steady.done" & sampler=$!
-steady=$(run_wrk "$steady_duration" | grep '^RESULT')
-touch "$work/steady.done"; wait "$sampler"
-hwm_steady=$(hwm)
-
-echo "reload phase ${duration} s (database swapped and reloaded every second)" >&2
-sample_rss "$work/rss.reload" "$work/reload.done" & sampler=$!
-(
-  # One swap + reload per second on a fixed cadence, from one process (benches/lib/reload_driver.py).
-  python3 "$repo/benches/lib/reload_driver.py" "$work" "$ndb" "$admin_port" "$work/reload.done" "$work/reloads.jsonl"
-) & reloader=$!
-reload=$(run_wrk "$duration" | grep '^RESULT')
-touch "$work/reload.done"; wait "$sampler"; wait "$reloader"
+reload_window() { # seconds [grid file]: wrk while the driver swaps and reloads every second
+  rm -f "$work/reload.done"
+  sample_rss "$work/rss.reload" "$work/reload.done" & local sampler=$!
+  touch "$work/reloads.jsonl"
+  local before; before=$(grep -c . "$work/reloads.jsonl" || true)
+  python3 "$repo/benches/lib/reload_driver.py" "$work" "$ndb" "$admin_port" "$work/reload.done" \
+    "$work/reloads.jsonl" "$before" & local driver=$!
+  run_wrk "$@" | grep '^RESULT'
+  touch "$work/reload.done"; wait "$sampler"; wait "$driver"
+}
+steady_window() { # seconds [grid file]
+  rm -f "$work/steady.done"
+  sample_rss "$work/rss.steady" "$work/steady.done" & local sampler=$!
+  run_wrk "$@" | grep '^RESULT'
+  touch "$work/steady.done"; wait "$sampler"
+}
+if ((windows <= 1)); then
+  echo "steady phase ${steady_duration} s" >&2
+  steady=$(steady_window "$steady_duration")
+  hwm_steady=$(hwm)
+  echo "reload phase ${duration} s (database swapped and reloaded every second)" >&2
+  reload=$(reload_window "$duration")
+else
+  ws=$((steady_duration / windows)) wr=$((duration / windows))
+  echo "interleaved: $windows steady windows of ${ws} s and $windows reload windows of ${wr} s, alternating" >&2
+  for ((k = 0; k < windows; k++)); do
+    steady_window "$ws" "$work/grid.steady.$k" >/dev/null
+    ((k == 0)) && hwm_steady=$(hwm)
+    reload_window "$wr" "$work/grid.reload.$k" >/dev/null
+    echo "  window $((k + 1)) of $windows done" >&2
+  done
+  steady=$(pooled "$work"/grid.steady.*) reload=$(pooled "$work"/grid.reload.*)
+  steady_duration=$((ws * windows)) duration=$((wr * windows))
+fi
 hwm_reload=$(hwm)
 sleep 3 # does the memory of the last compile go back once reloads stop?
 rss_after=$(awk '/^VmRSS:/ {print $2}' "/proc/$gg/status")
@@ -225,6 +296,9 @@ reloads=$(python3 - "$work/reloads.jsonl" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 ok = [r for r in rows if r.get("result") == "ok"]
+for r in rows:
+    if r.get("result") != "ok":
+        print("not swapped:", json.dumps(r)[:300], file=sys.stderr)
 d = sorted(r["duration_ms"] for r in ok)
 gens = [r["generation"] for r in ok]
 def kind(r):

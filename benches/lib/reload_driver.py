@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Swaps a database file and asks geogate to reload, once a second, until told to stop.
 
-usage: reload_driver.py WORKDIR NDB ADMIN_PORT DONE_FILE OUT_JSONL
+usage: reload_driver.py WORKDIR NDB ADMIN_PORT DONE_FILE OUT_JSONL [SWAPS_BEFORE]
 
 Every second on a fixed cadence (a reload that takes longer is followed at once), the next of
 WORKDIR/db0.mmdb .. db{NDB-1}.mmdb replaces WORKDIR/geo.mmdb, and POST /-/reload is sent on
 one kept-alive connection to 127.0.0.1:ADMIN_PORT; each answer goes to OUT_JSONL as a line
-({"result":"request-failed"} if there was none). Stops when DONE_FILE exists.
+({"result":"request-failed"} if there was none). Stops when DONE_FILE exists. SWAPS_BEFORE
+(default 0) is how many swaps earlier runs made, so that a run started again goes on with the
+next file instead of the one already in place.
 
 The file is replaced as an update lands (a new inode renamed over the old name) but through a
 hard link, not a copy, and the request goes out from this one process: a copy of the file and
@@ -23,6 +25,7 @@ import time
 
 def main():
     work, ndb, port, done, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+    before = int(sys.argv[6]) if len(sys.argv) > 6 else 0
     geo, tmp = os.path.join(work, "geo.mmdb"), os.path.join(work, "geo.mmdb.tmp")
     conn = None
     n, t0 = 0, time.monotonic()
@@ -33,7 +36,7 @@ def main():
                 time.sleep(wait)
             if os.path.exists(done):
                 break
-            src = os.path.join(work, f"db{(n + 1) % ndb}.mmdb")
+            src = os.path.join(work, f"db{(before + n + 1) % ndb}.mmdb")
             if os.path.exists(tmp):
                 os.unlink(tmp)
             os.link(src, tmp)
