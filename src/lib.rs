@@ -26,6 +26,7 @@
 //! | [`config`] | `geogate.toml -> FileConfig -> Config`, every error with key and position |
 //! | [`metrics`] | the process's own Prometheus registry and typed handles |
 //! | [`alloc`] | the allocator tuning a compile needs (freed memory returned at once) |
+//! | [`pace`] | pacing of background work: a reload's compile rests between short bursts of work |
 //! | [`geo`] | plain data types: country codes, geo records, list sets, answers |
 
 pub mod admin;
@@ -38,6 +39,7 @@ pub mod diff;
 pub mod geo;
 pub mod host;
 pub mod metrics;
+pub mod pace;
 pub mod policy;
 pub mod proxy;
 pub mod proxy_protocol;

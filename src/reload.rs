@@ -31,6 +31,7 @@ use tokio::sync::{watch as channel, Mutex};
 
 use crate::config::{self, Config, SourceKind};
 use crate::metrics::Metrics;
+use crate::pace;
 use crate::snapshot::{self, Snapshot, TableOrigin};
 
 /// What asked for a reload; the `trigger` label of the reload metrics.
@@ -58,11 +59,21 @@ pub struct Outcome {
     pub generation: u64,
     pub changed: bool,
     pub duration_ms: f64,
+    /// Of `duration_ms`, the time the compile rested to leave the cores to requests
+    /// (`reload.compile_cpu_share`).
+    pub rested_ms: f64,
     /// How the new snapshot's table was made (`ok` only): `built`, `{"patched": {"intervals": N}}`
     /// or `shared`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<TableOrigin>,
     pub errors: Vec<String>,
+}
+
+/// When a reload started, and how long its compile rested.
+#[derive(Clone, Copy)]
+struct Timing {
+    started: Instant,
+    rested: Duration,
 }
 
 /// How a reload stopped short of a new snapshot.
@@ -172,39 +183,46 @@ impl Reloader {
         let previous = prev.clone();
         // Settings first, then a cheap "did anything change" (file stamps and hashes), and only
         // then a compile, which reuses what the unchanged databases compiled to.
-        let compiled = in_background(move || {
-            let cfg = source.load().map_err(|e| Step::Failed(vec![e]))?;
+        let (compiled, rested) = in_background(move || {
+            let cfg = match source.load() {
+                Ok(cfg) => cfg,
+                Err(e) => return (Err(Step::Failed(vec![e])), Duration::ZERO),
+            };
             let restart = restart::restart_required(&previous.config, &cfg);
             if !restart.is_empty() {
-                return Err(Step::Refused(
-                    restart
-                        .into_iter()
-                        .map(|key| format!("{key} changed: only a restart applies it; nothing was reloaded"))
-                        .collect(),
-                ));
+                let why = restart
+                    .into_iter()
+                    .map(|key| format!("{key} changed: only a restart applies it; nothing was reloaded"))
+                    .collect();
+                return (Err(Step::Refused(why)), Duration::ZERO);
             }
-            match snapshot::recompile(cfg, generation, &previous) {
+            // Paced by the settings being loaded, so a new share applies to this reload.
+            let (compiled, rested) =
+                pace::paced(cfg.reload.compile_pace(), || snapshot::recompile(cfg, generation, &previous));
+            let step = match compiled {
                 Ok(Some(next)) => Ok(next),
                 Ok(None) => Err(Step::Unchanged),
                 Err(e) => Err(Step::Failed(e.errors.iter().map(|p| p.to_string()).collect())),
-            }
+            };
+            (step, rested)
         })
         .await
-        .unwrap_or_else(|e| Err(Step::Failed(vec![e])));
+        .unwrap_or_else(|e| (Err(Step::Failed(vec![e])), Duration::ZERO));
+        let timing = Timing { started, rested };
         self.metrics.reload_duration.observe(started.elapsed().as_secs_f64());
 
         let outcome = match compiled {
-            Err(Step::Failed(errors)) => self.outcome(trigger, "failed", prev.generation, started, errors, None),
-            Err(Step::Refused(errors)) => self.outcome(trigger, "refused", prev.generation, started, errors, None),
-            Err(Step::Unchanged) => self.outcome(trigger, "unchanged", prev.generation, started, Vec::new(), None),
+            Err(Step::Failed(errors)) => self.outcome(trigger, "failed", prev.generation, timing, errors, None),
+            Err(Step::Refused(errors)) => self.outcome(trigger, "refused", prev.generation, timing, errors, None),
+            Err(Step::Unchanged) => self.outcome(trigger, "unchanged", prev.generation, timing, Vec::new(), None),
             Ok(next) if next.fingerprint() == prev.fingerprint() => {
                 drop_off_path(Arc::new(next));
-                self.outcome(trigger, "unchanged", prev.generation, started, Vec::new(), None)
+                self.outcome(trigger, "unchanged", prev.generation, timing, Vec::new(), None)
             }
             Ok(next) => match guards(&prev, &next) {
                 Err(errors) => {
                     drop_off_path(Arc::new(next));
-                    self.outcome(trigger, "refused", prev.generation, started, errors, None)
+                    self.outcome(trigger, "refused", prev.generation, timing, errors, None)
                 }
                 Ok(()) => {
                     let next = Arc::new(next);
@@ -213,7 +231,7 @@ impl Reloader {
                     let old = self.current.swap(next);
                     drop(prev);
                     drop_off_path(old);
-                    self.outcome(trigger, "ok", generation, started, Vec::new(), Some(table))
+                    self.outcome(trigger, "ok", generation, timing, Vec::new(), Some(table))
                 }
             },
         };
@@ -222,6 +240,7 @@ impl Reloader {
                 trigger = trigger.as_str(),
                 generation,
                 ms = outcome.duration_ms,
+                rested_ms = outcome.rested_ms,
                 table = ?outcome.table,
                 "reloaded"
             ),
@@ -241,7 +260,7 @@ impl Reloader {
         trigger: Trigger,
         result: &'static str,
         generation: u64,
-        started: Instant,
+        timing: Timing,
         errors: Vec<String>,
         table: Option<TableOrigin>,
     ) -> Outcome {
@@ -251,7 +270,8 @@ impl Reloader {
             result,
             generation,
             changed: result == "ok",
-            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms: timing.started.elapsed().as_secs_f64() * 1000.0,
+            rested_ms: timing.rested.as_secs_f64() * 1000.0,
             table,
             errors,
         };

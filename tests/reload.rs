@@ -687,6 +687,44 @@ async fn database_that_lost_too_many_networks_is_refused() {
     p.shutdown().await;
 }
 
+/// A flat database of 16,384 IPv4 /24s under 10.0.0.0/10, every `ru_every`-th one RU and the
+/// rest DE: enough tree for a compile to outlast many 100 µs steps.
+fn many_networks(ru_every: u32) -> Vec<u8> {
+    let mut w = mmdb_writer::Writer::builder("Geogate-Test-Flat").ip_version(mmdb_writer::IpVersion::V6).build();
+    for i in 0..16_384u32 {
+        let net = ipnet::Ipv4Net::new(std::net::Ipv4Addr::from(0x0a00_0000 | (i << 8)), 24).unwrap();
+        let country = if i % ru_every == 0 { "RU" } else { "DE" };
+        w.insert(ipnet::IpNet::V4(net), &serde_json::json!({ "country_code": country })).unwrap();
+    }
+    w.to_bytes().unwrap()
+}
+
+/// `reload.compile_cpu_share`: at 0.02 a reload's compile rests (the answer's `rested_ms`, a
+/// part of `duration_ms`); the same change with the share set to 1.0 in the same reload's
+/// configuration rests not at all, so the setting applies to the reload that reads it.
+#[tokio::test]
+async fn a_reload_compiles_at_the_configured_cpu_share() {
+    let up = upstream().await;
+    let cfg = mmdb_config("compile_cpu_share = 0.02");
+    let p = Proxy::start_with_files(&cfg, &up, &[("geo.mmdb", &many_networks(2))]).await;
+    let admin = p.admin.unwrap();
+    let db = p.dir.path().join("geo.mmdb");
+
+    write_atomic(&db, many_networks(3));
+    let (st, v) = admin_reload(admin).await;
+    assert_eq!((st, v["result"].as_str()), (StatusCode::OK, Some("ok")), "{v}");
+    let (rested, took) = (v["rested_ms"].as_f64().unwrap(), v["duration_ms"].as_f64().unwrap());
+    assert!(rested > 0.0 && rested < took, "rested {rested} ms of {took} ms: {v}");
+
+    let flat_out = cfg.replace("0.02", "1.0").replace("{upstream}", &up.addr.to_string());
+    write_atomic(&p.config_path, flat_out);
+    write_atomic(&db, many_networks(2));
+    let (st, v) = admin_reload(admin).await;
+    assert_eq!((st, v["result"].as_str(), v["generation"].as_u64()), (StatusCode::OK, Some("ok"), Some(3)), "{v}");
+    assert_eq!(v["rested_ms"].as_f64(), Some(0.0), "{v}");
+    p.shutdown().await;
+}
+
 // --- 4. file watching ------------------------------------------------------------------------
 
 fn watched_config(rule: &str, upstream: SocketAddr, extra_list: &Path) -> String {

@@ -288,6 +288,7 @@ pub(super) struct FileReload {
     pub max_network_drop_percent: Option<S<f64>>,
     pub min_networks: Option<S<i64>>,
     pub on_no_data: Option<S<String>>,
+    pub compile_cpu_share: Option<S<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -515,6 +515,9 @@ pub struct ReloadConfig {
     /// Refuse a database with fewer networks than this.
     pub min_networks: usize,
     pub on_no_data: OnNoData,
+    /// The share of wall time a reload's compile works, 0.01 to 1.0: it works
+    /// [`ReloadConfig::COMPILE_QUANTUM`] at a time and rests in between (1.0: no rests).
+    pub compile_cpu_share: f64,
 }
 
 /// What to do at start-up when no source can be loaded.

@@ -91,6 +91,9 @@ fn file_defaults() {
     assert_eq!(c.limits.max_header_bytes.get(), 16384);
     assert_eq!(c.reload, ReloadConfig::default());
     assert_eq!(c.reload.max_network_drop_percent, Some(20.0));
+    assert_eq!(c.reload.compile_cpu_share, 0.25);
+    let pace = c.reload.compile_pace().unwrap();
+    assert_eq!((pace.work, pace.rest), (Duration::from_micros(100), Duration::from_micros(300)));
     assert_eq!(c.access_log, AccessLogConfig { enabled: true, sample: 1.0 });
     assert_eq!(c.listeners[0].client_ip, ClientIpConfig::default());
     assert_eq!(c.listeners[0].client_ip.on_unresolved, OnUnresolved::Block);
@@ -201,6 +204,7 @@ check_interval = "1h"
 max_network_drop_percent = 5
 min_networks = 1000
 on_no_data = "fail-open"
+compile_cpu_share = 1.0
 
 [access_log]
 enabled = false
@@ -255,6 +259,7 @@ sample = 0.5
     assert_eq!(c.reload.check_interval, Some(Duration::from_secs(3600)));
     assert_eq!(c.reload.max_network_drop_percent, Some(5.0));
     assert_eq!(c.reload.on_no_data, OnNoData::FailOpen);
+    assert_eq!((c.reload.compile_cpu_share, c.reload.compile_pace()), (1.0, None));
     assert!(!c.access_log.enabled);
 }
 
@@ -448,6 +453,8 @@ fn each_error_class() {
         ("[limits]\nidle_timeout = \"0s\"\n", "limits.idle_timeout", "idle_timeout", "greater than zero"),
         ("[reload]\nmax_network_drop_percent = 120.0\n", "reload.max_network_drop_percent", "max_network", "not a percentage"),
         ("[reload]\non_no_data = \"ignore\"\n", "reload.on_no_data", "on_no_data", "unknown value"),
+        ("[reload]\ncompile_cpu_share = 0.0\n", "reload.compile_cpu_share", "compile_cpu_share", "not a share"),
+        ("[reload]\ncompile_cpu_share = 1.5\n", "reload.compile_cpu_share", "compile_cpu_share", "not a share"),
         ("[reload]\ncheck_interval = \"0s\"\n", "reload.check_interval", "check_interval", "greater than zero"),
         ("[access_log]\nsample = 1.5\n", "access_log.sample", "sample", "not a fraction"),
     ];

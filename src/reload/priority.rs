@@ -14,6 +14,10 @@
 //!
 //! Failure (a seccomp profile that forbids the calls) only costs the priority: it is logged
 //! at debug level and the compile runs as any other thread.
+//!
+//! Neither knob stops a compile from lengthening the requests it overlaps on a two-core host
+//! (a busy loop under `SCHED_IDLE` still did); what does is spreading its CPU thinly over time,
+//! which [`crate::pace`] does under `reload.compile_cpu_share`.
 
 use std::time::Duration;
 

@@ -143,6 +143,7 @@ impl MappedFile {
             };
             hasher.update(&buf[..n]);
             copy.write_all(&buf[..n])?;
+            crate::pace::ticks((n / 1024) as u32);
         }
         copy.flush()?;
         map(&copy)
@@ -176,7 +177,10 @@ pub fn hash_file(path: &Path) -> io::Result<(String, Option<KnownHash>)> {
     loop {
         match f.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                crate::pace::ticks((n / 1024) as u32);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }

@@ -954,6 +954,7 @@ impl<K: Key> Partition<K> {
                 // final size (a database's neighbouring networks mostly share a country)
                 // instead of holding every network and gap until the end.
                 out.push(pos, c);
+                crate::pace::tick();
                 match end.checked_add(1) {
                     Some(next) if next <= last => pos = next,
                     _ => break,
@@ -1225,6 +1226,7 @@ fn differences(
     let (mut old, mut new) = (old.peekable(), new.peekable());
     let mut at = 0u128;
     while let (Some(&(_, old_last, o)), Some(&(_, new_last, n))) = (old.peek(), new.peek()) {
+        crate::pace::tick();
         let last = old_last.min(new_last);
         if o != translate(n) {
             Changes::extend(&mut out, at, last);

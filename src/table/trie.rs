@@ -529,6 +529,7 @@ impl<K: Key> Builder<'_, K> {
     /// Builds the slot for the region `base..=end` at `depth`. `lo` is the index of the range
     /// holding `base`; regions are visited in ascending order so it only moves forward.
     fn region(&mut self, base: u128, end: u128, depth: u32, lo: &mut usize) -> Result<u32, TrieError> {
+        crate::pace::tick();
         while *lo + 1 < self.starts.len() && self.starts[*lo + 1].to_u128() <= base {
             *lo += 1;
         }

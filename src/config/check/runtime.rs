@@ -105,6 +105,23 @@ impl<'a> Checker<'a> {
                 )
                 .unwrap_or(d.on_no_data),
         };
+        let compile_cpu_share = match &f.compile_cpu_share {
+            None => d.compile_cpu_share,
+            Some(v) => {
+                let s = *v.get_ref();
+                if (0.01..=1.0).contains(&s) {
+                    s
+                } else {
+                    self.at(
+                        "reload.compile_cpu_share",
+                        v,
+                        format!("{s} is not a share of 0.01 to 1.0"),
+                        "use 0.25 (the default) to rest three quarters of the time; 1.0 compiles flat out",
+                    );
+                    d.compile_cpu_share
+                }
+            }
+        };
         ReloadConfig {
             watch: f.watch.unwrap_or(d.watch),
             debounce: self.duration("reload.debounce", &f.debounce, d.debounce, true),
@@ -112,6 +129,7 @@ impl<'a> Checker<'a> {
             max_network_drop_percent,
             min_networks: usize::try_from(min_networks).unwrap_or(usize::MAX),
             on_no_data,
+            compile_cpu_share,
         }
     }
 

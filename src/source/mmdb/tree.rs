@@ -125,6 +125,7 @@ impl<'a> Tree<'a> {
         stack.push((0, 0, 0));
         let mut met = 0usize;
         while let Some((node, first, depth)) = stack.pop() {
+            crate::pace::tick();
             if node == IPV4_DONE {
                 // `::/96` is the IPv4 subtree itself, walked just now: the block aliases it.
                 visit(0, 96, Terminal::Alias).map_err(Walk::Visit)?;

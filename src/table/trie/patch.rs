@@ -86,6 +86,7 @@ impl<K: Key> Patcher<'_, '_, K> {
     }
 
     fn slot(&mut self, old: u32, base: u128, end: u128, depth: u32) -> Result<u32, TrieError> {
+        crate::pace::tick();
         let here = self.overlapping(base, end);
         if here.is_empty() {
             return self.copy(old);
@@ -178,6 +179,7 @@ impl<K: Key> Patcher<'_, '_, K> {
 
     /// The old subtree at `slot`, copied into the new arena: its slot there.
     fn copy(&mut self, slot: u32) -> Result<u32, TrieError> {
+        crate::pace::tick();
         match slot >> TAG_SHIFT {
             TAG_LEAF => {
                 let (off, len) = leaf_parts(slot);
