@@ -18,7 +18,8 @@
 # reload (ratio <= --p99-ratio, default 1.5), peak memory steady vs reload (RssAnon + RssShmem and VmRSS,
 # sampled every 100 ms; the anonymous ratio must be <= --rss-ratio, default 2.5; the VmHWM ratio, which
 # includes the start-up compile, is printed for information) and the reload duration_ms from the /-/reload
-# answers (median and max; max <= 2000). Every reload must swap: one refused (for example by the network-drop
+# answers (median and max; max <= 2000; and the median rested_ms, the part of it the compile spent resting
+# under geogate's default reload.compile_cpu_share). Every reload must swap: one refused (for example by the network-drop
 # guard, were two databases to count their networks differently) fails the run. Exit 1 if a target is missed.
 #
 # Alternating schemas: --db A --db B with A a GeoIP2-City-shaped database and B a flat one of the same
@@ -300,6 +301,7 @@ for r in rows:
     if r.get("result") != "ok":
         print("not swapped:", json.dumps(r)[:300], file=sys.stderr)
 d = sorted(r["duration_ms"] for r in ok)
+rested = sorted(r.get("rested_ms", 0.0) for r in ok)
 gens = [r["generation"] for r in ok]
 def kind(r):
     t = r.get("table")
@@ -308,10 +310,11 @@ kinds = {}
 for r in ok:
     kinds[kind(r)] = kinds.get(kind(r), 0) + 1
 print(len(rows), len(ok), f"{statistics.median(d):.0f}" if d else "nan", f"{max(d):.0f}" if d else "nan",
-      (max(gens) if gens else 0), ",".join(f"{k}={v}" for k, v in sorted(kinds.items())) or "none")
+      (max(gens) if gens else 0), ",".join(f"{k}={v}" for k, v in sorted(kinds.items())) or "none",
+      f"{statistics.median(rested):.0f}" if rested else "nan")
 EOF
 )
-read -r n_reloads n_ok med_ms max_ms last_gen table_kinds <<<"$reloads"
+read -r n_reloads n_ok med_ms max_ms last_gen table_kinds med_rested <<<"$reloads"
 s_total=$(field "$steady" total) r_total=$(field "$reload" total)
 s_err=$(($(field "$steady" bad_status) + $(field "$steady" sock_errors)))
 r_err=$(($(field "$reload" bad_status) + $(field "$reload" sock_errors)))
@@ -349,7 +352,7 @@ for ph in steady reload; do
     "$(field "$line" p50_us)" "$(field "$line" p99_us)" "$(field "$line" max_us)" "$rss_var" "$anon_var"
 done
 echo "VmHWM after steady ${hwm_steady} kB, after reload ${hwm_reload} kB; VmRSS 3 s after the last reload ${rss_after} kB"
-echo "reloads: ${n_reloads} posted, ${n_ok} ok (last generation ${last_gen}); duration_ms median ${med_ms}, max ${max_ms}; table ${table_kinds}"
+echo "reloads: ${n_reloads} posted, ${n_ok} ok (last generation ${last_gen}); duration_ms median ${med_ms} (of which rested ${med_rested}: reload.compile_cpu_share), max ${max_ms}; table ${table_kinds}"
 fail=0
 check() { if awk "BEGIN {exit !($2)}"; then echo "PASS $1"; else echo "FAIL $1"; fail=1; fi; }
 check "errors steady+reload = $((s_err + r_err)) (must be 0)" "$s_err + $r_err == 0"
