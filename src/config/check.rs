@@ -271,6 +271,25 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A number in `range`; outside it, an error saying `{value} is not {what}` with `hint`.
+    fn fraction(
+        &mut self,
+        key: &str,
+        v: &Option<S<f64>>,
+        default: f64,
+        range: std::ops::RangeInclusive<f64>,
+        (what, hint): (&str, &str),
+    ) -> f64 {
+        let Some(v) = v else { return default };
+        let x = *v.get_ref();
+        if range.contains(&x) {
+            x
+        } else {
+            self.at(key, v, format!("{x} is not {what}"), hint);
+            default
+        }
+    }
+
     fn nonzero(&mut self, key: &str, v: &Option<S<i64>>, default: NonZeroUsize, min: u64) -> NonZeroUsize {
         let n = self.int(key, v, default.get() as u64, min.max(1), u32::MAX as u64);
         usize::try_from(n).ok().and_then(NonZeroUsize::new).unwrap_or(default)

@@ -105,23 +105,16 @@ impl<'a> Checker<'a> {
                 )
                 .unwrap_or(d.on_no_data),
         };
-        let compile_cpu_share = match &f.compile_cpu_share {
-            None => d.compile_cpu_share,
-            Some(v) => {
-                let s = *v.get_ref();
-                if (0.01..=1.0).contains(&s) {
-                    s
-                } else {
-                    self.at(
-                        "reload.compile_cpu_share",
-                        v,
-                        format!("{s} is not a share of 0.01 to 1.0"),
-                        "use 0.25 (the default) to rest three quarters of the time; 1.0 compiles flat out",
-                    );
-                    d.compile_cpu_share
-                }
-            }
-        };
+        let compile_cpu_share = self.fraction(
+            "reload.compile_cpu_share",
+            &f.compile_cpu_share,
+            d.compile_cpu_share,
+            0.01..=1.0,
+            (
+                "a share of 0.01 to 1.0",
+                "use 0.25 (the default) to rest three quarters of the time; 1.0 compiles flat out",
+            ),
+        );
         ReloadConfig {
             watch: f.watch.unwrap_or(d.watch),
             debounce: self.duration("reload.debounce", &f.debounce, d.debounce, true),
@@ -135,23 +128,13 @@ impl<'a> Checker<'a> {
 
     pub(super) fn access_log(&mut self, f: FileAccessLog) -> AccessLogConfig {
         let d = AccessLogConfig::default();
-        let sample = match &f.sample {
-            None => d.sample,
-            Some(v) => {
-                let s = *v.get_ref();
-                if (0.0..=1.0).contains(&s) {
-                    s
-                } else {
-                    self.at(
-                        "access_log.sample",
-                        v,
-                        format!("{s} is not a fraction"),
-                        "use 0.0 (none) to 1.0 (every allowed request); blocks are always logged",
-                    );
-                    d.sample
-                }
-            }
-        };
+        let sample = self.fraction(
+            "access_log.sample",
+            &f.sample,
+            d.sample,
+            0.0..=1.0,
+            ("a fraction", "use 0.0 (none) to 1.0 (every allowed request); blocks are always logged"),
+        );
         AccessLogConfig { enabled: f.enabled.unwrap_or(d.enabled), sample }
     }
 }
