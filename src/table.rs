@@ -1,7 +1,8 @@
 //! The immutable IPv4/IPv6 prefix table: "what do the sources say about this address".
 //!
 //! Built once per reload by [`TableBuilder`] from databases and lists in precedence order,
-//! then only read. No I/O, no async, no locks; a lookup never allocates.
+//! then only read. No I/O, no async, no locks; a lookup never allocates. The long loops of a
+//! build or patch call [`crate::pace::tick`], which rests only on a paced reload thread.
 //!
 //! # Memory layout
 //! - One stored answer (56 bytes: the layered record inline, list bits, source, and where its
