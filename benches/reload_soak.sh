@@ -253,35 +253,35 @@ field() { sed -n "s/.*[ ]$2=\([0-9]*\).*/\1/p" <<<"$1"; }
 echo "warm-up 3 s" >&2
 run_wrk 3 >/dev/null
 
-reload_window() { # seconds [grid file]: wrk while the driver swaps and reloads every second
-  rm -f "$work/reload.done"
-  sample_rss "$work/rss.reload" "$work/reload.done" & local sampler=$!
-  touch "$work/reloads.jsonl"
-  local before; before=$(grep -c . "$work/reloads.jsonl" || true)
-  python3 "$repo/benches/lib/reload_driver.py" "$work" "$ndb" "$admin_port" "$work/reload.done" \
-    "$work/reloads.jsonl" "$before" & local driver=$!
+window() { # steady|reload seconds [grid file]: wrk over one window; in a reload window the
+  # driver swaps the database and reloads every second meanwhile
+  local phase=$1 driver=
+  shift
+  rm -f "$work/$phase.done"
+  sample_rss "$work/rss.$phase" "$work/$phase.done" & local sampler=$!
+  if [[ $phase == reload ]]; then
+    touch "$work/reloads.jsonl"
+    local before; before=$(grep -c . "$work/reloads.jsonl" || true)
+    python3 "$repo/benches/lib/reload_driver.py" "$work" "$ndb" "$admin_port" "$work/reload.done" \
+      "$work/reloads.jsonl" "$before" & driver=$!
+  fi
   run_wrk "$@" | grep '^RESULT'
-  touch "$work/reload.done"; wait "$sampler"; wait "$driver"
-}
-steady_window() { # seconds [grid file]
-  rm -f "$work/steady.done"
-  sample_rss "$work/rss.steady" "$work/steady.done" & local sampler=$!
-  run_wrk "$@" | grep '^RESULT'
-  touch "$work/steady.done"; wait "$sampler"
+  touch "$work/$phase.done"; wait "$sampler"
+  [[ -z $driver ]] || wait "$driver"
 }
 if ((windows <= 1)); then
   echo "steady phase ${steady_duration} s" >&2
-  steady=$(steady_window "$steady_duration")
+  steady=$(window steady "$steady_duration")
   hwm_steady=$(hwm)
   echo "reload phase ${duration} s (database swapped and reloaded every second)" >&2
-  reload=$(reload_window "$duration")
+  reload=$(window reload "$duration")
 else
   ws=$((steady_duration / windows)) wr=$((duration / windows))
   echo "interleaved: $windows steady windows of ${ws} s and $windows reload windows of ${wr} s, alternating" >&2
   for ((k = 0; k < windows; k++)); do
-    steady_window "$ws" "$work/grid.steady.$k" >/dev/null
+    window steady "$ws" "$work/grid.steady.$k" >/dev/null
     ((k == 0)) && hwm_steady=$(hwm)
-    reload_window "$wr" "$work/grid.reload.$k" >/dev/null
+    window reload "$wr" "$work/grid.reload.$k" >/dev/null
     echo "  window $((k + 1)) of $windows done" >&2
   done
   steady=$(pooled "$work"/grid.steady.*) reload=$(pooled "$work"/grid.reload.*)
