@@ -11,7 +11,8 @@
 #   --duration S     seconds of load per target per round (default 8)
 #   --connections N  load connections (default 32), always one load thread
 #   --rate R         fixed-rate mode: instead of wrk's saturating load, oha sends R requests/s
-#                    to every target with latency correction and the table shows p50/p99/p99.9
+#                    to every target with latency correction and the table shows p50/p99/p99.9,
+#                    with a line comparing the p99s round by round (README: "p99 by round")
 #   --ips N          sampled client addresses (default 10000), --seed N their seed (default 42)
 #   --pin            proxies on CPU 1, the load generator and the origin on CPU 0 (needs 2 CPUs)
 #   --no-geogate     measure nginx and HAProxy only
@@ -434,6 +435,19 @@ if [[ -n $rate ]]; then
     ratio_line p50 "${med_p50[$c]}" "${med_p50[nginx]}" "${med_p50[haproxy]}"
     ratio_line p99 "${med_p99[$c]}" "${med_p99[nginx]}" "${med_p99[haproxy]}"
     ratio_line p99.9 "${med_p999[$c]}" "${med_p999[nginx]}" "${med_p999[haproxy]}"
+    # Round by round: the targets of one round ran back to back, so they met much the same
+    # host. Counting wins per round and the geometric mean of the per-round ratios shows how
+    # much of a median ratio is one lucky or unlucky round. Three targets with the same tail
+    # would each be the lowest of the three in about a third of the rounds.
+    awk -v name="$c" '$2 == name || $2 == "nginx" || $2 == "haproxy" {p[$1, $2] = $5; r[$1] = 1}
+      END {
+        for (k in r) {
+          if (!((k, name) in p) || !((k, "nginx") in p) || !((k, "haproxy") in p)) continue
+          c = p[k, name]; n = p[k, "nginx"]; h = p[k, "haproxy"]; b = n < h ? n : h
+          rounds++; wn += c <= n; wh += c <= h; wb += c <= b; lg += log(c / b)
+        }
+        if (rounds) printf "p99 by round: %s at or below nginx in %d of %d rounds, HAProxy %d, both %d; geometric mean of %s/(the round'"'"'s better anchor) %.2f\n", name, wn, rounds, wh, wb, name, exp(lg / rounds)
+      }' "$results"
   fi
   ((${#slow[@]} == 0)) || echo "below 98 % of the asked $rate req/s (the target or oha fell behind; the backlog is in the latencies): ${slow[*]}"
   echo "req/s = completed responses / duration (median); latencies from oha's scheduled send time (medians over rounds)."

@@ -262,7 +262,7 @@ def main():
         for shim in RUST_SHIMS:
             print(f"  {shim:<22} {shim_calls[shim]:>10,}  {shim_calls[shim] / n:>8.2f}/request")
     else:
-        print(f"Rust allocator shims ({', '.join(RUST_SHIMS)}): never called; (thin) LTO inlined them,"
+        print(f"Rust allocator shims ({', '.join(RUST_SHIMS)}): never called; LTO inlined them,"
               " their callers call jemalloc directly")
     print()
 
