@@ -133,18 +133,10 @@ impl MappedFile {
             io::copy(source, &mut copy)?;
             return map(&copy);
         };
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match source.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            copy.write_all(&buf[..n])?;
-            crate::pace::ticks((n / 1024) as u32);
-        }
+        read_chunks(source, |chunk| {
+            hasher.update(chunk);
+            copy.write_all(chunk)
+        })?;
         copy.flush()?;
         map(&copy)
     }
@@ -173,22 +165,30 @@ pub fn hash_file(path: &Path) -> io::Result<(String, Option<KnownHash>)> {
     let mut f = File::open(path)?;
     let before = FileStamp::of_file(&f);
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                crate::pace::ticks((n / 1024) as u32);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    read_chunks(&mut f, |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })?;
     let sha256 = hex(hasher.finalize().as_slice());
     let known =
         before.filter(|&b| FileStamp::of_file(&f) == Some(b)).map(|stamp| KnownHash { stamp, sha256: sha256.clone() });
     Ok((sha256, known))
+}
+
+/// Reads `source` to its end in 1 MiB pieces, handing each to `each`; a reload's compile is
+/// paced by the KiB read ([`crate::pace::ticks`]).
+fn read_chunks(source: &mut File, mut each: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match source.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        each(&buf[..n])?;
+        crate::pace::ticks((n / 1024) as u32);
+    }
 }
 
 /// Maps `file` read-only.
