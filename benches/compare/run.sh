@@ -4,7 +4,7 @@
 #
 # usage: benches/compare/run.sh [--mmdb FILE] [--rounds N] [--duration SECONDS]
 #                               [--connections N] [--ips N] [--seed N] [--pin] [--rate R]
-#                               [--no-geogate | --candidate URL] [--tls] [--keep]
+#                               [--no-geogate | --candidate URL] [--control] [--tls] [--keep]
 #
 #   --mmdb FILE      database for every proxy (default geoip/geo-whois-asn-country.mmdb)
 #   --rounds N       interleaved rounds over all targets (default 3); figures are medians
@@ -18,6 +18,9 @@
 #   --no-geogate     measure nginx and HAProxy only
 #   --candidate URL  measure a proxy you started yourself instead of geogate; it must forward
 #                    to http://127.0.0.1:18080 and apply the same policy
+#   --control        also measure a second copy of the nginx + geoip2 anchor (same configuration,
+#                    port 18085) as the target `control`, compared with the anchors exactly like
+#                    geogate: what an identical proxy scores in this run is the run's noise
 #   --tls            every target terminates TLS: one throwaway EC P-256 certificate (openssl, in
 #                    the scratch directory) for all; nginx `listen ... ssl`, HAProxy `bind ... ssl
 #                    crt`, geogate a `tls = { cert, key }` listener, `direct` the origin's own TLS
@@ -33,7 +36,7 @@
 #              inside the repository
 #
 # Ports: 18080 origin, 18081 nginx+geoip2, 18082 HAProxy, 18083 geogate (+ admin 9901);
-# with --tls also 18084 (the origin over TLS, the `direct` target).
+# with --tls also 18084 (the origin over TLS, the `direct` target); with --control 18085.
 # Installs, only when missing: nginx-light libnginx-mod-http-geoip2 haproxy wrk (apt, Debian)
 # and maxminddb (pip), with --tls openssl; with --rate also oha (crates.io, `cargo install --locked`, pinned
 # version, into $GEOGATE_BENCH_CACHE/oha). No other network access. Every process it starts is
@@ -60,8 +63,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 mmdb="$repo/geoip/geo-whois-asn-country.mmdb"
-rounds=3 duration=8 conns=32 nips=10000 seed=42 pin=0 with_geogate=1 candidate="" keep=0 rate="" tls=0
-oha_version=1.16.0 # pinned: the JSON fields read below are those of this version
+rounds=3 duration=8 conns=32 nips=10000 seed=42 pin=0 with_geogate=1 candidate="" control=0 keep=0 rate="" tls=0
 
 usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while (($#)); do
@@ -76,6 +78,7 @@ while (($#)); do
     --rate) rate=$2; shift 2 ;;
     --no-geogate) with_geogate=0; shift ;;
     --candidate) candidate=${2%/}; with_geogate=0; shift 2 ;;
+    --control) control=1; shift ;;
     --tls) tls=1; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) usage 0 ;;
@@ -126,36 +129,19 @@ if ((with_geogate)); then
   fi
 fi
 
-# --rate: oha from crates.io, in a cache directory outside the repository (built once, ~15 min on 2 CPUs)
+# --rate: oha (benches/lib/oha.sh: the cache, else PATH, else installed from crates.io once)
 oha_bin=""
 if [[ -n $rate ]]; then
-  cache=$(realpath -m "${GEOGATE_BENCH_CACHE:-$HOME/.cache/geogate-bench}")
-  [[ $cache/ != "$repo"/* ]] || die "GEOGATE_BENCH_CACHE=$cache is inside the repository; choose a directory outside it"
-  mkdir -p "$cache"
-  if [[ -x $cache/oha/bin/oha ]]; then
-    oha_bin=$cache/oha/bin/oha
-  elif command -v oha >/dev/null 2>&1; then
-    oha_bin=$(command -v oha)
-  else
-    command -v cargo >/dev/null 2>&1 || die "--rate needs oha; install cargo (rustup) or put oha on PATH"
-    log "installing oha $oha_version from crates.io into $cache/oha (once; ~15 min on 2 CPUs)"
-    # default features (rustls): oha 1.16.0 does not build without a TLS feature. From the cache
-    # directory, so that no cargo configuration of the repository applies.
-    (cd "$cache" && env -u CARGO_TARGET_DIR cargo install --quiet --locked \
-      --version "$oha_version" --root "$cache/oha" oha) || die "cargo install oha failed"
-    oha_bin=$cache/oha/bin/oha
-  fi
-  oha_help=$("$oha_bin" --help 2>&1) || die "$oha_bin --help failed"
-  for flag in --latency-correction --no-tui --output-format; do
-    grep -q -- "$flag" <<<"$oha_help" || die "$oha_bin ($("$oha_bin" --version 2>&1)) has no $flag; need oha $oha_version"
-  done
-  log "load generator: $("$oha_bin" --version 2>&1) ($oha_bin)"
+  # shellcheck source=benches/lib/oha.sh
+  . "$repo/benches/lib/oha.sh"
+  oha_ensure
 fi
 
 # the ports must be free: a leftover process would be measured instead of ours
 ports=(18080 18081 18082)
 ((tls)) && ports+=(18084)
 ((with_geogate)) && ports+=(18083 9901)
+((control)) && ports+=(18085)
 for port in "${ports[@]}"; do
   if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is already in use"; fi
 done
@@ -216,13 +202,24 @@ if ((tls)); then
   fi
 fi
 
+# --control: the anchor's own configuration (after any TLS edit) on another port, own files
+if ((control)); then
+  sed -e "s|127.0.0.1:18081|127.0.0.1:18085|" -e "s|$work/nginx-|$work/control-|g" \
+    "$work/nginx-geoip2.conf" >"$work/control.conf"
+  grep -q '127.0.0.1:18085' "$work/control.conf" || die "could not move the control's listener to 18085"
+fi
+
 # ---------------------------------------------------------------- start
+((control == 0)) || nginx -t -q -p "$work" -e "$work/nginx-test.log" -c "$work/control.conf" || die "control config rejected"
 nginx -t -q -p "$work" -e "$work/nginx-test.log" -c "$work/nginx-geoip2.conf" || die "nginx+geoip2 config rejected"
 haproxy -c -q -f "$work/haproxy.cfg" || die "haproxy config rejected"
 
 ( load_cpu_exec nginx -p "$work" -e "$work/upstream.log" -c "$work/upstream.conf" ) & pid[upstream]=$!
 ( proxy_cpu nginx -p "$work" -e "$work/nginx-geoip2.log" -c "$work/nginx-geoip2.conf" ) & pid[nginx]=$!
 ( proxy_cpu haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 ) & pid[haproxy]=$!
+if ((control)); then
+  ( proxy_cpu nginx -p "$work" -e "$work/control.log" -c "$work/control.conf" ) & pid[control]=$!
+fi
 if ((with_geogate)); then
   ( cd "$work" && proxy_cpu "$geogate_bin" run --config "$geogate_conf" >"$work/geogate.log" 2>&1 ) & pid[geogate]=$!
 fi
@@ -232,6 +229,7 @@ declare -A url=([direct]=http://127.0.0.1:18080 [nginx]=http://127.0.0.1:18081 [
 proxies=(nginx haproxy)
 if ((with_geogate)); then url[geogate]=$( ((tls)) && echo https || echo http)://127.0.0.1:18083; proxies+=(geogate); fi
 if [[ -n $candidate ]]; then url[candidate]=$candidate; proxies+=(candidate); fi
+if ((control)); then url[control]=$( ((tls)) && echo https || echo http)://127.0.0.1:18085; proxies+=(control); fi
 targets=(direct "${proxies[@]}")
 
 wait_ready() { # target process: up to 60 s for the listener to answer anything
@@ -318,7 +316,7 @@ results="$work/results.txt" # round target rps p50_us p99_us non2xx total socket
 clk_tck=$(getconf CLK_TCK)
 serving_pid() {
   case $1 in
-    nginx) pgrep -P "${pid[nginx]}" 2>/dev/null | head -1 ;;
+    nginx | control) pgrep -P "${pid[$1]:-0}" 2>/dev/null | head -1 ;;
     haproxy) echo "${pid[haproxy]}" ;;
     geogate) echo "${pid[geogate]:-}" ;;
     origin) pgrep -P "${pid[upstream]}" 2>/dev/null | head -1 ;;
@@ -405,12 +403,18 @@ declare -A rss=([direct]=- [candidate]=-)
 rss[nginx]="$(worker_rss_kb "${pid[nginx]}")"
 rss[haproxy]=$(rss_kb "${pid[haproxy]}")
 ((with_geogate)) && rss[geogate]=$(rss_kb "${pid[geogate]}")
+((control)) && rss[control]="$(worker_rss_kb "${pid[control]}")"
 
 median() { # target column -> median over rounds
   awk -v t="$1" -v c="$2" '$2 == t {print $c}' "$results" | sort -n |
     awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 + 0.5}'
 }
 declare -A med_rps med_p99
+# the targets compared with the anchors: geogate or the --candidate, then the --control copy
+compared=()
+((with_geogate)) && compared+=(geogate)
+[[ -z $candidate ]] || compared+=(candidate)
+((control == 0)) || compared+=(control)
 if [[ -n $rate ]]; then
   declare -A med_p50 med_p999
   echo
@@ -424,8 +428,7 @@ if [[ -n $rate ]]; then
     printf '%-10s %10s %8s %8s %10s %18s %7s %10s\n' "$t" "${med_rps[$t]}" "${med_p50[$t]}" "${med_p99[$t]}" "${med_p999[$t]}" "$non2xx/$total" "$errs" "${rss[$t]:--}"
     ((${med_rps[$t]} * 100 >= rate * 98)) || slow+=("$t")
   done
-  if ((with_geogate)) || [[ -n $candidate ]]; then
-    c=geogate; [[ -n $candidate ]] && c=candidate
+  for c in "${compared[@]}"; do
     ratio_line() { # percentile candidate nginx haproxy
       awk -v q="$1" -v name="$c" -v c="$2" -v n="$3" -v h="$4" 'BEGIN {
         best = n < h ? n : h
@@ -448,7 +451,7 @@ if [[ -n $rate ]]; then
         }
         if (rounds) printf "p99 by round: %s at or below nginx in %d of %d rounds, HAProxy %d, both %d; geometric mean of %s/(the round'"'"'s better anchor) %.2f\n", name, wn, rounds, wh, wb, name, exp(lg / rounds)
       }' "$results"
-  fi
+  done
   ((${#slow[@]} == 0)) || echo "below 98 % of the asked $rate req/s (the target or oha fell behind; the backlog is in the latencies): ${slow[*]}"
   echo "req/s = completed responses / duration (median); latencies from oha's scheduled send time (medians over rounds)."
 else
@@ -465,17 +468,16 @@ else
     printf '%-10s %10s %8s %8s %26s %10s\n' "$t" "${med_rps[$t]}" "$p50" "${med_p99[$t]}" "$blocked/$total ($share%)" "${rss[$t]:--}"
     ((errs == 0)) || echo "  ($t: $errs wrk socket errors over all rounds)"
   done
-  if ((with_geogate)) || [[ -n $candidate ]]; then
-    c=geogate; [[ -n $candidate ]] && c=candidate
+  for c in "${compared[@]}"; do
     awk -v name="$c" -v c="${med_rps[$c]}" -v n="${med_rps[nginx]}" -v h="${med_rps[haproxy]}" \
         -v cp="${med_p99[$c]}" -v np="${med_p99[nginx]}" -v hp="${med_p99[haproxy]}" 'BEGIN {
       best = n > h ? n : h; bestp = np < hp ? np : hp
       printf "req/s ratio  %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f\n", name, c / n, name, c / h, name, c / best
       printf "p99 ratio    %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f   (lower is better)\n", name, cp / np, name, cp / hp, name, cp / bestp
     }'
-  fi
+  done
 fi
-echo "RSS after the load: nginx = its one worker; haproxy, geogate = the process (+ children)."
+echo "RSS after the load: nginx (and control) = its one worker; haproxy, geogate = the process (+ children)."
 echo
 echo "CPU per request over all rounds (µs; clock ticks of 1/$clk_tck s from /proc, so ±1 tick per run):"
 printf '%-10s %10s %10s %10s %12s %12s\n' target "proxy user" "proxy sys" "proxy all" "all / nginx" "origin all"
