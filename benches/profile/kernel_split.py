@@ -37,7 +37,8 @@ ENTRY = ("entry_SYSCALL_64", "do_syscall_64", "syscall_exit_to_user_mode", "sysc
          "entry_SYSRETQ", "x64_sys_call", "exit_to_user_mode", "syscall_trace_enter")
 SCHED = ("schedule", "__schedule")
 RETURN_WORK = ("exit_to_user_mode_loop", "irqentry_exit_to_user_mode", "arch_do_signal_or_restart",
-               "task_work_run", "resume_user_mode_work", "__rseq_handle_notify_resume")
+               "task_work_run", "resume_user_mode_work", "__rseq_handle_notify_resume",
+               "blkcg_maybe_throttle_current")
 WRITES = ("sendto", "sendmsg", "write", "writev")
 WAKE = ("try_to_wake_up", "__wake_up", "sock_def_readable", "ep_poll_callback")
 DELIVER = ("net_rx_action", "__netif_receive_skb", "process_backlog", "tcp_v4_rcv", "tcp_v6_rcv")
@@ -86,6 +87,8 @@ def classify(frames):
             return "syscall entry and exit"
         if handler in SCHED or handler.startswith(RETURN_WORK):
             return "scheduling at return"
+        if handler.startswith(IRQ):  # an interrupt taken in the entry code itself
+            return "interrupts, softirqs"
         name = syscall_name(handler)
         if name in WRITES:
             # a write on loopback also runs the peer's side: the segment is received and the
