@@ -6,7 +6,7 @@
 # much is the socket work itself (TCP over loopback, waking the peer), which stays either way.
 #
 # usage: benches/profile/kernel_split.sh [--rate R] [--duration S] [--sample S] [--connections N]
-#                                        [--rounds N] [--keep]
+#                                        [--rounds N] [--config FILE] [--keep]
 #
 #   --rate R         requests per second, oha with latency correction (default 24800: half of nginx's
 #                    saturated req/s on the 2-core bench host, the rate of step 10's p99 goal)
@@ -15,6 +15,8 @@
 #   --connections N  keep-alive connections (default 32)
 #   --rounds N       rounds, each proxy once per round, order alternating (default 2); the samples
 #                    of all rounds are added up per proxy
+#   --config FILE    another geogate configuration of the same shape (default
+#                    benches/compare/geogate.toml; e.g. benches/profile/geogate-like-nginx.toml)
 #   --keep           keep the scratch directory (perf data, perf script output, oha JSON, logs)
 #
 # env: GEOGATE_BIN  the geogate binary (default target/release/geogate, built when missing)
@@ -34,6 +36,7 @@ repo=$(cd "$here/../.." && pwd)
 compare=$repo/benches/compare
 
 rate=24800 duration=10 sample=6 conns=32 rounds=2 keep=0
+config=$compare/geogate.toml
 
 usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while (($#)); do
@@ -43,6 +46,7 @@ while (($#)); do
     --sample) sample=$2; shift 2 ;;
     --connections) conns=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --config) config=$(realpath "$2"); shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "kernel_split.sh: unknown argument: $1" >&2; usage ;;
@@ -51,6 +55,7 @@ done
 for v in "$rate" "$duration" "$sample" "$conns" "$rounds"; do
   [[ $v =~ ^[0-9]+$ && $v -gt 0 ]] || { echo "kernel_split.sh: numeric arguments must be positive integers" >&2; exit 2; }
 done
+[[ -f $config ]] || { echo "kernel_split.sh: no configuration at $config" >&2; exit 2; }
 ((sample + 2 < duration)) || { echo "kernel_split.sh: --sample must end at least 1 s before the load (sample + 2 < duration)" >&2; exit 2; }
 
 log() { printf '[kernel_split] %s\n' "$*" >&2; }
@@ -104,7 +109,7 @@ done
 nginx -t -q -p "$work" -e "$work/nginx-test.log" -c "$work/nginx-geoip2.conf" || die "nginx+geoip2 config rejected"
 ( exec nginx -p "$work" -e "$work/upstream.log" -c "$work/upstream.nginx.conf" ) & pid[upstream]=$!
 ( exec nginx -p "$work" -e "$work/nginx.log" -c "$work/nginx-geoip2.conf" ) & pid[nginx]=$!
-( cd "$compare" && exec "$bin" run --config geogate.toml >"$work/geogate.log" 2>&1 ) & pid[geogate]=$!
+( cd "$work" && exec "$bin" run --config "$config" >"$work/geogate.log" 2>&1 ) & pid[geogate]=$!
 
 declare -A url=([origin]=http://127.0.0.1:18080 [nginx]=http://127.0.0.1:18081 [geogate]=http://127.0.0.1:18083)
 wait_ready() { # target process: up to 60 s for the listener to answer anything
@@ -156,4 +161,5 @@ for t in geogate nginx; do
 done
 echo
 echo "CPU by where it was spent, at $rate req/s (oha -c$conns), $rounds round(s) x ${sample}s sampled per proxy, $(nproc) CPUs, $(uname -r)"
+echo "geogate: ${config#"$repo"/}"
 python3 "$here/kernel_split.py" --rate "$rate" --seconds $((sample * rounds)) --hz 4999 "${args[@]}"

@@ -4,6 +4,7 @@
 #
 # usage: benches/profile/request_cost.sh [--requests N] [--warmup N] [--connections N]
 #                                        [--top K] [--sites K] [--depth D] [--width W] [--keep]
+#                                        [--config FILE]
 #
 #   --requests N     measured requests (default 20000), an exact count
 #   --warmup N       requests before the measured ones, same connections (default 10000: ~300 per
@@ -14,6 +15,8 @@
 #   --depth D        callers kept per allocation context (callgrind --separate-callersD, default 12)
 #   --width W        columns for a function name in the tables (default 110)
 #   --keep           keep the scratch directory (callgrind dumps, callgrind_annotate outputs, logs)
+#   --config FILE    another geogate configuration of the same shape (default
+#                    benches/compare/geogate.toml; e.g. benches/profile/geogate-like-nginx.toml)
 #
 # env: GEOGATE_BIN  the geogate binary to measure (default target/release/geogate, built with
 #                   `cargo build --release` only when that default is missing). It needs symbols
@@ -34,8 +37,9 @@ repo=$(cd "$here/../.." && pwd)
 compare=$repo/benches/compare
 
 requests=20000 warmup=10000 conns=32 top=25 sites=20 depth=12 width=110 keep=0
+config=$compare/geogate.toml
 
-usage() { sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while (($#)); do
   case $1 in
     --requests) requests=$2; shift 2 ;;
@@ -46,6 +50,7 @@ while (($#)); do
     --depth) depth=$2; shift 2 ;;
     --width) width=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --config) config=$(realpath "$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "request_cost.sh: unknown argument: $1" >&2; usage ;;
   esac
@@ -54,6 +59,7 @@ for v in "$requests" "$conns" "$top" "$sites" "$depth" "$width"; do
   [[ $v =~ ^[0-9]+$ && $v -gt 0 ]] || { echo "request_cost.sh: numeric arguments must be positive integers" >&2; exit 2; }
 done
 [[ $warmup =~ ^[0-9]+$ ]] || { echo "request_cost.sh: --warmup must be a non-negative integer" >&2; exit 2; }
+[[ -f $config ]] || { echo "request_cost.sh: no configuration at $config" >&2; exit 2; }
 
 log() { printf '[request_cost] %s\n' "$*" >&2; }
 die() { printf '[request_cost] error: %s\n' "$*" >&2; exit 1; }
@@ -112,7 +118,7 @@ entries=(_rjem_malloc _rjem_mallocx _rjem_calloc _rjem_realloc _rjem_rallocx mal
 vg_args=(--tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out")
 for e in "${entries[@]}"; do vg_args+=("--separate-callers$depth=$e"); done
 log "geogate: $bin under $(valgrind --version)"
-( cd "$work" && exec valgrind "${vg_args[@]}" "$bin" run --config "$compare/geogate.toml" >"$work/geogate.log" 2>&1 ) &
+( cd "$work" && exec valgrind "${vg_args[@]}" "$bin" run --config "$config" >"$work/geogate.log" 2>&1 ) &
 pid[geogate]=$!
 
 wait_ready() { # name url proc: up to 120 s for the listener to answer anything
@@ -173,7 +179,7 @@ measured_line=$(grep '^measured:' "$work/load.log")
 echo
 echo "geogate request cost: $bin"
 echo "  $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(valgrind --version), $(nproc) CPUs"
-echo "  config benches/compare/geogate.toml (1 worker thread), origin nginx on 127.0.0.1:18080"
+echo "  config ${config#"$repo"/} (1 worker thread), origin nginx on 127.0.0.1:18080"
 echo "  $warmup warm-up + $requests measured GET /bench over $conns keep-alive connections, HTTP/1.1"
 echo "  X-Forwarded-For: $(python3 "$here/load.py" --print-mix)"
 echo "  ${measured_line#measured: } (under callgrind)"

@@ -342,21 +342,56 @@ impl ValueBuf {
                 self.push(&text[..len]);
             }
             IpAddr::V6(v6) => {
-                use std::fmt::Write as _;
-                let _ = write!(self, "{v6}");
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    self.push(b"::ffff:");
+                    self.push_ip(IpAddr::V4(v4));
+                    return;
+                }
+                // RFC 5952 as `Display` writes it: lowercase hex without leading zeros, the
+                // longest run of two or more zero groups (the first of equal runs) as `::`.
+                let groups = v6.segments();
+                let (mut run, mut best) = ((0, 0), (0, 0)); // (start, length)
+                for (i, &g) in groups.iter().enumerate() {
+                    if g == 0 {
+                        run = if run.1 == 0 { (i, 1) } else { (run.0, run.1 + 1) };
+                        if run.1 > best.1 {
+                            best = run;
+                        }
+                    } else {
+                        run = (0, 0);
+                    }
+                }
+                // colon-separated groups into `text` at `len`
+                fn put(text: &mut [u8; 39], len: &mut usize, part: &[u16]) {
+                    for (i, &g) in part.iter().enumerate() {
+                        if i > 0 {
+                            text[*len] = b':';
+                            *len += 1;
+                        }
+                        let digits = (16 - g.leading_zeros() as usize).div_ceil(4).max(1);
+                        for d in (0..digits).rev() {
+                            text[*len] = b"0123456789abcdef"[usize::from(g >> (4 * d) & 0xf)];
+                            *len += 1;
+                        }
+                    }
+                }
+                let mut text = [0u8; 39];
+                let mut len = 0;
+                if best.1 > 1 {
+                    put(&mut text, &mut len, &groups[..best.0]);
+                    text[len..len + 2].copy_from_slice(b"::");
+                    len += 2;
+                    put(&mut text, &mut len, &groups[best.0 + best.1..]);
+                } else {
+                    put(&mut text, &mut len, &groups);
+                }
+                self.push(&text[..len]);
             }
         }
     }
 
     fn value(&self) -> Option<HeaderValue> {
         HeaderValue::from_bytes(self.as_bytes()).ok()
-    }
-}
-
-impl std::fmt::Write for ValueBuf {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.push(s.as_bytes());
-        Ok(())
     }
 }
 
@@ -403,6 +438,41 @@ mod tests {
             let mut out = ValueBuf::new();
             out.push_ip(ip);
             assert_eq!(out.as_bytes(), ip.to_string().as_bytes());
+        }
+    }
+
+    proptest::proptest! {
+        /// IPv6 text is written by hand; `Display` is the reference, on any address and on
+        /// addresses made mostly of zero groups (where the `::` run is chosen).
+        #[test]
+        fn ipv6_is_written_as_display_writes_it(
+            any in proptest::prelude::any::<u128>(),
+            groups in proptest::collection::vec(
+                proptest::prop_oneof![3 => proptest::strategy::Just(0u16), 1 => 1u16..=0xf, 1 => proptest::prelude::any::<u16>()],
+                8,
+            ),
+        ) {
+            let mut g = [0u16; 8];
+            g.copy_from_slice(&groups);
+            for ip in [std::net::Ipv6Addr::from(any), std::net::Ipv6Addr::from(g)] {
+                let mut out = ValueBuf::new();
+                out.push_ip(IpAddr::V6(ip));
+                proptest::prop_assert_eq!(std::str::from_utf8(out.as_bytes()).unwrap(), ip.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_edge_cases_are_written_as_display_writes_them() {
+        for ip in [
+            "::", "::1", "1::", "::ffff:1.2.3.4", "::ffff:0.0.0.0", "::1.2.3.4", "64:ff9b::1.2.3.4",
+            "1:0:0:2:0:0:0:3", "1:0:0:2:0:0:3:4", "0:1:0:1:0:1:0:1", "1:2:3:4:5:6:7:8",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe80::1:0:0:0", "2001:db8:0:0:1:0:0:1",
+        ] {
+            let ip: std::net::Ipv6Addr = ip.parse().unwrap();
+            let mut out = ValueBuf::new();
+            out.push_ip(IpAddr::V6(ip));
+            assert_eq!(std::str::from_utf8(out.as_bytes()).unwrap(), ip.to_string(), "{ip:?}");
         }
     }
 
