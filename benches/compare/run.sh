@@ -98,6 +98,8 @@ log() { printf '[compare] %s\n' "$*" >&2; }
 die() { printf '[compare] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- prerequisites
+# shellcheck source=benches/lib/prereq.sh
+. "$repo/benches/lib/prereq.sh"
 geoip2_so=/usr/lib/nginx/modules/ngx_http_geoip2_module.so
 missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
@@ -105,29 +107,15 @@ command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 [[ -n $rate ]] || command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 ((tls == 0)) || command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-if ((${#missing[@]})); then
-  log "installing from Debian: ${missing[*]}"
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-for tool in curl taskset python3 ss; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
-done
+debian_install ${missing[@]+"${missing[@]}"}
+require_tools curl taskset python3 ss
 if ! python3 -c 'import maxminddb' >/dev/null 2>&1; then
   log "installing the maxminddb reader from PyPI"
   python3 -m pip install -q maxminddb || die "pip install maxminddb failed"
 fi
 
-geogate_bin=${GEOGATE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/geogate}
-if ((with_geogate)); then
-  if [[ -n ${GEOGATE_BIN:-} ]]; then
-    [[ -x $geogate_bin ]] || die "GEOGATE_BIN=$geogate_bin is not an executable file"
-  elif [[ ! -x $geogate_bin ]]; then
-    log "no release binary; cargo build --release"
-    (cd "$repo" && cargo build --release)
-  fi
-fi
+geogate_bin=""
+((with_geogate == 0)) || geogate_binary
 
 # --rate: oha (benches/lib/oha.sh: the cache, else PATH, else installed from crates.io once)
 oha_bin=""

@@ -2,7 +2,7 @@
 """Split `perf script -F ip,sym,dso` call chains (cpu-clock samples of one process) by where the
 CPU went, for benches/profile/kernel_split.sh.
 
-usage: kernel_split.py --rate R --seconds S --hz F NAME=FILE[,FILE...] [NAME=FILE...]
+usage: kernel_split.py --rate R --seconds S --hz F [--achieved NAME=R ...] NAME=FILE[,FILE...] ...
 
 Each sample is one block of lines, leaf first, blocks separated by a blank line. A sample is:
 
@@ -21,8 +21,9 @@ Each sample is one block of lines, leaf first, blocks separated by a blank line.
   page faults               a fault taken in user space
   other kernel              anything else in the kernel
 
-Samples become microseconds per request as samples / F (the cpu-clock period) / (R * S): the asked
-rate times the sampled seconds. The last line adds up what batching the calls through io_uring
+Samples become microseconds per request as samples / F (the cpu-clock period) / (R * S): the rate
+times the sampled seconds, where R is the rate the target achieved (--achieved, the load
+generator's figure over the same rounds) or else the asked --rate. The last line adds up what batching the calls through io_uring
 could remove at most: the entry and exit path and epoll_wait as a whole (io_uring's own wait
 would still sleep and wake, so this bound is generous).
 """
@@ -111,8 +112,17 @@ def main():
     ap.add_argument("--rate", type=float, required=True)
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--hz", type=float, required=True)
+    ap.add_argument("--achieved", action="append", default=[], metavar="NAME=R",
+                    help="the rate NAME actually served (default: --rate)")
     ap.add_argument("targets", nargs="+", metavar="NAME=FILE[,FILE...]")
     a = ap.parse_args()
+    achieved = {}
+    for spec in a.achieved:
+        name, _, rate = spec.partition("=")
+        try:
+            achieved[name] = float(rate)
+        except ValueError:
+            ap.error(f"--achieved wants NAME=R, got {spec!r}")
 
     counts = {}
     for spec in a.targets:
@@ -128,7 +138,8 @@ def main():
         counts[name] = c
 
     names = list(counts)
-    per_req = 1e6 / a.hz / (a.rate * a.seconds)  # µs of CPU per request for one sample
+    # µs of CPU per request that one sample stands for, per target
+    per_req = {n: 1e6 / a.hz / (achieved.get(n, a.rate) * a.seconds) for n in names}
     fixed = ["user", "syscall entry and exit", "scheduling at return"]
     tail = ["interrupts, softirqs", "page faults", "other kernel"]
     call = lambda k: k[0] if isinstance(k, tuple) else k  # noqa: E731
@@ -141,7 +152,7 @@ def main():
     parts = ("sending", "receiving for the reader", "waking the reader")
 
     def row(label, values):
-        cells = "".join(f"{v * per_req:>12.2f} ({100 * v / sum(counts[n].values()):4.1f}%)"
+        cells = "".join(f"{v * per_req[n]:>12.2f} ({100 * v / sum(counts[n].values()):4.1f}%)"
                         for n, v in zip(names, values))
         print(f"{label:<32}{cells}")
 
@@ -162,7 +173,8 @@ def main():
     row("io_uring could remove, max",
         [by_call[n]["syscall entry and exit"] + by_call[n]["epoll_wait"] + by_call[n]["epoll_pwait"] for n in names])
     print(f"samples: {', '.join(f'{n} {sum(counts[n].values())}' for n in names)}; "
-          f"1 sample = 1/{a.hz:g} s of CPU; requests = {a.rate:g}/s x {a.seconds:g} s sampled")
+          f"1 sample = 1/{a.hz:g} s of CPU; requests = "
+          f"{', '.join(f'{n} {achieved.get(n, a.rate):g}' for n in names)} req/s x {a.seconds:g} s sampled")
 
 
 if __name__ == "__main__":

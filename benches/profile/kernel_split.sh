@@ -19,7 +19,8 @@
 #                    benches/compare/geogate.toml; e.g. benches/profile/geogate-like-nginx.toml)
 #   --keep           keep the scratch directory (perf data, perf script output, oha JSON, logs)
 #
-# env: GEOGATE_BIN  the geogate binary (default target/release/geogate, built when missing)
+# env: GEOGATE_BIN  the geogate binary (default target/release/geogate, built when missing;
+#                   benches/lib/prereq.sh)
 #      GEOGATE_BENCH_CACHE  where oha is installed (benches/lib/oha.sh)
 #
 # Runs the origin (benches/compare/upstream.nginx.conf, 127.0.0.1:18080), nginx + geoip2
@@ -62,35 +63,21 @@ log() { printf '[kernel_split] %s\n' "$*" >&2; }
 die() { printf '[kernel_split] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- prerequisites
+# shellcheck source=benches/lib/prereq.sh
+. "$repo/benches/lib/prereq.sh"
 geoip2_so=/usr/lib/nginx/modules/ngx_http_geoip2_module.so
 missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 [[ -f $geoip2_so ]] || missing+=(libnginx-mod-http-geoip2)
 command -v perf >/dev/null 2>&1 || missing+=(linux-perf)
-if ((${#missing[@]})); then
-  log "installing from Debian: ${missing[*]}"
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-for tool in curl python3 ss perf; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
-done
+debian_install ${missing[@]+"${missing[@]}"}
+require_tools curl python3 ss perf
 # shellcheck source=benches/lib/oha.sh
 . "$repo/benches/lib/oha.sh"
 oha_ensure
 
-if [[ -n ${GEOGATE_BIN:-} ]]; then
-  bin=$GEOGATE_BIN
-  [[ -x $bin ]] || die "GEOGATE_BIN=$bin is not an executable"
-else
-  bin=$repo/target/release/geogate
-  if [[ ! -x $bin ]]; then
-    log "no $bin; cargo build --release"
-    (cd "$repo" && cargo build --release)
-  fi
-fi
-bin=$(realpath "$bin")
+geogate_binary
+bin=$(realpath "$geogate_bin")
 
 for port in 18080 18081 18083 9901; do
   if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is already in use"; fi
@@ -149,17 +136,22 @@ for ((r = 1; r <= rounds; r++)); do
     perf script -F ip,sym,dso -i "$work/perf-r$r-$t.data" >"$work/script-r$r-$t.txt" 2>/dev/null ||
       die "perf script failed on $t"
     got=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["summary"]["requestsPerSec"] or 0))' "$work/oha-r$r-$t.json")
-    log "round $r $t: $got req/s (asked $rate), $(grep -c '^$' "$work/script-r$r-$t.txt") samples"
+    log "round $r $t: $got req/s (asked $rate)"
   done
 done
 
 # ---------------------------------------------------------------- report
-args=()
+args=() targets=()
 for t in geogate nginx; do
   files=("$work"/script-r*-"$t".txt)
-  args+=("$t=$(IFS=,; echo "${files[*]}")")
+  targets+=("$t=$(IFS=,; echo "${files[*]}")")
+  # what oha got through, averaged over the rounds: the requests the samples are divided by
+  served=$(python3 -c 'import json, sys
+print(round(sum(json.load(open(f))["summary"]["requestsPerSec"] or 0 for f in sys.argv[1:]) / (len(sys.argv) - 1)))' "$work"/oha-r*-"$t".json)
+  args+=(--achieved "$t=$served")
+  ((served * 100 >= rate * 98)) || log "warning: $t served $served req/s of the $rate asked: it (or oha) fell behind"
 done
 echo
 echo "CPU by where it was spent, at $rate req/s (oha -c$conns), $rounds round(s) x ${sample}s sampled per proxy, $(nproc) CPUs, $(uname -r)"
 echo "geogate: ${config#"$repo"/}"
-python3 "$here/kernel_split.py" --rate "$rate" --seconds $((sample * rounds)) --hz 4999 "${args[@]}"
+python3 "$here/kernel_split.py" --rate "$rate" --seconds $((sample * rounds)) --hz 4999 "${args[@]}" "${targets[@]}"

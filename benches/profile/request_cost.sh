@@ -65,30 +65,16 @@ log() { printf '[request_cost] %s\n' "$*" >&2; }
 die() { printf '[request_cost] error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- prerequisites
+# shellcheck source=benches/lib/prereq.sh
+. "$repo/benches/lib/prereq.sh"
 missing=()
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
-if ((${#missing[@]})); then
-  log "installing from Debian: ${missing[*]}"
-  command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install ${missing[*]} by hand"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-for tool in callgrind_control callgrind_annotate curl python3 ss; do
-  command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
-done
+debian_install ${missing[@]+"${missing[@]}"}
+require_tools callgrind_control callgrind_annotate curl python3 ss
 
-if [[ -n ${GEOGATE_BIN:-} ]]; then
-  bin=$GEOGATE_BIN
-  [[ -x $bin ]] || die "GEOGATE_BIN=$bin is not an executable"
-else
-  bin=$repo/target/release/geogate
-  if [[ ! -x $bin ]]; then
-    log "no $bin; cargo build --release"
-    (cd "$repo" && cargo build --release)
-  fi
-fi
-bin=$(realpath "$bin")
+geogate_binary
+bin=$(realpath "$geogate_bin")
 nm "$bin" 2>/dev/null | grep ' _rjem_malloc$' >/dev/null ||
   die "$bin has no symbol table (stripped?) or no jemalloc: function names and allocator counts need both"
 if ! readelf -S "$bin" 2>/dev/null | grep '\.debug_line' >/dev/null; then
