@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::{ClientHeaders, ClientIpSource, CLIENT_ADDRESS_HEADERS};
@@ -199,46 +200,48 @@ pub fn rewrite_client_address(
         _ => None,
     };
     let hops = addr.chain.iter().copied().chain(std::iter::once(addr.peer.to_canonical()));
-    let xff = (!passed("x-forwarded-for"))
-        .then(|| {
-            let mut xff = ValueBuf::new();
-            for (i, ip) in hops.clone().enumerate() {
-                if i > 0 {
-                    xff.push(b", ");
-                }
-                xff.push_ip(ip);
+    // The values are written one after another into one buffer, copied once into shared
+    // bytes, and each header value is a slice of those: one allocation for all of them.
+    let mut text = ValueBuf::new();
+    let xff = (!passed("x-forwarded-for")).then(|| {
+        let start = text.len();
+        for (i, ip) in hops.clone().enumerate() {
+            if i > 0 {
+                text.push(b", ");
             }
-            xff.value()
-        })
-        .flatten();
-    let fwd = (!passed("forwarded"))
-        .then(|| {
-            let mut fwd = ValueBuf::new();
-            for (i, ip) in hops.enumerate() {
-                if i > 0 {
-                    fwd.push(b", ");
-                }
-                fwd.push(b"for=");
-                match ip {
-                    IpAddr::V4(_) => fwd.push_ip(ip),
-                    IpAddr::V6(_) => {
-                        fwd.push(b"\"[");
-                        fwd.push_ip(ip);
-                        fwd.push(b"]\"");
-                    }
-                }
-            }
-            fwd.push(b";host=\"");
-            fwd.push(host.as_bytes());
-            fwd.push(if cfg.https { b"\";proto=https" } else { b"\";proto=http" });
-            fwd.value()
-        })
-        .flatten();
-    let client = addr.client.and_then(|ip| {
-        let mut text = ValueBuf::new();
-        text.push_ip(ip);
-        text.value()
+            text.push_ip(ip);
+        }
+        start..text.len()
     });
+    let fwd = (!passed("forwarded")).then(|| {
+        let start = text.len();
+        for (i, ip) in hops.enumerate() {
+            if i > 0 {
+                text.push(b", ");
+            }
+            text.push(b"for=");
+            match ip {
+                IpAddr::V4(_) => text.push_ip(ip),
+                IpAddr::V6(_) => {
+                    text.push(b"\"[");
+                    text.push_ip(ip);
+                    text.push(b"]\"");
+                }
+            }
+        }
+        text.push(b";host=\"");
+        text.push(host.as_bytes());
+        text.push(if cfg.https { b"\";proto=https" } else { b"\";proto=http" });
+        start..text.len()
+    });
+    let client = addr.client.map(|ip| {
+        let start = text.len();
+        text.push_ip(ip);
+        start..text.len()
+    });
+    let shared = Bytes::copy_from_slice(text.as_bytes());
+    let value = |at: std::ops::Range<usize>| HeaderValue::from_maybe_shared(shared.slice(at)).ok();
+    let (xff, fwd, client) = (xff.and_then(value), fwd.and_then(value), client.and_then(value));
     let written = |k: &HeaderName| {
         (xff.is_some() && *k == X_FORWARDED_FOR)
             || (fwd.is_some() && *k == header::FORWARDED)
@@ -282,9 +285,10 @@ pub fn rewrite_client_address(
     headers.insert(X_FORWARDED_HOST, host.clone());
 }
 
-/// Bytes of a header value built on the stack; a value longer than the stack part moves to
-/// the heap. [`ValueBuf::value`] then makes a `HeaderValue` with one allocation of exactly
-/// its length, where a `String` turned into one costs two.
+/// Bytes of header values built on the stack; what outgrows the stack part moves to the
+/// heap. [`rewrite_client_address`] copies them once into shared bytes and slices a
+/// `HeaderValue` off for each header, where a `String` per value would cost two allocations
+/// each.
 struct ValueBuf {
     stack: [u8; 256],
     len: usize,
@@ -390,8 +394,8 @@ impl ValueBuf {
         }
     }
 
-    fn value(&self) -> Option<HeaderValue> {
-        HeaderValue::from_bytes(self.as_bytes()).ok()
+    fn len(&self) -> usize {
+        self.as_bytes().len()
     }
 }
 
@@ -465,9 +469,20 @@ mod tests {
     #[test]
     fn ipv6_edge_cases_are_written_as_display_writes_them() {
         for ip in [
-            "::", "::1", "1::", "::ffff:1.2.3.4", "::ffff:0.0.0.0", "::1.2.3.4", "64:ff9b::1.2.3.4",
-            "1:0:0:2:0:0:0:3", "1:0:0:2:0:0:3:4", "0:1:0:1:0:1:0:1", "1:2:3:4:5:6:7:8",
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe80::1:0:0:0", "2001:db8:0:0:1:0:0:1",
+            "::",
+            "::1",
+            "1::",
+            "::ffff:1.2.3.4",
+            "::ffff:0.0.0.0",
+            "::1.2.3.4",
+            "64:ff9b::1.2.3.4",
+            "1:0:0:2:0:0:0:3",
+            "1:0:0:2:0:0:3:4",
+            "0:1:0:1:0:1:0:1",
+            "1:2:3:4:5:6:7:8",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "fe80::1:0:0:0",
+            "2001:db8:0:0:1:0:0:1",
         ] {
             let ip: std::net::Ipv6Addr = ip.parse().unwrap();
             let mut out = ValueBuf::new();
@@ -488,7 +503,7 @@ mod tests {
         }
         assert!(expected.len() > 256);
         assert_eq!(out.as_bytes(), expected.as_bytes());
-        assert_eq!(out.value().unwrap(), expected.as_str());
+        assert_eq!(HeaderValue::from_bytes(out.as_bytes()).unwrap(), expected.as_str());
     }
 
     #[test]
