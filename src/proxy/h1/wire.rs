@@ -5,7 +5,7 @@
 //!
 //! Everything here works on byte slices and a caller's reused output buffer; the only
 //! allocations are the ones an `http::Request` needs (its header map, and names outside
-//! the standard set), as in hyper.
+//! the standard set but for the few in [`COMMON_NAMES`]), as in hyper.
 
 use std::mem::MaybeUninit;
 
@@ -199,13 +199,35 @@ pub fn probe(buf: &[u8], max_headers: usize, layout: &mut Layout) -> Probe {
 
 /// The request of a complete head (`head` holds exactly the bytes `probe` saw); `None` if
 /// `http` refuses its method, target or a header name, for hyper to answer.
+/// Names outside `http`'s standard set that nearly every request through a load balancer
+/// carries. `HeaderName::from_bytes` copies such a name into a new allocation on every
+/// request; a constant costs nothing to clone.
+static COMMON_NAMES: [HeaderName; 5] = [
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-request-id"),
+];
+
+/// A request header name as `HeaderName::from_bytes` makes it (lower case), without its
+/// allocation for the [`COMMON_NAMES`].
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    for known in &COMMON_NAMES {
+        if raw.len() == known.as_str().len() && raw.eq_ignore_ascii_case(known.as_str().as_bytes()) {
+            return Some(known.clone());
+        }
+    }
+    HeaderName::from_bytes(raw).ok()
+}
+
 pub fn build(head: &Bytes, layout: &Layout) -> Option<Head> {
     let method = Method::from_bytes(slice(head, layout.method)).ok()?;
     let uri = Uri::from_maybe_shared(head.slice(layout.target.start as usize..layout.target.end as usize)).ok()?;
     // Room for the forwarding and tag headers geogate adds, so the map does not grow.
     let mut headers = HeaderMap::with_capacity(layout.count + 6);
     for &(name, value) in &layout.headers[..layout.count] {
-        let name = HeaderName::from_bytes(slice(head, name)).ok()?;
+        let name = header_name(slice(head, name))?;
         // Repeated identical lengths (the only repeats `probe` lets through) are one length
         // (RFC 9110 §8.6), forwarded once.
         if name == http::header::CONTENT_LENGTH && headers.contains_key(&name) {
@@ -504,6 +526,28 @@ mod tests {
         let mut out = Vec::new();
         write_request(&mut out, &req, 3);
         assert!(out.ends_with(b"x-forwarded-for: 192.0.2.1\r\ncontent-length: 3\r\n\r\n"));
+    }
+
+    #[test]
+    fn common_names_are_the_names_from_bytes_makes() {
+        for raw in [
+            "X-Forwarded-For",
+            "x-forwarded-for",
+            "X-FORWARDED-PROTO",
+            "x-Forwarded-Host",
+            "X-Real-IP",
+            "X-Request-Id",
+            "X_Forwarded_For",
+            "X-Forwarded-Fo",
+            "X-Forwarded-Forx",
+            "Host",
+            "x-geo-country",
+        ] {
+            let made = header_name(raw.as_bytes()).unwrap();
+            assert_eq!(made, HeaderName::from_bytes(raw.as_bytes()).unwrap(), "{raw}");
+            assert_eq!(made.as_str(), raw.to_ascii_lowercase(), "{raw}");
+        }
+        assert!(header_name(b"bad name").is_none());
     }
 
     #[test]
