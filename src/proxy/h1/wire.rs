@@ -197,8 +197,6 @@ pub fn probe(buf: &[u8], max_headers: usize, layout: &mut Layout) -> Probe {
     Probe::Complete
 }
 
-/// The request of a complete head (`head` holds exactly the bytes `probe` saw); `None` if
-/// `http` refuses its method, target or a header name, for hyper to answer.
 /// Names outside `http`'s standard set that nearly every request through a load balancer
 /// carries. `HeaderName::from_bytes` copies such a name into a new allocation on every
 /// request; a constant costs nothing to clone.
@@ -221,6 +219,8 @@ fn header_name(raw: &[u8]) -> Option<HeaderName> {
     HeaderName::from_bytes(raw).ok()
 }
 
+/// The request of a complete head (`head` holds exactly the bytes `probe` saw); `None` if
+/// `http` refuses its method, target or a header name, for hyper to answer.
 pub fn build(head: &Bytes, layout: &Layout) -> Option<Head> {
     let method = Method::from_bytes(slice(head, layout.method)).ok()?;
     let uri = Uri::from_maybe_shared(head.slice(layout.target.start as usize..layout.target.end as usize)).ok()?;
