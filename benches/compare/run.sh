@@ -416,16 +416,16 @@ if [[ -n $rate ]]; then
     printf '%-10s %10s %8s %8s %10s %18s %7s %10s\n' "$t" "${med_rps[$t]}" "${med_p50[$t]}" "${med_p99[$t]}" "${med_p999[$t]}" "$non2xx/$total" "$errs" "${rss[$t]:--}"
     ((${med_rps[$t]} * 100 >= rate * 98)) || slow+=("$t")
   done
+  ratio_line() { # percentile name candidate nginx haproxy
+    awk -v q="$1" -v name="$2" -v c="$3" -v n="$4" -v h="$5" 'BEGIN {
+      best = n < h ? n : h
+      printf "%-5s ratio  %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f   (lower is better)\n", q, name, c / n, name, c / h, name, c / best
+    }'
+  }
   for c in "${compared[@]}"; do
-    ratio_line() { # percentile candidate nginx haproxy
-      awk -v q="$1" -v name="$c" -v c="$2" -v n="$3" -v h="$4" 'BEGIN {
-        best = n < h ? n : h
-        printf "%-5s ratio  %s/nginx %.2f   %s/haproxy %.2f   %s/best %.2f   (lower is better)\n", q, name, c / n, name, c / h, name, c / best
-      }'
-    }
-    ratio_line p50 "${med_p50[$c]}" "${med_p50[nginx]}" "${med_p50[haproxy]}"
-    ratio_line p99 "${med_p99[$c]}" "${med_p99[nginx]}" "${med_p99[haproxy]}"
-    ratio_line p99.9 "${med_p999[$c]}" "${med_p999[nginx]}" "${med_p999[haproxy]}"
+    ratio_line p50 "$c" "${med_p50[$c]}" "${med_p50[nginx]}" "${med_p50[haproxy]}"
+    ratio_line p99 "$c" "${med_p99[$c]}" "${med_p99[nginx]}" "${med_p99[haproxy]}"
+    ratio_line p99.9 "$c" "${med_p999[$c]}" "${med_p999[nginx]}" "${med_p999[haproxy]}"
     # Round by round: the targets of one round ran back to back, so they met much the same
     # host. Counting wins per round and the geometric mean of the per-round ratios shows how
     # much of a median ratio is one lucky or unlucky round. Three targets with the same tail

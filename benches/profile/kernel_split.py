@@ -77,6 +77,12 @@ def syscall_name(handler):
 
 
 def classify(frames):
+    """(row, part): part names a write's share ("sending", ...) and is None for the rest."""
+    row = row_of(frames)
+    return row, (part_of(frames) if row in WRITES else None)
+
+
+def row_of(frames):
     if frames[0][1] != KERNEL_DSO:
         return "user"
     kernel = [s for s, d in frames if d == KERNEL_DSO]
@@ -90,21 +96,23 @@ def classify(frames):
             return "scheduling at return"
         if handler.startswith(IRQ):  # an interrupt taken in the entry code itself
             return "interrupts, softirqs"
-        name = syscall_name(handler)
-        if name in WRITES:
-            # a write on loopback also runs the peer's side: the segment is received and the
-            # peer woken inside this call, on this CPU, before it returns
-            if any(s.startswith(WAKE) for s in kernel):
-                return name, "waking the reader"
-            if any(s.startswith(DELIVER) for s in kernel):
-                return name, "receiving for the reader"
-            return name, "sending"
-        return name
+        return syscall_name(handler)
     if any(s.startswith(FAULT) for s in kernel):
         return "page faults"
     if any(s.startswith(IRQ) for s in kernel):
         return "interrupts, softirqs"
     return "other kernel"
+
+
+def part_of(frames):
+    """The part of a write a sample is in: a write on loopback also runs the reader's side (the
+    segment is received and the reader woken inside the call, on this CPU, before it returns)."""
+    kernel = [s for s, d in frames if d == KERNEL_DSO]
+    if any(s.startswith(WAKE) for s in kernel):
+        return "waking the reader"
+    if any(s.startswith(DELIVER) for s in kernel):
+        return "receiving for the reader"
+    return "sending"
 
 
 def main():
@@ -142,12 +150,11 @@ def main():
     per_req = {n: 1e6 / a.hz / (achieved.get(n, a.rate) * a.seconds) for n in names}
     fixed = ["user", "syscall entry and exit", "scheduling at return"]
     tail = ["interrupts, softirqs", "page faults", "other kernel"]
-    call = lambda k: k[0] if isinstance(k, tuple) else k  # noqa: E731
-    calls = {call(k) for c in counts.values() for k in c} - set(fixed) - set(tail)
-    by_call = {n: Counter() for n in names}
+    by_call = {n: Counter() for n in names}  # rows, the parts of a write added up
     for n in names:
-        for k, v in counts[n].items():
-            by_call[n][call(k)] += v
+        for (row_name, _), v in counts[n].items():
+            by_call[n][row_name] += v
+    calls = {k for b in by_call.values() for k in b} - set(fixed) - set(tail)
     order = sorted(calls, key=lambda k: (-sum(b[k] for b in by_call.values()), k))
     parts = ("sending", "receiving for the reader", "waking the reader")
 
@@ -160,8 +167,6 @@ def main():
     for k in fixed:
         row(k, [by_call[n][k] for n in names])
     for k in order:
-        if not any(by_call[n][k] for n in names):
-            continue
         row(f"  {k}()", [by_call[n][k] for n in names])
         if k in WRITES:
             for part in parts:
@@ -169,7 +174,7 @@ def main():
     for k in tail:
         row(k, [by_call[n][k] for n in names])
     row("all", [sum(counts[n].values()) for n in names])
-    row("kernel", [sum(counts[n].values()) - counts[n]["user"] for n in names])
+    row("kernel", [sum(counts[n].values()) - by_call[n]["user"] for n in names])
     row("io_uring could remove, max",
         [by_call[n]["syscall entry and exit"] + by_call[n]["epoll_wait"] + by_call[n]["epoll_pwait"] for n in names])
     print(f"samples: {', '.join(f'{n} {sum(counts[n].values())}' for n in names)}; "

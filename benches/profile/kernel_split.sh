@@ -37,6 +37,7 @@ repo=$(cd "$here/../.." && pwd)
 compare=$repo/benches/compare
 
 rate=24800 duration=10 sample=6 conns=32 rounds=2 keep=0
+hz=4999 # perf's cpu-clock samples per second of CPU
 config=$compare/geogate.toml
 
 usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
@@ -47,7 +48,7 @@ while (($#)); do
     --sample) sample=$2; shift 2 ;;
     --connections) conns=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    --config) config=$(realpath "$2"); shift 2 ;;
+    --config) config=$(realpath -m "$2"); shift 2 ;;
     --keep) keep=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "kernel_split.sh: unknown argument: $1" >&2; usage ;;
@@ -118,6 +119,7 @@ done
 log "check: both proxies forward 8.8.8.8 with X-Geo-Country: US"
 
 # ---------------------------------------------------------------- load and samples
+declare -A served=() # req/s oha got through, summed over the rounds
 log "load: $rounds round(s) x 2 proxies x ${duration}s, oha -q $rate --latency-correction -c$conns (1 thread); perf samples ${sample}s from 2 s in"
 for ((r = 1; r <= rounds; r++)); do
   order=(geogate nginx); ((r % 2)) || order=(nginx geogate)
@@ -129,13 +131,14 @@ for ((r = 1; r <= rounds; r++)); do
       -H 'X-Forwarded-For: 8.8.8.8' "${url[$t]}/bench" >"$work/oha-r$r-$t.json" 2>"$work/oha-r$r-$t.err" ) &
     pid[oha]=$!
     sleep 2
-    perf record -q -e cpu-clock -F 4999 -g -p "$spid" -o "$work/perf-r$r-$t.data" -- sleep "$sample" \
+    perf record -q -e cpu-clock -F "$hz" -g -p "$spid" -o "$work/perf-r$r-$t.data" -- sleep "$sample" \
       >"$work/perf-r$r-$t.log" 2>&1 || die "perf record failed on $t (see $work/perf-r$r-$t.log)"
     wait "${pid[oha]}" || { cat "$work/oha-r$r-$t.err" >&2; die "oha failed against $t"; }
     unset 'pid[oha]'
     perf script -F ip,sym,dso -i "$work/perf-r$r-$t.data" >"$work/script-r$r-$t.txt" 2>/dev/null ||
       die "perf script failed on $t"
     got=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["summary"]["requestsPerSec"] or 0))' "$work/oha-r$r-$t.json")
+    served[$t]=$((${served[$t]:-0} + got))
     log "round $r $t: $got req/s (asked $rate)"
   done
 done
@@ -146,12 +149,11 @@ for t in geogate nginx; do
   files=("$work"/script-r*-"$t".txt)
   targets+=("$t=$(IFS=,; echo "${files[*]}")")
   # what oha got through, averaged over the rounds: the requests the samples are divided by
-  served=$(python3 -c 'import json, sys
-print(round(sum(json.load(open(f))["summary"]["requestsPerSec"] or 0 for f in sys.argv[1:]) / (len(sys.argv) - 1)))' "$work"/oha-r*-"$t".json)
-  args+=(--achieved "$t=$served")
-  ((served * 100 >= rate * 98)) || log "warning: $t served $served req/s of the $rate asked: it (or oha) fell behind"
+  mean=$((served[$t] / rounds))
+  args+=(--achieved "$t=$mean")
+  ((mean * 100 >= rate * 98)) || log "warning: $t served $mean req/s of the $rate asked: it (or oha) fell behind"
 done
 echo
 echo "CPU by where it was spent, at $rate req/s (oha -c$conns), $rounds round(s) x ${sample}s sampled per proxy, $(nproc) CPUs, $(uname -r)"
 echo "geogate: ${config#"$repo"/}"
-python3 "$here/kernel_split.py" --rate "$rate" --seconds $((sample * rounds)) --hz 4999 "${args[@]}" "${targets[@]}"
+python3 "$here/kernel_split.py" --rate "$rate" --seconds $((sample * rounds)) --hz "$hz" "${args[@]}" "${targets[@]}"

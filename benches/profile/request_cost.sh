@@ -50,7 +50,7 @@ while (($#)); do
     --depth) depth=$2; shift 2 ;;
     --width) width=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    --config) config=$(realpath "$2"); shift 2 ;;
+    --config) config=$(realpath -m "$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "request_cost.sh: unknown argument: $1" >&2; usage ;;
   esac
